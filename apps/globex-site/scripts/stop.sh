@@ -1,0 +1,3 @@
+#!/bin/bash
+set -euo pipefail
+systemctl stop globex-site.service 2>/dev/null || true

@@ -1,0 +1,144 @@
+//! TOML file → raw struct, with every unknown key and the first type error reported by position,
+//! and a `Locator` so later checks can point at the key they complain about.
+
+use std::ops::Range;
+
+use serde::de::DeserializeOwned;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+use crate::diag::{Diagnostic, Severity};
+use crate::source::{join_index, join_key, Locator, SourceFile};
+
+/// A parsed file: the raw struct (absent when the file could not be read as that struct), where
+/// its keys are, and the problems found.
+pub struct Loaded<T> {
+    pub raw: Option<T>,
+    pub locator: Locator,
+}
+
+pub fn load_toml<T: DeserializeOwned>(
+    source: &SourceFile,
+    known_keys: &dyn Fn(&str) -> Vec<&'static str>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Loaded<T> {
+    let mut locator = Locator::default();
+    let (table, errors) = DeTable::parse_recoverable(&source.text);
+    if !errors.is_empty() {
+        for error in errors {
+            diagnostics.push(
+                Diagnostic::at(
+                    Severity::Error,
+                    source,
+                    error.span(),
+                    format!("TOML syntax: {}", first_line(error.message())),
+                )
+                .with_help("fix the TOML syntax; see https://toml.io/en/v1.0.0"),
+            );
+        }
+        return Loaded { raw: None, locator };
+    }
+    index_table(&mut locator, "", table.get_ref());
+
+    let mut unknown = Vec::new();
+    let deserializer = toml::de::Deserializer::from(table);
+    let result: Result<T, _> = serde_ignored::deserialize(deserializer, |path| {
+        unknown.push(ignored_path(&path));
+    });
+    for path in unknown {
+        let (parent, key) = match path.rfind('.') {
+            Some(cut) => (&path[..cut], &path[cut + 1..]),
+            None => ("", path.as_str()),
+        };
+        let allowed = known_keys(strip_indices(parent).as_str());
+        let mut d = Diagnostic::at(Severity::Error, source, locator.key(&path), format!("unknown key `{key}`"))
+            .with_key(path.clone());
+        let suggestion = allowed
+            .iter()
+            .map(|candidate| (strsim::jaro_winkler(key, candidate), candidate))
+            .filter(|(score, _)| *score > 0.8)
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        d = match (suggestion, allowed.is_empty()) {
+            (Some((_, candidate)), _) => d.with_help(format!("did you mean `{candidate}`?")),
+            (None, false) => d.with_help(format!("allowed here: {}", allowed.join(", "))),
+            (None, true) => d.with_help("remove it"),
+        };
+        diagnostics.push(d);
+    }
+    match result {
+        Ok(raw) => Loaded { raw: Some(raw), locator },
+        Err(error) => {
+            diagnostics.push(Diagnostic::at(
+                Severity::Error,
+                source,
+                error.span(),
+                first_line(error.message()).to_string(),
+            ));
+            Loaded { raw: None, locator }
+        }
+    }
+}
+
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message).trim()
+}
+
+/// serde_ignored prints array elements as `?.key` with a numeric segment; we spell them `[i]`.
+fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => join_index(&ignored_path(parent), *index),
+        Path::Map { parent, key } => join_key(&ignored_path(parent), key),
+        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+            ignored_path(parent)
+        }
+    }
+}
+
+/// `deploy.hooks.ApplicationStop[0]` → `deploy.hooks.*[]`: the shape used to look up allowed keys.
+fn strip_indices(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push_str("[]");
+            }
+            ']' => in_index = false,
+            _ if !in_index => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn index_table(locator: &mut Locator, parent: &str, table: &DeTable<'_>) {
+    for (key, value) in table.iter() {
+        let path = join_key(parent, key.get_ref());
+        index_value(locator, &path, Some(key.span()), value);
+    }
+}
+
+fn index_value(locator: &mut Locator, path: &str, key: Option<Range<usize>>, value: &Spanned<DeValue<'_>>) {
+    locator.insert(path.to_string(), key, value.span());
+    match value.get_ref() {
+        DeValue::Table(table) => index_table(locator, path, table),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                index_value(locator, &join_index(path, i), None, item);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Finds a key in a TOML file by parsing it again; for the rare fleet-wide error that needs a
+/// position after the per-file pass is over.
+pub fn locate(source: &SourceFile, path: &str) -> Option<Range<usize>> {
+    let table = DeTable::parse(&source.text).ok()?;
+    let mut locator = Locator::default();
+    index_table(&mut locator, "", table.get_ref());
+    locator.value(path)
+}

@@ -1,0 +1,7 @@
+//! Customer configuration: TOML files → raw structs → validated model.
+
+pub mod load;
+pub mod model;
+pub mod raw;
+pub mod schema;
+pub mod validate;

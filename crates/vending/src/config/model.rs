@@ -1,0 +1,268 @@
+//! The validated model. Everything here has passed `validate`: names are legal for AWS, ranges
+//! hold, production rules are met. Renderers and AWS code take only these types.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::names::ResourceNames;
+
+pub type Tags = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fleet {
+    pub platform: Platform,
+    pub customers: Vec<Customer>,
+}
+
+impl Fleet {
+    pub fn environment(&self, customer: &str, env: &str) -> Option<(&Customer, &Environment)> {
+        let customer = self.customers.iter().find(|c| c.name == customer)?;
+        let env = customer.environments.iter().find(|e| e.name == env)?;
+        Some((customer, env))
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Platform {
+    pub prefix: String,
+    pub region: String,
+    pub vpc: VpcRef,
+    pub subnets: SubnetsRef,
+    pub instance_security_groups: Option<SecurityGroupsRef>,
+    pub shared_alb: SharedAlb,
+    pub state_bucket: String,
+    pub ami: PlatformAmi,
+    pub codedeploy_service_role: RoleRef,
+    pub instance_profile: String,
+    pub tags: Tags,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedAlb {
+    pub name: String,
+    pub listener: ListenerRef,
+    pub certificate: Option<CertificateRef>,
+    pub security_groups: Option<SecurityGroupsRef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlatformAmi {
+    pub base: AmiRef,
+    /// Exact name of the base AMI on the local emulator, whose bundled AMIs all share one
+    /// creation date (so "most recent" cannot choose).
+    pub local_base_name: String,
+    pub ssh_username: String,
+    pub builder_instance_type: String,
+    pub volume_size_gb: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VpcRef {
+    Id(String),
+    Default,
+    Tags(Tags),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubnetsRef {
+    Ids(Vec<String>),
+    DefaultForAz,
+    Tags(Tags),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityGroupsRef {
+    Ids(Vec<String>),
+    Names(Vec<String>),
+    Tags(Tags),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertificateRef {
+    Arn(String),
+    Domain(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AmiRef {
+    Id(String),
+    Filter { name: String, owners: Vec<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleRef {
+    Arn(String),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListenerRef {
+    Arn(String),
+    Lookup { load_balancer: String, port: u16 },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Customer {
+    pub name: String,
+    pub display_name: String,
+    pub domain: Option<String>,
+    pub certificate: Option<CertificateRef>,
+    pub approval_emails: Vec<String>,
+    pub software: Software,
+    pub deploy: Deploy,
+    /// Shell commands that provision the AMI (Packer's shell provisioner).
+    pub provision: Vec<String>,
+    pub environments: Vec<Environment>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Software {
+    /// https, ssh (`git@host:path`), `file://` or a path relative to the project root.
+    pub repository: String,
+    pub git_ref: String,
+}
+
+/// The buildspec's content: CodeBuild 0.2.
+#[derive(Debug, Clone, Serialize)]
+pub struct Build {
+    pub shell: Option<String>,
+    pub runtime_versions: BTreeMap<String, String>,
+    pub variables: BTreeMap<String, String>,
+    pub parameter_store: BTreeMap<String, String>,
+    pub secrets_manager: BTreeMap<String, String>,
+    pub phases: Vec<Phase>,
+    pub artifacts: Artifacts,
+    pub cache_paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    /// `install`, `pre_build`, `build` or `post_build`, in that order.
+    pub name: &'static str,
+    pub commands: Vec<String>,
+    pub finally: Vec<String>,
+    pub on_failure: Option<String>,
+    pub run_as: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifacts {
+    pub files: Vec<String>,
+    pub base_directory: Option<String>,
+    pub discard_paths: bool,
+    pub exclude_paths: Vec<String>,
+    pub name: Option<String>,
+}
+
+/// The appspec's content: CodeDeploy EC2/on-premises, `version: 0.0`, Linux.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deploy {
+    pub source: String,
+    pub destination: String,
+    pub file_exists_behavior: Option<String>,
+    pub permissions: Vec<Permission>,
+    /// Lifecycle events in the order the agent runs them.
+    pub hooks: Vec<(String, Vec<Hook>)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Permission {
+    pub object: String,
+    pub pattern: Option<String>,
+    pub except: Vec<String>,
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Octal digits as the agent takes them, e.g. `755`.
+    pub mode: Option<String>,
+    pub kinds: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Hook {
+    pub location: String,
+    pub timeout: u32,
+    pub runas: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Environment {
+    pub name: String,
+    pub production: bool,
+    pub instance_type: String,
+    pub capacity: Capacity,
+    pub scaling: Scaling,
+    pub health_check: HealthCheck,
+    pub hosts: Vec<String>,
+    pub routing: Routing,
+    pub database: Option<Database>,
+    pub deployment: Deployment,
+    /// Platform, customer and environment tags merged, plus Customer/Environment/ManagedBy.
+    pub tags: Tags,
+    pub build: Build,
+    pub names: ResourceNames,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Routing {
+    /// A host-header rule on the platform's shared ALB.
+    SharedAlb,
+    /// Production with a custom domain: an ALB of its own (80 → 443, 443 with the certificate).
+    DedicatedAlb,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Capacity {
+    pub min: u32,
+    pub max: u32,
+    pub desired: u32,
+    pub health_check_grace_period: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Scaling {
+    pub cpu_target: Option<f64>,
+    pub requests_per_target: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthCheck {
+    pub path: String,
+    /// `traffic-port` or a port number.
+    pub port: String,
+    pub protocol: String,
+    pub interval: u32,
+    pub timeout: u32,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub matcher: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Database {
+    pub engine: String,
+    pub version: String,
+    pub instance_class: String,
+    pub master_username: String,
+    pub database_name: Option<String>,
+    pub security_groups: Option<SecurityGroupsRef>,
+    pub backup_retention_days: u32,
+    pub backup_window: Option<String>,
+    pub storage_gb: u32,
+    pub multi_az: bool,
+    pub deletion_protection: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub config: String,
+    pub auto_rollback: bool,
+}

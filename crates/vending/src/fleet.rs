@@ -1,0 +1,103 @@
+//! Checks across customers: what no single file can show.
+
+use std::collections::BTreeMap;
+
+use crate::config::load::locate;
+use crate::config::model::{Fleet, Routing};
+use crate::config::validate::{CustomerSources, FleetSources};
+use crate::diag::{Diagnostic, Severity};
+
+/// The default quota of rules per ALB, excluding default rules (adjustable with AWS Support).
+const RULES_PER_ALB: usize = 100;
+
+pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnostic>) {
+    let env_source = |customer: &str, env: &str| {
+        sources
+            .customers
+            .iter()
+            .find(|c: &&CustomerSources| c.name == customer)
+            .and_then(|c| c.environments.iter().find(|(name, _)| name == env))
+            .map(|(_, source)| source)
+    };
+    let report = |out: &mut Vec<Diagnostic>, customer: &str, env: &str, path: &str, message: String, help: String| {
+        let Some(source) = env_source(customer, env) else { return };
+        let span = locate(source, path);
+        out.push(Diagnostic::at(Severity::Error, source, span, message).with_key(path).with_help(help));
+    };
+
+    // Host names: each may be claimed by one environment only (case-insensitive, as ALB matches).
+    let mut hosts: BTreeMap<String, (&str, &str)> = BTreeMap::new();
+    for customer in &fleet.customers {
+        for env in &customer.environments {
+            for (i, host) in env.hosts.iter().enumerate() {
+                let key = host.to_ascii_lowercase();
+                if let Some((other_customer, other_env)) = hosts.get(&key) {
+                    report(
+                        out,
+                        &customer.name,
+                        &env.name,
+                        &format!("hosts[{i}]"),
+                        format!("host `{host}` is already claimed by {other_customer}/{other_env}"),
+                        "a host name routes to one environment; remove it from one of them".into(),
+                    );
+                } else {
+                    hosts.insert(key, (&customer.name, &env.name));
+                }
+            }
+        }
+    }
+
+    // Resource names: two customers must never derive the same name (e.g. `a-b`/`c` and `a`/`b-c`).
+    let mut names: BTreeMap<(&str, &str), (&str, &str)> = BTreeMap::new();
+    for customer in &fleet.customers {
+        for env in &customer.environments {
+            let n = &env.names;
+            let mut own = vec![
+                ("S3 bucket", n.bucket.as_str()),
+                ("target group", n.target_group.as_str()),
+                ("launch template", n.launch_template.as_str()),
+                ("Auto Scaling group", n.auto_scaling_group.as_str()),
+                ("CodeDeploy deployment group", n.deployment_group.as_str()),
+            ];
+            if env.routing == Routing::DedicatedAlb {
+                own.push(("load balancer", n.load_balancer.as_str()));
+            }
+            if env.database.is_some() {
+                own.push(("RDS DB identifier", n.database.as_str()));
+            }
+            for (kind, name) in own {
+                if let Some((other_customer, other_env)) = names.get(&(kind, name)) {
+                    report(
+                        out,
+                        &customer.name,
+                        &env.name,
+                        "",
+                        format!("{kind} name `{name}` is also the name of {other_customer}/{other_env}'s"),
+                        "rename the customer directory or the environment file so the names differ".into(),
+                    );
+                } else {
+                    names.insert((kind, name), (&customer.name, &env.name));
+                }
+            }
+        }
+    }
+
+    let shared_rules =
+        fleet.customers.iter().flat_map(|c| &c.environments).filter(|e| e.routing == Routing::SharedAlb).count();
+    if shared_rules > RULES_PER_ALB {
+        let mut d = Diagnostic::file(
+            Severity::Warning,
+            "customers/platform.toml",
+            format!(
+                "{shared_rules} environments share the ALB `{}`; the default quota is {RULES_PER_ALB} rules per ALB",
+                fleet.platform.shared_alb.name
+            ),
+        )
+        .with_help("ask AWS Support to raise \"Rules per Application Load Balancer\" before deploying them all");
+        if let Some(source) = &sources.platform {
+            d = Diagnostic::at(Severity::Warning, source, locate(source, "shared_alb.name"), d.message.clone())
+                .with_help(d.help.clone().unwrap_or_default());
+        }
+        out.push(d);
+    }
+}

@@ -1,0 +1,16 @@
+//! The core of the PaaS vending machine: customer config → validated model → generated files,
+//! plus validators for buildspec and appspec files. No AWS SDK and no network here; the only IO
+//! is `project`, which reads a project tree into memory.
+
+pub mod config;
+pub mod diag;
+pub mod fleet;
+pub mod names;
+pub mod project;
+pub mod render;
+pub mod source;
+pub mod spec;
+
+pub use config::model::Fleet;
+pub use diag::{Diagnostic, Severity};
+pub use source::SourceFile;

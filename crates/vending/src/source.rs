@@ -1,0 +1,97 @@
+//! Source files as read from disk, and the map from a key path to its place in the file.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+/// One file's text, kept so that diagnostics can quote the offending line.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path relative to the project root, as shown to users.
+    pub path: PathBuf,
+    pub text: String,
+    line_starts: Vec<usize>,
+}
+
+impl SourceFile {
+    pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> SourceFile {
+        let text = text.into();
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        SourceFile { path: path.into(), text, line_starts }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&start| start <= offset) - 1;
+        let start = self.line_starts[line];
+        let col = self.text[start..offset].chars().count() + 1;
+        (line + 1, col)
+    }
+
+    /// The text of a 1-based line, without its line break.
+    pub fn line_text(&self, line: usize) -> &str {
+        let Some(&start) = self.line_starts.get(line.wrapping_sub(1)) else { return "" };
+        let end = self.line_starts.get(line).map_or(self.text.len(), |&next| next);
+        self.text[start..end].trim_end_matches(['\n', '\r'])
+    }
+}
+
+/// Where each key of a structured file (TOML or YAML) sits, by dotted path:
+/// `health_check.interval`, `deploy.hooks.ApplicationStop[0].timeout`.
+#[derive(Debug, Clone, Default)]
+pub struct Locator {
+    keys: HashMap<String, Range<usize>>,
+    values: HashMap<String, Range<usize>>,
+}
+
+impl Locator {
+    pub fn insert(&mut self, path: String, key: Option<Range<usize>>, value: Range<usize>) {
+        if let Some(key) = key {
+            self.keys.insert(path.clone(), key);
+        }
+        self.values.insert(path, value);
+    }
+
+    /// The span of a key's value, or of the nearest enclosing table that exists in the file.
+    pub fn value(&self, path: &str) -> Option<Range<usize>> {
+        self.nearest(path, &self.values)
+    }
+
+    /// The span of the key itself (for "unknown key" and "missing key" errors).
+    pub fn key(&self, path: &str) -> Option<Range<usize>> {
+        self.keys.get(path).cloned().or_else(|| self.value(path))
+    }
+
+    pub fn contains(&self, path: &str) -> bool {
+        self.values.contains_key(path)
+    }
+
+    fn nearest(&self, path: &str, map: &HashMap<String, Range<usize>>) -> Option<Range<usize>> {
+        let mut path = path;
+        loop {
+            if let Some(span) = map.get(path) {
+                return Some(span.clone());
+            }
+            let cut = path.rfind(['.', '['])?;
+            path = &path[..cut];
+        }
+    }
+}
+
+/// Joins a parent path and a key the way `Locator` spells paths.
+pub fn join_key(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+pub fn join_index(parent: &str, index: usize) -> String {
+    format!("{parent}[{index}]")
+}

@@ -1,0 +1,306 @@
+//! A validator for CodeDeploy AppSpec files for EC2/on-premises (`version: 0.0`, Linux or
+//! Windows), following what the CodeDeploy agent itself checks.
+
+use crate::diag::{Diagnostic, Severity};
+use crate::source::SourceFile;
+use crate::spec::yaml::{
+    self, as_str, check_keys, entries, node_diag, raw_scalar, scalar_text, sequence, value, Node, Value,
+};
+use saphyr::ScalarStyle;
+
+/// Lifecycle events that run scripts, in the order the agent runs them.
+pub const HOOK_EVENTS: &[&str] = &[
+    "BeforeBlockTraffic",
+    "AfterBlockTraffic",
+    "ApplicationStop",
+    "BeforeInstall",
+    "AfterInstall",
+    "ApplicationStart",
+    "ValidateService",
+    "BeforeAllowTraffic",
+    "AfterAllowTraffic",
+];
+
+/// Events the agent performs itself; scripts cannot be attached to them.
+pub const RESERVED_EVENTS: &[&str] = &["BlockTraffic", "DownloadBundle", "Install", "AllowTraffic", "Start", "End"];
+
+const TOP: &[&str] = &["version", "os", "files", "permissions", "file_exists_behavior", "hooks"];
+const PERMISSION: &[&str] = &["object", "pattern", "except", "owner", "group", "mode", "acls", "context", "type"];
+
+pub fn validate(source: &SourceFile, root: &Node<'_>, out: &mut Vec<Diagnostic>) {
+    let mut v = Checker { source, out };
+    let Some(top) = entries(root) else {
+        v.error(root, "", "an AppSpec file is a YAML mapping with `version: 0.0` and `os`");
+        return;
+    };
+    if top.iter().any(|(k, _, _)| k == "Resources") {
+        v.error(
+            root,
+            "Resources",
+            "this is an ECS or Lambda AppSpec; only EC2/on-premises AppSpec files are checked here",
+        );
+        return;
+    }
+    check_keys(source, root, "", TOP, v.out);
+    let get = |key: &str| top.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| *n);
+    match get("version") {
+        None => v.error(root, "version", "missing `version`; use `version: 0.0`"),
+        Some(node) => {
+            let numeric_zero =
+                matches!(value(node), Some(Value::Float(f)) if f == 0.0) || matches!(value(node), Some(Value::Int(0)));
+            match raw_scalar(node) {
+                Some(("0.0", ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted)) => v.out.push(
+                    node_diag(Severity::Error, source, node, "version", "`version` is the string \"0.0\"; the CodeDeploy agent compares it with the number 0.0 and rejects a string")
+                        .with_help("write it unquoted: version: 0.0"),
+                ),
+                _ if numeric_zero => {}
+                _ => v.error(node, "version", "`version` must be 0.0 (unquoted), the only AppSpec version for EC2/on-premises"),
+            }
+        }
+    }
+    let os = match get("os") {
+        None => {
+            v.error(root, "os", "missing `os`; use `os: linux` or `os: windows`");
+            None
+        }
+        Some(node) => match as_str(node).as_deref() {
+            Some("linux") => Some(false),
+            Some("windows") => Some(true),
+            _ => {
+                v.error(node, "os", "`os` must be linux or windows");
+                None
+            }
+        },
+    };
+    let windows = os == Some(true);
+    if let Some(files) = get("files") {
+        v.files(files, windows);
+    }
+    if let Some(permissions) = get("permissions") {
+        if windows {
+            v.error(
+                permissions,
+                "permissions",
+                "`permissions` is for Linux only; on Windows any entry fails the deployment",
+            );
+        } else {
+            v.permissions(permissions);
+        }
+    }
+    if let Some(node) = get("file_exists_behavior") {
+        if !matches!(as_str(node).as_deref(), Some("DISALLOW" | "OVERWRITE" | "RETAIN")) {
+            v.error(node, "file_exists_behavior", "`file_exists_behavior` must be DISALLOW, OVERWRITE or RETAIN");
+        }
+    }
+    if let Some(hooks) = get("hooks") {
+        v.hooks(hooks, windows);
+    }
+}
+
+struct Checker<'s, 'o> {
+    source: &'s SourceFile,
+    out: &'o mut Vec<Diagnostic>,
+}
+
+impl Checker<'_, '_> {
+    fn error(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
+        self.out.push(node_diag(Severity::Error, self.source, node, key, message));
+    }
+
+    fn list<'n, 'a>(&mut self, node: &'n Node<'a>, key: &str) -> &'n [Node<'a>] {
+        match sequence(node) {
+            Some(items) => items,
+            None => {
+                if !yaml::is_null(node) {
+                    self.error(node, key, format!("`{key}` must be a list"));
+                }
+                &[]
+            }
+        }
+    }
+
+    fn files(&mut self, files: &Node<'_>, windows: bool) {
+        for (i, entry) in self.list(files, "files").iter().enumerate() {
+            let path = format!("files[{i}]");
+            check_keys(self.source, entry, &path, &["source", "destination"], self.out);
+            let fields = entries(entry).unwrap_or_default();
+            let get = |key: &str| fields.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| *n);
+            match get("source").and_then(|n| scalar_text(n)) {
+                None => self.error(entry, &format!("{path}.source"), format!("`{path}` has no `source`")),
+                Some(s) if s.is_empty() => self.error(entry, &format!("{path}.source"), "empty `source`"),
+                Some(_) => {}
+            }
+            match get("destination") {
+                None => self.error(entry, &format!("{path}.destination"), format!("`{path}` has no `destination`")),
+                Some(node) => {
+                    let destination = scalar_text(node).unwrap_or_default();
+                    let absolute = if windows {
+                        destination.len() > 2
+                            && destination.as_bytes()[1] == b':'
+                            && destination.as_bytes()[0].is_ascii_alphabetic()
+                    } else {
+                        destination.starts_with('/')
+                    };
+                    if !absolute {
+                        self.error(
+                            node,
+                            &format!("{path}.destination"),
+                            format!("destination `{destination}` must be a fully qualified path"),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn permissions(&mut self, permissions: &Node<'_>) {
+        for (i, entry) in self.list(permissions, "permissions").iter().enumerate() {
+            let path = format!("permissions[{i}]");
+            check_keys(self.source, entry, &path, PERMISSION, self.out);
+            let fields = entries(entry).unwrap_or_default();
+            if !fields.iter().any(|(k, _, _)| k == "object") {
+                self.error(entry, &format!("{path}.object"), format!("`{path}` has no `object`"));
+            }
+            for (key, _, node) in fields {
+                let key_path = format!("{path}.{key}");
+                match key.as_ref() {
+                    "mode" => self.mode(node, &key_path),
+                    "type" => {
+                        for (j, item) in self.list(node, &key_path).iter().enumerate() {
+                            if !matches!(as_str(item).as_deref(), Some("file" | "directory")) {
+                                self.error(
+                                    item,
+                                    &format!("{key_path}[{j}]"),
+                                    "permission `type` entries must be file or directory",
+                                );
+                            }
+                        }
+                    }
+                    "acls" => {
+                        for (j, item) in self.list(node, &key_path).iter().enumerate() {
+                            let acl = scalar_text(item).unwrap_or_default();
+                            let parts: Vec<&str> = acl.split(':').collect();
+                            if parts.len() < 3 || parts[1].is_empty() {
+                                self.error(item, &format!("{key_path}[{j}]"), format!("ACL `{acl}` must name a user or group (u:mary:rw); use `mode` for unnamed entries"));
+                            }
+                        }
+                    }
+                    "context" => check_keys(self.source, node, &key_path, &["user", "type", "range"], self.out),
+                    "except" => {
+                        self.list(node, &key_path);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// `mode` as the agent reads it: up to 4 octal digits. An unquoted leading zero is octal to
+    /// YAML 1.1 (the agent's Ruby parser): `0644` arrives as 420.
+    fn mode(&mut self, node: &Node<'_>, key: &str) {
+        let Some((text, style)) = raw_scalar(node) else {
+            self.error(node, key, "`mode` must be a number such as 644");
+            return;
+        };
+        if !(1..=4).contains(&text.len()) || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            self.error(
+                node,
+                key,
+                format!("mode `{text}` must be up to 4 octal digits, e.g. 644 (symbolic modes are not supported)"),
+            );
+            return;
+        }
+        if style == ScalarStyle::Plain && text.len() > 1 && text.starts_with('0') {
+            self.out.push(
+                node_diag(Severity::Warning, self.source, node, key, format!("mode {text} is unquoted with a leading zero: the agent's YAML 1.1 parser reads it as the octal number {}, so the file gets mode {}", i64::from_str_radix(text, 8).unwrap_or(0), i64::from_str_radix(text, 8).unwrap_or(0)))
+                    .with_help(format!("write mode: {} or mode: \"{text}\"", text.trim_start_matches('0'))),
+            );
+        }
+    }
+
+    fn hooks(&mut self, hooks: &Node<'_>, windows: bool) {
+        let Some(events) = entries(hooks) else {
+            if !yaml::is_null(hooks) {
+                self.error(hooks, "hooks", "`hooks` must be a mapping of lifecycle event to scripts");
+            }
+            return;
+        };
+        for (event, event_node, scripts) in events {
+            let path = format!("hooks.{event}");
+            if RESERVED_EVENTS.contains(&event.as_ref()) {
+                self.out.push(
+                    node_diag(
+                        Severity::Error,
+                        self.source,
+                        event_node,
+                        &path,
+                        format!("`{event}` is reserved for the CodeDeploy agent; it cannot run scripts"),
+                    )
+                    .with_help(format!("use one of {}", HOOK_EVENTS.join(", "))),
+                );
+                continue;
+            }
+            if !HOOK_EVENTS.contains(&event.as_ref()) {
+                let near = HOOK_EVENTS
+                    .iter()
+                    .copied()
+                    .map(|e| (strsim::jaro_winkler(&event, e), e))
+                    .max_by(|a, b| a.0.total_cmp(&b.0));
+                let help = match near {
+                    Some((score, e)) if score > 0.8 => format!("did you mean `{e}`?"),
+                    _ => format!("use one of {}", HOOK_EVENTS.join(", ")),
+                };
+                self.out.push(
+                    node_diag(
+                        Severity::Error,
+                        self.source,
+                        event_node,
+                        &path,
+                        format!("unknown lifecycle event `{event}`"),
+                    )
+                    .with_help(help),
+                );
+                continue;
+            }
+            let mut total = 0i64;
+            for (i, script) in self.list(scripts, &path).iter().enumerate() {
+                let script_path = format!("{path}[{i}]");
+                check_keys(self.source, script, &script_path, &["location", "timeout", "runas"], self.out);
+                let fields = entries(script).unwrap_or_default();
+                let get = |key: &str| fields.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| *n);
+                match get("location").and_then(|n| scalar_text(n)) {
+                    Some(location) if !location.is_empty() => {}
+                    _ => self.error(
+                        script,
+                        &format!("{script_path}.location"),
+                        format!("`{script_path}` has no `location`"),
+                    ),
+                }
+                match get("timeout") {
+                    None => total += 3600,
+                    Some(node) => match value(node) {
+                        Some(Value::Int(t)) if t > 0 => total += t,
+                        _ => self.error(
+                            node,
+                            &format!("{script_path}.timeout"),
+                            "`timeout` must be a positive whole number of seconds",
+                        ),
+                    },
+                }
+                if let Some(node) = get("runas") {
+                    if windows {
+                        self.error(node, &format!("{script_path}.runas"), "`runas` is not supported on Windows");
+                    } else if as_str(node).is_none_or(|u| crate::names::unix_user(&u).is_err()) {
+                        self.error(node, &format!("{script_path}.runas"), "`runas` must be a Linux user name");
+                    }
+                }
+            }
+            if total > 3600 {
+                self.out.push(
+                    node_diag(Severity::Error, self.source, event_node, &path, format!("the scripts of `{event}` may take {total} s together; CodeDeploy allows 3600 s per lifecycle event"))
+                        .with_help("lower their `timeout` values (a script without one counts as 3600 s)"),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `cargo xtask`: the command line of the PaaS vending machine.
+
+mod bench;
+mod generate;
+mod generated;
+mod output;
+mod packer;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Turns customer config under customers/ into Packer templates, buildspecs and appspecs, and
+/// checks all of it before anything reaches AWS.
+#[derive(Parser)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    /// Project root (the folder with customers/); defaults to this workspace.
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Validate(validate::Validate),
+    Generate(generate::Generate),
+    Bench(bench::Bench),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = cli.root.unwrap_or_else(project_root);
+    let result = match cli.command {
+        Command::Validate(cmd) => cmd.run(&root),
+        Command::Generate(cmd) => cmd.run(&root),
+        Command::Bench(cmd) => cmd.run(&root),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(output::EXIT_CANNOT_RUN)
+        }
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+fn project_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
+}

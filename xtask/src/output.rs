@@ -1,0 +1,67 @@
+//! How diagnostics reach the user: human text with the source line, GitHub annotations or JSON.
+//! Exit codes are part of the interface (README.md, "Exit codes").
+
+use clap::ValueEnum;
+use serde::Serialize;
+use vending::Diagnostic;
+
+/// Everything checked and nothing is wrong (warnings allowed).
+pub const EXIT_OK: u8 = 0;
+/// The check ran and found errors.
+pub const EXIT_PROBLEMS: u8 = 1;
+/// The check could not run: unreadable files, bad arguments, a required tool missing.
+pub const EXIT_CANNOT_RUN: u8 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Human,
+    Github,
+    Json,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub errors: usize,
+    pub warnings: usize,
+    pub customers: usize,
+    pub environments: usize,
+    pub files_checked: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+pub fn print(format: Format, diagnostics: &[Diagnostic], summary: &Summary) {
+    match format {
+        Format::Human => {
+            for d in diagnostics {
+                println!("{}", d.render_human());
+            }
+            for note in &summary.notes {
+                println!("note: {note}");
+            }
+            println!(
+                "{} error(s), {} warning(s) in {} customer(s), {} environment(s), {} generated file(s)",
+                summary.errors, summary.warnings, summary.customers, summary.environments, summary.files_checked
+            );
+        }
+        Format::Github => {
+            for d in diagnostics {
+                println!("{}", d.render_github());
+            }
+            for note in &summary.notes {
+                println!("::notice::{note}");
+            }
+            println!("{} error(s), {} warning(s)", summary.errors, summary.warnings);
+        }
+        Format::Json => {
+            #[derive(Serialize)]
+            struct Report<'a> {
+                diagnostics: &'a [Diagnostic],
+                summary: &'a Summary,
+            }
+            let report = Report { diagnostics, summary };
+            // Serializing plain data to a String cannot fail.
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The real `packer` binary: finding it and running `packer validate` on templates, in parallel,
+//! skipping templates whose content already passed with the same Packer version (a cache under
+//! `target/`), so a pull request pays for what it changed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use vending::render::GeneratedFile;
+use vending::{Diagnostic, Severity};
+use xshell::{cmd, Shell};
+
+pub const NOT_INSTALLED: &str =
+    "`packer` is not installed or not on PATH; install it (Debian: `apt-get install packer`) to check the templates";
+
+pub fn find() -> Option<PathBuf> {
+    which::which("packer").ok()
+}
+
+pub struct Report {
+    pub ran: usize,
+    pub cached: usize,
+    pub problems: Vec<Diagnostic>,
+}
+
+fn shell(root: &Path) -> anyhow::Result<Shell> {
+    let sh = Shell::new().context("cannot start a shell for packer")?;
+    sh.change_dir(root);
+    // Packer otherwise asks checkpoint.hashicorp.com for news on every run.
+    sh.set_var("CHECKPOINT_DISABLE", "1");
+    Ok(sh)
+}
+
+pub fn version(root: &Path, binary: &Path) -> anyhow::Result<String> {
+    let sh = shell(root)?;
+    let out = cmd!(sh, "{binary} version").quiet().read().context("cannot run `packer version`")?;
+    Ok(out.lines().next().unwrap_or_default().trim().to_string())
+}
+
+pub fn validate_all(root: &Path, binary: &Path, templates: &[&GeneratedFile]) -> anyhow::Result<Report> {
+    let version = version(root, binary)?;
+    let cache_dir = root.join("target/vending-cache/packer-validate");
+    fs::create_dir_all(&cache_dir).with_context(|| format!("cannot create {}", cache_dir.display()))?;
+    let key = |file: &GeneratedFile| {
+        let mut hash = Sha256::new();
+        hash.update(version.as_bytes());
+        hash.update([0]);
+        hash.update(file.contents.as_bytes());
+        format!("{:x}", hash.finalize())
+    };
+    let (cached, todo): (Vec<_>, Vec<_>) =
+        templates.iter().map(|f| (*f, key(f))).partition(|(_, key)| cache_dir.join(key).is_file());
+
+    let next = AtomicUsize::new(0);
+    let problems = Mutex::new(Vec::new());
+    let failure = Mutex::new(None);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(todo.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                let sh = match shell(root) {
+                    Ok(sh) => sh,
+                    Err(e) => {
+                        *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        return;
+                    }
+                };
+                while let Some((file, key)) = todo.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    match validate_one(&sh, binary, file, &cache_dir.join(format!("{key}.work"))) {
+                        Ok(None) => {
+                            // A cache entry is an empty file named by the hash; losing one only costs a rerun.
+                            let _ = fs::write(cache_dir.join(key), b"");
+                        }
+                        Ok(Some(problem)) => problems.lock().unwrap_or_else(|p| p.into_inner()).push(problem),
+                        Err(e) => *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e),
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    Ok(Report {
+        ran: todo.len(),
+        cached: cached.len(),
+        problems: problems.into_inner().unwrap_or_else(|p| p.into_inner()),
+    })
+}
+
+/// Runs `packer validate` on the rendered template, written to a work folder (so the check holds
+/// for what generation produces, whatever is on disk). `Ok(None)` means it passed.
+fn validate_one(sh: &Shell, binary: &Path, file: &GeneratedFile, work: &Path) -> anyhow::Result<Option<Diagnostic>> {
+    fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
+    let file_name = file.path.file_name().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("template.pkr.hcl"));
+    let work_file = work.join(&file_name);
+    fs::write(&work_file, &file.contents).with_context(|| format!("cannot write {}", work_file.display()))?;
+    let output = cmd!(sh, "{binary} validate {work_file}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .with_context(|| format!("cannot run `packer validate` for {}", file.path.display()));
+    let _ = fs::remove_dir_all(work);
+    let output = output?;
+    if output.status.success() {
+        return Ok(None);
+    }
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+        .replace(&work_file.display().to_string(), &file.path.display().to_string());
+    let mut d =
+        Diagnostic::file(Severity::Error, file.path.clone(), format!("packer validate failed:\n{}", text.trim()))
+            .with_help(
+            "the template is generated: fix the config it comes from (or report a bug), then `cargo xtask generate`",
+        );
+    // Packer says where: "on packer/x.pkr.hcl line 12:".
+    if let Some(line) = text.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("on ")?
+            .split(" line ")
+            .nth(1)?
+            .trim_end_matches(':')
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse::<usize>()
+            .ok()
+    }) {
+        d.line = line;
+        d.column = 1;
+        d.source_line = file.contents.lines().nth(line.saturating_sub(1)).map(str::to_string);
+    }
+    Ok(Some(d))
+}

@@ -1,0 +1,221 @@
+//! `cargo xtask validate`: the pull-request check. Every customer, every environment, every
+//! generated file, and `packer validate` on every template. It never runs a customer's commands.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use vending::config::validate::{validate_fleet, FleetSources};
+use vending::render::{self, GeneratedFile};
+use vending::spec::{self, SpecKind};
+use vending::{Diagnostic, Fleet, Severity, SourceFile};
+
+use crate::generated::{self, Mode};
+use crate::output::{self, Format, Summary};
+use crate::packer;
+
+/// Check customer config, generated files and Packer templates; or one buildspec/appspec file.
+#[derive(Args)]
+pub struct Validate {
+    /// Only this customer.
+    customer: Option<String>,
+    /// Only this environment of the customer.
+    env: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Fail (exit 2) when `packer` is not installed, instead of skipping `packer validate`.
+    #[arg(long, conflicts_with = "no_packer")]
+    require_packer: bool,
+    /// Do not run `packer validate`.
+    #[arg(long)]
+    no_packer: bool,
+    /// Check one buildspec or appspec file (yours or a generated one) instead of the fleet.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["customer", "env"])]
+    spec: Option<PathBuf>,
+    /// With --spec: the file's kind, when its content and name do not tell.
+    #[arg(long, value_name = "buildspec|appspec", requires = "spec")]
+    kind: Option<SpecKind>,
+    /// Print elapsed time and peak memory on stderr as JSON (for `cargo xtask bench`).
+    #[arg(long, hide = true)]
+    report_resources: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub customer: Option<String>,
+    pub env: Option<String>,
+}
+
+/// A fleet read, validated and rendered in memory.
+pub struct LoadedFleet {
+    pub sources: FleetSources,
+    pub fleet: Option<Fleet>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub files: Vec<GeneratedFile>,
+    selection: Selection,
+}
+
+impl LoadedFleet {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn summary(&self) -> Summary {
+        let customers = self.sources.customers.len();
+        let environments = self.sources.customers.iter().map(|c| self.env_count(c)).sum();
+        Summary {
+            errors: self.diagnostics.iter().filter(|d| d.is_error()).count(),
+            warnings: self.diagnostics.iter().filter(|d| d.severity == Severity::Warning).count(),
+            customers,
+            environments,
+            files_checked: self.files.len(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn env_count(&self, customer: &vending::config::validate::CustomerSources) -> usize {
+        customer.environments.iter().filter(|(name, _)| self.selection.env.as_ref().is_none_or(|e| e == name)).count()
+    }
+
+    /// Generated files on disk that nothing produces any more, when the whole fleet was loaded.
+    pub fn leftovers(&self, root: &Path) -> anyhow::Result<Option<Vec<PathBuf>>> {
+        if self.selection.customer.is_some() || self.fleet.is_none() {
+            return Ok(None);
+        }
+        let existing = vending::project::list_generated(root).context("cannot list generated files")?;
+        // Files of customers that did not validate stay: they are judged once their config is fixed.
+        let valid: BTreeSet<&str> = self.fleet.iter().flat_map(|f| &f.customers).map(|c| c.name.as_str()).collect();
+        let keep: BTreeSet<PathBuf> = self
+            .sources
+            .customers
+            .iter()
+            .filter(|c| !valid.contains(c.name.as_str()))
+            .flat_map(|c| c.environments.iter().map(move |(env, _)| (c.name.clone(), env.clone())))
+            .flat_map(|(c, e)| {
+                [render::packer_path(&c, &e), render::buildspec_path(&c, &e), render::appspec_path(&c, &e)]
+            })
+            .collect();
+        Ok(Some(generated::leftovers(&existing, &self.files, &keep)))
+    }
+}
+
+/// Reads customers/, validates, and renders every environment that validated.
+pub fn load_fleet(root: &Path, selection: &Selection) -> anyhow::Result<LoadedFleet> {
+    if !root.join(vending::project::CUSTOMERS_DIR).is_dir() {
+        anyhow::bail!("no customers/ folder in {}: run the command in the project, or pass --root", root.display());
+    }
+    let sources = vending::project::read_fleet(root, selection.customer.as_deref())?;
+    if let Some(customer) = &selection.customer {
+        let Some(found) = sources.customers.iter().find(|c| &c.name == customer) else {
+            anyhow::bail!("no customer `{customer}`: there is no folder customers/{customer}/");
+        };
+        if let Some(env) = &selection.env {
+            if !found.environments.iter().any(|(name, _)| name == env) {
+                anyhow::bail!(
+                    "customer `{customer}` has no environment `{env}`: there is no customers/{customer}/{env}.toml"
+                );
+            }
+        }
+    }
+    let (fleet, diagnostics) = validate_fleet(&sources);
+    let mut files = Vec::new();
+    if let Some(fleet) = &fleet {
+        for customer in &fleet.customers {
+            for env in &customer.environments {
+                if selection.env.as_ref().is_none_or(|e| e == &env.name) {
+                    files.extend(render::render_environment(&fleet.platform, customer, env));
+                }
+            }
+        }
+    }
+    Ok(LoadedFleet { sources, fleet, diagnostics, files, selection: selection.clone() })
+}
+
+impl Validate {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        let started = Instant::now();
+        let code = match &self.spec {
+            Some(path) => self.check_spec_file(path)?,
+            None => self.check_fleet(root)?,
+        };
+        if self.report_resources {
+            eprintln!(
+                "{}",
+                serde_json::json!({ "elapsed_ms": started.elapsed().as_secs_f64() * 1000.0, "peak_rss_kib": peak_rss_kib() })
+            );
+        }
+        Ok(code)
+    }
+
+    fn check_spec_file(&self, path: &Path) -> anyhow::Result<ExitCode> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let source = SourceFile::new(path, text);
+        let mut diagnostics = spec::check_spec(&source, self.kind);
+        vending::diag::sort(&mut diagnostics);
+        let summary = Summary {
+            errors: diagnostics.iter().filter(|d| d.is_error()).count(),
+            warnings: diagnostics.iter().filter(|d| d.severity == Severity::Warning).count(),
+            files_checked: 1,
+            ..Summary::default()
+        };
+        output::print(self.format, &diagnostics, &summary);
+        Ok(exit(&summary))
+    }
+
+    fn check_fleet(&self, root: &Path) -> anyhow::Result<ExitCode> {
+        let selection = Selection { customer: self.customer.clone(), env: self.env.clone() };
+        let mut loaded = load_fleet(root, &selection)?;
+        let mut diagnostics = std::mem::take(&mut loaded.diagnostics);
+
+        // Generated files: fresh on disk, and valid by the same validators users run on theirs.
+        let prune = loaded.leftovers(root)?;
+        let outcome = generated::sync(root, &loaded.files, prune.as_deref(), Mode::Check)?;
+        diagnostics.extend(outcome.problems);
+        for file in loaded.files.iter().filter(|f| !f.path.starts_with("packer")) {
+            diagnostics.extend(spec::check_spec(&SourceFile::new(&file.path, file.contents.clone()), None));
+        }
+
+        let mut notes = Vec::new();
+        if !self.no_packer {
+            let templates: Vec<&GeneratedFile> = loaded.files.iter().filter(|f| f.path.starts_with("packer")).collect();
+            match packer::find() {
+                Some(binary) => {
+                    let report = packer::validate_all(root, &binary, &templates)?;
+                    notes.push(format!(
+                        "packer validate: {} template(s) run, {} unchanged since their last validation",
+                        report.ran, report.cached
+                    ));
+                    diagnostics.extend(report.problems);
+                }
+                None if self.require_packer => {
+                    loaded.diagnostics = diagnostics;
+                    output::print(self.format, &loaded.diagnostics, &loaded.summary());
+                    eprintln!("error: {}", packer::NOT_INSTALLED);
+                    return Ok(ExitCode::from(output::EXIT_CANNOT_RUN));
+                }
+                None => notes.push(format!("packer validate skipped: {}", packer::NOT_INSTALLED)),
+            }
+        }
+        vending::diag::sort(&mut diagnostics);
+        loaded.diagnostics = diagnostics;
+        let mut summary = loaded.summary();
+        summary.notes = notes;
+        output::print(self.format, &loaded.diagnostics, &summary);
+        Ok(exit(&summary))
+    }
+}
+
+fn exit(summary: &Summary) -> ExitCode {
+    ExitCode::from(if summary.errors > 0 { output::EXIT_PROBLEMS } else { output::EXIT_OK })
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
