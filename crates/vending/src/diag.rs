@@ -60,7 +60,7 @@ impl Diagnostic {
             let (line, column) = source.line_col(span.start);
             d.line = line;
             d.column = column;
-            d.source_line = Some(source.line_text(line).to_string());
+            d.source_line = Some(redact_source_line(source.line_text(line)));
         }
         d
     }
@@ -133,6 +133,29 @@ impl Diagnostic {
         }
         format!("::{command} {props}::{}", escape_data(&message))
     }
+}
+
+/// Masks the password of any `scheme://user:password@host` in a quoted source line, so an error
+/// about a URL with credentials does not print them again.
+pub fn redact_source_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail.find(|c: char| c.is_whitespace() || c == '"' || c == '\'').unwrap_or(tail.len());
+        let (url, after) = tail.split_at(end);
+        match url.split_once('@').filter(|(userinfo, _)| !userinfo.contains('/')) {
+            Some((userinfo, host)) if userinfo.contains(':') => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                out.push_str(&format!("{user}:***@{host}"));
+            }
+            _ => out.push_str(url),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Sorts diagnostics by file, then position, so output is stable.

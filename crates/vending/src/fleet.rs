@@ -22,7 +22,8 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
     let report = |out: &mut Vec<Diagnostic>, customer: &str, env: &str, path: &str, message: String, help: String| {
         let Some(source) = env_source(customer, env) else { return };
         let span = locate(source, path);
-        out.push(Diagnostic::at(Severity::Error, source, span, message).with_key(path).with_help(help));
+        let d = Diagnostic::at(Severity::Error, source, span, message).with_help(help);
+        out.push(if path.is_empty() { d } else { d.with_key(path) });
     };
 
     // Host names: each may be claimed by one environment only (case-insensitive, as ALB matches).
@@ -47,8 +48,8 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
         }
     }
 
-    // Resource names: two customers must never derive the same name (e.g. `a-b`/`c` and `a`/`b-c`).
-    let mut names: BTreeMap<(&str, &str), (&str, &str)> = BTreeMap::new();
+    // Resource names: two customers must never derive the same name (`a-b`/`c` and `a`/`b-c`).
+    let mut owners: BTreeMap<(&str, &str), (&str, &str)> = BTreeMap::new();
     for customer in &fleet.customers {
         for env in &customer.environments {
             let n = &env.names;
@@ -65,19 +66,29 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
             if env.database.is_some() {
                 own.push(("RDS DB identifier", n.database.as_str()));
             }
+            let mut clashes: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
             for (kind, name) in own {
-                if let Some((other_customer, other_env)) = names.get(&(kind, name)) {
-                    report(
-                        out,
-                        &customer.name,
-                        &env.name,
-                        "",
-                        format!("{kind} name `{name}` is also the name of {other_customer}/{other_env}'s"),
-                        "rename the customer directory or the environment file so the names differ".into(),
-                    );
-                } else {
-                    names.insert((kind, name), (&customer.name, &env.name));
+                match owners.get(&(kind, name)) {
+                    Some(other) => clashes.entry(*other).or_default().push(format!("{kind} `{name}`")),
+                    None => {
+                        owners.insert((kind, name), (&customer.name, &env.name));
+                    }
                 }
+            }
+            for ((other_customer, other_env), what) in clashes {
+                report(
+                    out,
+                    &customer.name,
+                    &env.name,
+                    "",
+                    format!(
+                        "{}/{} derives the same resource names as {other_customer}/{other_env}: {}",
+                        customer.name,
+                        env.name,
+                        what.join(", ")
+                    ),
+                    "rename the customer folder or the environment file so the names differ".into(),
+                );
             }
         }
     }

@@ -196,7 +196,7 @@ pub fn rds_master_username(name: &str) -> Result<(), String> {
         return Err("must start with a letter".into());
     }
     if ["rdsadmin", "admin", "postgres", "root", "mysql"].contains(&name.to_ascii_lowercase().as_str()) {
-        return Err(format!("`{name}` is reserved by RDS or the engine"));
+        return Err("is reserved by RDS or the engine".into());
     }
     Ok(())
 }
@@ -292,18 +292,18 @@ pub fn email(value: &str) -> Result<(), String> {
 /// An ALB health-check matcher: `200`, `200,202` or `200-299`, codes in 200–499.
 pub fn http_matcher(value: &str) -> Result<(), String> {
     let code = |s: &str| -> Result<u16, String> {
-        let n: u16 = s.trim().parse().map_err(|_| format!("`{s}` is not an HTTP status code"))?;
+        let n: u16 = s.trim().parse().map_err(|_| format!("has `{s}`, which is not an HTTP status code"))?;
         if (200..=499).contains(&n) {
             Ok(n)
         } else {
-            Err(format!("{n} is outside 200–499, the codes an ALB health check accepts"))
+            Err(format!("has {n}, outside 200–499 (the codes an ALB health check accepts)"))
         }
     };
     for part in value.split(',') {
         match part.split_once('-') {
             Some((low, high)) => {
                 if code(low)? > code(high)? {
-                    return Err(format!("range `{part}` runs backwards"));
+                    return Err(format!("has the range `{part}`, which runs backwards"));
                 }
             }
             None => {

@@ -1,6 +1,7 @@
-//! Reads a project tree (customers/ and the generated folders) into memory. The only module of
-//! this crate that touches the file system, and it only reads.
+//! Reads a project tree (customers/ and the generated folders). `read_tree` is the only IO here;
+//! `fleet_sources` arranges the files it read, so tests can build fleets in memory.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -12,10 +13,76 @@ pub const CUSTOMERS_DIR: &str = "customers";
 pub const PLATFORM_FILE: &str = "customers/platform.toml";
 pub const CUSTOMER_FILE: &str = "customer.toml";
 
-fn read_source(root: &Path, relative: &Path) -> io::Result<SourceFile> {
-    let text = fs::read_to_string(root.join(relative))
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", relative.display())))?;
-    Ok(SourceFile::new(relative, text))
+/// Every `.toml` file under customers/ (one level of customer folders), by relative path.
+pub fn read_tree(root: &Path, only: Option<&str>) -> io::Result<BTreeMap<PathBuf, String>> {
+    let mut files = BTreeMap::new();
+    let customers = root.join(CUSTOMERS_DIR);
+    let read = |relative: PathBuf, files: &mut BTreeMap<PathBuf, String>| -> io::Result<()> {
+        let text = fs::read_to_string(root.join(&relative))
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", relative.display())))?;
+        files.insert(relative, text);
+        Ok(())
+    };
+    for entry in sorted_entries(&customers)? {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let relative = PathBuf::from(CUSTOMERS_DIR).join(&name);
+        if entry.file_type()?.is_dir() {
+            if only.is_some_and(|only| only != name) {
+                continue;
+            }
+            // An empty folder is still a customer (one without customer.toml, which is an error).
+            files.entry(relative.join(".")).or_insert_with(String::new);
+            for file in sorted_entries(&root.join(&relative))? {
+                let file_name = file.file_name().to_string_lossy().into_owned();
+                if file_name.ends_with(".toml") && file.file_type()?.is_file() {
+                    read(relative.join(&file_name), &mut files)?;
+                }
+            }
+        } else if relative == Path::new(PLATFORM_FILE) {
+            read(relative, &mut files)?;
+        }
+    }
+    Ok(files)
+}
+
+/// Arranges files (relative path → text) into the platform, customers and environments.
+pub fn fleet_sources(files: &BTreeMap<PathBuf, String>) -> FleetSources {
+    let mut sources = FleetSources::default();
+    let mut customers: BTreeMap<String, CustomerSources> = BTreeMap::new();
+    for (path, text) in files {
+        if path == Path::new(PLATFORM_FILE) {
+            sources.platform = Some(SourceFile::new(path, text.clone()));
+            continue;
+        }
+        let Ok(rest) = path.strip_prefix(CUSTOMERS_DIR) else { continue };
+        let parts: Vec<String> = rest.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let (customer, file) = match parts.as_slice() {
+            [customer] => (customer, None),
+            [customer, file] => (customer, Some(file)),
+            _ => continue,
+        };
+        let entry = customers.entry(customer.clone()).or_insert_with(|| CustomerSources {
+            name: customer.clone(),
+            customer: None,
+            environments: Vec::new(),
+        });
+        let Some(file) = file else { continue };
+        if file == CUSTOMER_FILE {
+            entry.customer = Some(SourceFile::new(path, text.clone()));
+        } else if let Some(env) = file.strip_suffix(".toml") {
+            entry.environments.push((env.to_string(), SourceFile::new(path, text.clone())));
+        }
+    }
+    sources.customers = customers.into_values().collect();
+    for customer in &mut sources.customers {
+        customer.environments.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    sources
+}
+
+/// Reads customers/; `only` restricts it to one customer (the platform file is always read).
+pub fn read_fleet(root: &Path, only: Option<&str>) -> io::Result<FleetSources> {
+    Ok(fleet_sources(&read_tree(root, only)?))
 }
 
 fn sorted_entries(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
@@ -24,40 +91,6 @@ fn sorted_entries(dir: &Path) -> io::Result<Vec<fs::DirEntry>> {
         .collect::<io::Result<Vec<_>>>()?;
     entries.sort_by_key(|e| e.file_name());
     Ok(entries)
-}
-
-/// Reads `customers/`; `only` restricts it to one customer (the platform file is always read).
-pub fn read_fleet(root: &Path, only: Option<&str>) -> io::Result<FleetSources> {
-    let platform_path = Path::new(PLATFORM_FILE);
-    let platform = if root.join(platform_path).is_file() { Some(read_source(root, platform_path)?) } else { None };
-    let mut customers = Vec::new();
-    let customers_dir = root.join(CUSTOMERS_DIR);
-    if customers_dir.is_dir() {
-        for entry in sorted_entries(&customers_dir)? {
-            if !entry.file_type()?.is_dir() {
-                continue;
-            }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if only.is_some_and(|only| only != name) {
-                continue;
-            }
-            let dir = PathBuf::from(CUSTOMERS_DIR).join(&name);
-            let customer_path = dir.join(CUSTOMER_FILE);
-            let customer =
-                if root.join(&customer_path).is_file() { Some(read_source(root, &customer_path)?) } else { None };
-            let mut environments = Vec::new();
-            for file in sorted_entries(&root.join(&dir))? {
-                let file_name = file.file_name().to_string_lossy().into_owned();
-                let Some(env) = file_name.strip_suffix(".toml") else { continue };
-                if file_name == CUSTOMER_FILE || !file.file_type()?.is_file() {
-                    continue;
-                }
-                environments.push((env.to_string(), read_source(root, &dir.join(&file_name))?));
-            }
-            customers.push(CustomerSources { name, customer, environments });
-        }
-    }
-    Ok(FleetSources { platform, customers })
 }
 
 /// Every file under the generated folders, relative to the root, sorted.

@@ -67,6 +67,15 @@ impl Locator {
         self.keys.get(path).cloned().or_else(|| self.value(path))
     }
 
+    /// The most specific key whose value contains a byte offset.
+    pub fn path_at(&self, offset: usize) -> Option<String> {
+        self.values
+            .iter()
+            .filter(|(_, span)| span.start <= offset && offset < span.end.max(span.start + 1))
+            .min_by_key(|(path, span)| (span.end - span.start, std::cmp::Reverse(path.len())))
+            .map(|(path, _)| path.clone())
+    }
+
     pub fn contains(&self, path: &str) -> bool {
         self.values.contains_key(path)
     }

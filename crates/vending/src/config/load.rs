@@ -68,15 +68,26 @@ pub fn load_toml<T: DeserializeOwned>(
     match result {
         Ok(raw) => Loaded { raw: Some(raw), locator },
         Err(error) => {
-            diagnostics.push(Diagnostic::at(
-                Severity::Error,
-                source,
-                error.span(),
-                first_line(error.message()).to_string(),
-            ));
+            let message = plain_serde_message(first_line(error.message()));
+            let mut d = Diagnostic::at(Severity::Error, source, error.span(), message);
+            if let Some(path) = error.span().and_then(|span| locator.path_at(span.start)) {
+                d = d.with_key(path);
+            }
+            diagnostics.push(d);
             Loaded { raw: None, locator }
         }
     }
+}
+
+/// serde speaks Rust (`i64`, `a sequence`); users wrote TOML.
+fn plain_serde_message(message: &str) -> String {
+    message
+        .replace("expected i64", "expected a whole number")
+        .replace("expected f64", "expected a number")
+        .replace("expected a boolean", "expected true or false")
+        .replace("expected a sequence", "expected a list")
+        .replace("expected a map", "expected a table")
+        .replace("invalid type: ", "wrong type: ")
 }
 
 fn first_line(message: &str) -> &str {

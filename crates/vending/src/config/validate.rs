@@ -159,19 +159,28 @@ pub fn validate_fleet(sources: &FleetSources) -> (Option<Fleet>, Vec<Diagnostic>
         platform.filter(|_| checker.clean_since_begin()).map(|p| (p, raw.defaults.unwrap_or_default()))
     });
 
-    let mut customers = Vec::new();
+    // Fleet-wide checks see every environment that validated on its own, so a conflict is found
+    // even while another file of the same customer has errors; generation gets clean customers only.
+    let mut checked = Vec::new();
+    let mut clean = Vec::new();
     for customer in &sources.customers {
         checker.begin();
         let validated = validate_customer(customer, platform.as_ref(), &platform_file, &mut checker);
-        if let Some(validated) = validated.filter(|_| checker.clean_since_begin()) {
-            customers.push(validated);
+        if let Some(validated) = validated {
+            clean.push(checker.clean_since_begin());
+            checked.push(validated);
         }
     }
-    let fleet = platform.map(|(platform, _)| Fleet { platform, customers });
-    if let Some(fleet) = &fleet {
-        crate::fleet::check_fleet(fleet, sources, &mut checker.diagnostics);
-    }
+    let fleet = platform.map(|(platform, _)| Fleet { platform, customers: checked });
+    let fleet = fleet.map(|mut fleet| {
+        crate::fleet::check_fleet(&fleet, sources, &mut checker.diagnostics);
+        let mut clean = clean.into_iter();
+        fleet.customers.retain(|_| clean.next().unwrap_or(false));
+        fleet
+    });
     crate::diag::sort(&mut checker.diagnostics);
+    // A layered value from customer.toml or platform.toml is judged once per environment.
+    checker.diagnostics.dedup();
     (fleet, checker.diagnostics)
 }
 
@@ -408,7 +417,9 @@ fn validate_customer(
         "give the git repository of the customer's software (https, ssh, file:// or a path in this repository)",
     );
     if let Some(repository) = &repository {
-        c.rule(&file, "software.repository", "repository", repository, repository_rule);
+        c.rule(&file, "software.repository", "repository", &redact_url_password(repository), |_| {
+            repository_rule(repository)
+        });
     }
     let git_ref = software.and_then(|s| s.git_ref.clone()).unwrap_or_else(|| "main".into());
     if git_ref.trim().is_empty() || git_ref.starts_with('-') || git_ref.contains(char::is_whitespace) {
@@ -454,7 +465,9 @@ fn validate_customer(
             approval_emails: &approval_emails,
             file: &file,
         };
-        if let Some(env) = validate_env(env_name, &raw_env, &env_file, &layers, &customer_view, platform, build, c) {
+        let errors_before = c.errors();
+        let env = validate_env(env_name, &raw_env, &env_file, &layers, &customer_view, platform, build, c);
+        if let Some(env) = env.filter(|_| c.errors() == errors_before) {
             environments.push(env);
         }
     }
@@ -1432,14 +1445,20 @@ fn repository_rule(value: &str) -> Result<(), String> {
     if value.contains(char::is_whitespace) {
         return Err("contains white space".into());
     }
-    if let Some(rest) = value.strip_prefix("https://").or_else(|| value.strip_prefix("ssh://")) {
-        if let Some((userinfo, _)) = rest.split_once('@').filter(|(u, _)| !u.contains('/')) {
-            if userinfo.contains(':') {
-                return Err(
-                    "carries a password; give credentials through the environment or git's credential helper".into()
-                );
-            }
-        }
+    if redact_url_password(value) != value {
+        return Err("carries a password; give credentials through the environment or git's credential helper".into());
     }
     Ok(())
+}
+
+/// `https://user:secret@host/x` → `https://user:***@host/x`, so no message repeats a password.
+pub fn redact_url_password(value: &str) -> String {
+    let Some((scheme, rest)) = value.split_once("://") else { return value.to_string() };
+    match rest.split_once('@').filter(|(userinfo, _)| !userinfo.contains('/')) {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => value.to_string(),
+        },
+        None => value.to_string(),
+    }
 }

@@ -50,7 +50,7 @@ pub fn at_marker(
     let mut d = Diagnostic::file(severity, source.path.clone(), message);
     d.line = line;
     d.column = col0 + 1;
-    d.source_line = Some(source.line_text(line).to_string());
+    d.source_line = Some(crate::diag::redact_source_line(source.line_text(line)));
     d
 }
 

@@ -1,0 +1,1 @@
+//! Property: free text from config comes out of every renderer as data, never as syntax.
