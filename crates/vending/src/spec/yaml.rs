@@ -22,7 +22,7 @@ pub fn parse<'a>(source: &'a SourceFile) -> Result<Option<Node<'a>>, Diagnostic>
     if let Some(error) = error {
         let marker = error.marker();
         let mut info = error.info().to_string();
-        if source.line_text(marker.line()).contains('\t') && info.contains("cannot start any token") {
+        if source.line_text(marker.line()).contains('\t') && (info.contains("token") || info.contains("tab")) {
             info.push_str(" (a tab: YAML indents with spaces only)");
         }
         return Err(at_marker(Severity::Error, source, marker.line(), marker.col(), format!("YAML: {info}")));
