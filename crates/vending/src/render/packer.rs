@@ -7,7 +7,9 @@
 //! provisioners skipped, the EC2 endpoint from `var.ec2_endpoint`, which Packer 1.6 needs because
 //! it ignores `AWS_ENDPOINT_URL`).
 
-use hcl::expr::{Expression, FuncCall, Object, ObjectKey, Traversal, Variable};
+use std::fmt::Write as _;
+
+use hcl::expr::{Expression, FuncCall, Object, ObjectKey, TemplateExpr, Traversal, Variable};
 use hcl::{Block, Body};
 
 use crate::config::model::{AmiRef, Customer, Environment, Platform};
@@ -40,9 +42,33 @@ fn string_variable(name: &str, default: &str, description: &str) -> Block {
         .build()
 }
 
+/// A string literal of free text. hcl-rs 0.20 escapes template markers wrongly once a string has
+/// had one (`${x}$${` comes out as `"$${x}$${"`, which HCL reads as `${x}${`; the round-trip
+/// property test found it), so text is escaped here by the HCL spec and given to hcl-rs as a
+/// finished quoted template: quotes, backslashes and control characters as escapes, then every
+/// `${` as `$${` and every `%{` as `%%{`.
+pub fn text(s: &str) -> Expression {
+    let mut quoted = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\r' => quoted.push_str("\\r"),
+            '\t' => quoted.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(quoted, "\\u{:04X}", u32::from(c));
+            }
+            c => quoted.push(c),
+        }
+    }
+    let quoted = quoted.replace("${", "$${").replace("%{", "%%{");
+    Expression::TemplateExpr(Box::new(TemplateExpr::QuotedString(quoted)))
+}
+
 fn object(entries: impl IntoIterator<Item = (String, Expression)>) -> Expression {
     let object: Object<ObjectKey, Expression> =
-        entries.into_iter().map(|(k, v)| (ObjectKey::Expression(Expression::String(k)), v)).collect();
+        entries.into_iter().map(|(k, v)| (ObjectKey::Expression(text(&k)), v)).collect();
     Expression::Object(object)
 }
 
@@ -71,9 +97,8 @@ pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> St
         ));
     }
 
-    let mut tags: Vec<(String, Expression)> =
-        env.tags.iter().map(|(k, v)| (k.clone(), Expression::String(v.clone()))).collect();
-    tags.push(("CustomerName".into(), Expression::String(customer.display_name.clone())));
+    let mut tags: Vec<(String, Expression)> = env.tags.iter().map(|(k, v)| (k.clone(), text(v))).collect();
+    tags.push(("CustomerName".into(), text(&customer.display_name)));
     tags.push(("Commit".into(), var("commit_id")));
     tags.push(("Dirty".into(), var("dirty")));
     tags.sort_by(|a, b| a.0.cmp(&b.0));
@@ -156,10 +181,7 @@ pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> St
             Block::builder("provisioner")
                 .add_label("shell")
                 .add_attribute(("only", Expression::Array(vec![Expression::String(AWS_BUILD.into())])))
-                .add_attribute((
-                    "inline",
-                    Expression::Array(customer.provision.iter().map(|c| Expression::String(c.clone())).collect()),
-                ))
+                .add_attribute(("inline", Expression::Array(customer.provision.iter().map(|c| text(c)).collect())))
                 .build(),
         );
     }
