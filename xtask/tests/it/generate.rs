@@ -1,0 +1,68 @@
+//! `cargo xtask generate`: writes what changed, removes what no customer produces, and changes
+//! nothing while any config is invalid.
+
+use crate::Project;
+
+#[test]
+fn generate_on_a_fresh_tree_changes_nothing() {
+    let project = Project::copy();
+    let before = project.snapshot();
+    let run = project.run(&["generate"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("0 written, 0 removed, 12 unchanged"), "{run:?}");
+    assert_eq!(project.snapshot(), before);
+}
+
+#[test]
+fn a_config_change_rewrites_exactly_its_files() {
+    let project = Project::copy();
+    project.edit("customers/globex/prod.toml", "requests_per_target = 500.0", "requests_per_target = 800.0");
+    project.edit("customers/globex/prod.toml", "CostCenter = \"globex-web\"", "CostCenter = \"globex-www\"");
+    let run = project.run(&["generate"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("wrote packer/packer-globex-prod.pkr.hcl\n1 written, 0 removed, 11 unchanged"),
+        "{run:?}"
+    );
+    assert!(project.read("packer/packer-globex-prod.pkr.hcl").contains("\"CostCenter\" = \"globex-www\""));
+    assert_eq!(project.run(&["validate", "--no-packer"]).code, 0);
+}
+
+#[test]
+fn invalid_config_writes_nothing() {
+    let project = Project::copy();
+    project.edit("customers/globex/prod.toml", "CostCenter = \"globex-web\"", "CostCenter = \"globex-www\"");
+    project.edit("customers/acme/prod.toml", "min = 2", "min = 9");
+    project.write("packer/packer-gone-prod.pkr.hcl", "# left over\n");
+    let before = project.snapshot();
+    let run = project.run(&["generate"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("nothing was written"), "{run:?}");
+    assert_eq!(project.snapshot(), before);
+}
+
+#[test]
+fn files_no_customer_produces_are_removed() {
+    let project = Project::copy();
+    std::fs::remove_file(project.path("customers/globex/dev.toml")).unwrap();
+    let run = project.run(&["generate"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for path in
+        ["packer/packer-globex-dev.pkr.hcl", "buildspecs/globex/dev/buildspec.yaml", "appspecs/globex/dev/appspec.yaml"]
+    {
+        assert!(run.stdout.contains(&format!("removed {path}")), "{run:?}");
+        assert!(!project.path(path).exists());
+    }
+    assert_eq!(project.run(&["validate", "--no-packer"]).code, 0);
+}
+
+#[test]
+fn one_customer_only_touches_its_files() {
+    let project = Project::copy();
+    project.edit("customers/globex/prod.toml", "CostCenter = \"globex-web\"", "CostCenter = \"globex-www\"");
+    project.edit("customers/acme/prod.toml", "CostCenter = \"acme-prod\"", "CostCenter = \"acme-eu\"");
+    let run = project.run(&["generate", "acme"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("1 written, 0 removed, 5 unchanged"), "{run:?}");
+    assert!(project.read("packer/packer-globex-prod.pkr.hcl").contains("globex-web"));
+}

@@ -1,0 +1,126 @@
+//! The `cargo xtask` binary as users run it: on copies of the project in temporary folders.
+
+mod generate;
+mod validate;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A copy of the project's customers and generated files.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn copy() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        for folder in ["customers", "packer", "buildspecs", "appspecs"] {
+            copy_tree(&repo_root().join(folder), &dir.path().join(folder));
+        }
+        Project { dir }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn read(&self, relative: &str) -> String {
+        fs::read_to_string(self.path(relative)).unwrap()
+    }
+
+    pub fn write(&self, relative: &str, text: &str) {
+        let path = self.path(relative);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    pub fn edit(&self, relative: &str, from: &str, to: &str) {
+        let text = self.read(relative);
+        assert!(text.contains(from), "{relative} has no {from:?}");
+        self.write(relative, &text.replacen(from, to, 1));
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command.arg("--root").arg(self.dir.path()).args(args);
+        Run::from(command.output().unwrap())
+    }
+
+    /// Every file of the copy with its contents, to prove a command changed nothing.
+    pub fn snapshot(&self) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        snapshot_tree(self.dir.path(), self.dir.path(), &mut out);
+        out.sort();
+        out
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+/// Packer is needed for the real `packer validate`; under CI its absence is a failure.
+pub fn packer_available() -> bool {
+    let found = which_packer();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "packer is not installed, and CI is set: install it (apt-get install packer)"
+        );
+        eprintln!("packer is not installed: skipping this test outside CI");
+    }
+    found
+}
+
+fn which_packer() -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|p| p.join("packer").is_file()))
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn snapshot_tree(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            if !path.ends_with("target") {
+                snapshot_tree(root, &path, out);
+            }
+        } else {
+            out.push((path.strip_prefix(root).unwrap().to_path_buf(), fs::read_to_string(&path).unwrap_or_default()));
+        }
+    }
+}

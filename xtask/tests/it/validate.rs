@@ -1,0 +1,209 @@
+//! `cargo xtask validate`: exit codes, output formats, generated-file freshness, real `packer
+//! validate` with its cache, `--spec`, and the promise that it never runs a customer's commands.
+
+use crate::{packer_available, Project};
+
+#[test]
+fn samples_pass_with_real_packer() {
+    if !packer_available() {
+        return;
+    }
+    let project = Project::copy();
+    let run = project.run(&["validate", "--require-packer"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("packer validate: 4 template(s) run"), "{run:?}");
+    assert!(
+        run.stdout.contains("0 error(s), 0 warning(s) in 2 customer(s), 4 environment(s), 12 generated file(s)"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn packer_results_are_cached_by_content() {
+    if !packer_available() {
+        return;
+    }
+    let project = Project::copy();
+    assert_eq!(project.run(&["validate", "--require-packer"]).code, 0);
+    let run = project.run(&["validate", "--require-packer"]);
+    assert!(run.stdout.contains("packer validate: 0 template(s) run, 4 unchanged"), "{run:?}");
+    // One customer changes: only its templates run again.
+    project.edit(
+        "customers/globex/customer.toml",
+        "display_name = \"Globex Corporation\"",
+        "display_name = \"Globex Corp.\"",
+    );
+    assert_eq!(project.run(&["generate"]).code, 0);
+    let run = project.run(&["validate", "--require-packer"]);
+    assert!(run.stdout.contains("packer validate: 2 template(s) run, 2 unchanged"), "{run:?}");
+}
+
+#[test]
+fn hostile_text_passes_real_packer() {
+    if !packer_available() {
+        return;
+    }
+    let project = Project::copy();
+    let hostile = r#"Globex \"quoted\" ${var.x} %{ if true }x%{ endif } $${ 100% \\ back \n new 'single' é"#;
+    project.edit(
+        "customers/globex/customer.toml",
+        "display_name = \"Globex Corporation\"",
+        &format!("display_name = \"{hostile}\""),
+    );
+    project.edit(
+        "customers/globex/customer.toml",
+        "\"sudo dnf install -y python3 ruby wget\",",
+        &format!("\"echo {hostile}\","),
+    );
+    project.edit("customers/globex/prod.toml", "CostCenter = \"globex-web\"", &format!("CostCenter = \"{hostile}\""));
+    assert_eq!(project.run(&["generate"]).code, 0);
+    let run = project.run(&["validate", "--require-packer", "globex"]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn require_packer_fails_without_packer() {
+    let project = Project::copy();
+    let run = Run::with_path(&project, &["validate", "--require-packer"], "/nonexistent");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("apt-get install packer"), "{run:?}");
+    let run = Run::with_path(&project, &["validate"], "/nonexistent");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("packer validate skipped"), "{run:?}");
+}
+
+struct Run;
+
+impl Run {
+    fn with_path(project: &Project, args: &[&str], path: &str) -> crate::Run {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command.arg("--root").arg(project.dir.path()).args(args).env("PATH", path);
+        crate::Run::from(command.output().unwrap())
+    }
+}
+
+#[test]
+fn config_errors_exit_1_with_position_and_help() {
+    let project = Project::copy();
+    project.edit("customers/acme/prod.toml", "interval = 15", "interval = 4");
+    let run = project.run(&["validate", "--no-packer"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(
+            "error: `health_check.interval` is 4 s; allowed is 5 to 300 s\n  --> customers/acme/prod.toml:16:12"
+        ),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("16 | interval = 4\n   |            ^"), "{run:?}");
+}
+
+#[test]
+fn github_format_gives_annotations() {
+    let project = Project::copy();
+    project.edit("customers/acme/prod.toml", "interval = 15", "interval = 4");
+    let run = project.run(&["validate", "--no-packer", "--format", "github"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.contains("::error file=customers/acme/prod.toml,line=16,col=12,title=health_check.interval::`health_check.interval` is 4 s; allowed is 5 to 300 s"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn json_format_is_machine_readable() {
+    let project = Project::copy();
+    project.edit("customers/globex/dev.toml", "production = false", "production = \"no\"");
+    let run = project.run(&["validate", "--no-packer", "--format", "json"]);
+    assert_eq!(run.code, 1);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON");
+    assert_eq!(report["summary"]["errors"], 1);
+    let d = &report["diagnostics"][0];
+    assert_eq!(d["file"], "customers/globex/dev.toml");
+    assert_eq!((d["line"].as_u64(), d["column"].as_u64()), (Some(1), Some(14)));
+    assert_eq!(d["key"], "production");
+    assert_eq!(d["severity"], "error");
+}
+
+#[test]
+fn stale_generated_file_names_the_command() {
+    let project = Project::copy();
+    project.edit("customers/acme/customer.toml", "timeout = 300", "timeout = 240");
+    let run = project.run(&["validate", "--no-packer"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("error: generated file is stale (differs from its config from line 34)\n  --> appspecs/acme/dev/appspec.yaml:34:1"), "{run:?}");
+    assert!(run.stdout.contains("run `cargo xtask generate` and commit the result"), "{run:?}");
+}
+
+#[test]
+fn a_file_no_customer_generates_is_an_error() {
+    let project = Project::copy();
+    project.write("buildspecs/initech/prod/buildspec.yaml", "version: 0.2\n");
+    let run = project.run(&["validate", "--no-packer"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("error: no customer generates this file any more\n  --> buildspecs/initech/prod/buildspec.yaml"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn one_customer_or_environment() {
+    let project = Project::copy();
+    let run = project.run(&["validate", "--no-packer", "acme", "prod"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("in 1 customer(s), 1 environment(s), 3 generated file(s)"), "{run:?}");
+    let run = project.run(&["validate", "--no-packer", "initech"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("no customer `initech`: there is no folder customers/initech/"), "{run:?}");
+    let run = project.run(&["validate", "--no-packer", "acme", "qa"]);
+    assert_eq!(run.code, 2, "{run:?}");
+}
+
+#[test]
+fn not_a_project_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let run = crate::Run::from(command.arg("--root").arg(dir.path()).arg("validate").output().unwrap());
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("no customers/ folder"), "{run:?}");
+}
+
+#[test]
+fn spec_files_are_checked_on_their_own() {
+    let project = Project::copy();
+    project.write("mine/appspec.yml", "version: 0.0\nos: linux\npermissions:\n  - object: /x\n    mode: 0644\nhooks:\n  Install:\n    - location: a.sh\n");
+    let path = project.path("mine/appspec.yml");
+    let run = project.run(&["validate", "--spec", path.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("warning: mode 0644 is unquoted with a leading zero"), "{run:?}");
+    assert!(run.stdout.contains("appspec.yml:7:3"), "{run:?}");
+    // Generated files pass the same validators.
+    let generated = project.path("buildspecs/acme/prod/buildspec.yaml");
+    let run = project.run(&["validate", "--spec", generated.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // A file whose kind cannot be told needs --kind.
+    project.write("mine/spec.yml", "version: 0.2\n");
+    let path = project.path("mine/spec.yml");
+    assert_eq!(project.run(&["validate", "--spec", path.to_str().unwrap()]).code, 1);
+    let run = project.run(&["validate", "--spec", path.to_str().unwrap(), "--kind", "buildspec"]);
+    assert!(run.stdout.contains("missing `phases`"), "{run:?}");
+}
+
+#[test]
+fn validate_never_runs_customer_commands() {
+    let project = Project::copy();
+    let marker = project.path("ran");
+    let command = format!("touch {}", marker.display());
+    project.edit("customers/globex/customer.toml", "\"rm -rf dist && mkdir -p dist\",", &format!("\"{command}\","));
+    project.edit(
+        "customers/globex/customer.toml",
+        "\"sudo dnf install -y python3 ruby wget\",",
+        &format!("\"{command}\","),
+    );
+    project.edit("customers/globex/customer.toml", "\"cd apps/globex-site\"", &format!("\"{command}\""));
+    assert_eq!(project.run(&["generate"]).code, 0);
+    let run = project.run(&["validate"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!marker.exists(), "validate ran a customer's command");
+}
