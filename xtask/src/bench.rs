@@ -1,11 +1,18 @@
-//! `cargo xtask bench`: rerunnable benchmarks. `bench validate` writes a synthetic fleet
-//! (N customers × M environments), generates its files, then times `validate` on it in fresh
-//! processes and reads their peak memory.
+//! `cargo xtask bench validate`: writes a synthetic fleet (N customers × M environments, made from
+//! the sample customer globex), generates its files, then times `validate` on it in fresh
+//! processes of this same binary and reads their peak memory. With `--with-packer` it also warms
+//! the `packer validate` cache, changes one customer, and times the validate a pull request pays.
 
-use std::path::Path;
-use std::process::ExitCode;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
 
+use anyhow::{ensure, Context};
 use clap::{Args, Subcommand};
+
+use crate::generated::{self, Mode};
+use crate::validate::{load_fleet, Selection};
 
 /// Benchmarks whose figures go into BENCHMARKS.md.
 #[derive(Args)]
@@ -26,9 +33,15 @@ struct BenchValidate {
     customers: usize,
     #[arg(long, default_value_t = 2)]
     envs: usize,
-    /// How many timed runs.
+    /// Timed runs of `validate --no-packer`.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Also time `validate` with packer after one customer changed (warms the cache first).
+    #[arg(long)]
+    with_packer: bool,
+    /// Where the synthetic fleet is written (replaced).
+    #[arg(long, default_value = "target/bench-fleet")]
+    out: PathBuf,
 }
 
 impl Bench {
@@ -39,8 +52,120 @@ impl Bench {
     }
 }
 
+struct Measure {
+    elapsed_ms: f64,
+    peak_rss_kib: u64,
+    code: i32,
+}
+
 impl BenchValidate {
-    fn run(self, _root: &Path) -> anyhow::Result<ExitCode> {
-        anyhow::bail!("not yet")
+    fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        ensure!(self.customers > 0 && (1..=20).contains(&self.envs), "--customers must be ≥ 1 and --envs 1 to 20");
+        let out = if self.out.is_absolute() { self.out.clone() } else { root.join(&self.out) };
+        let started = Instant::now();
+        write_fleet(root, &out, self.customers, self.envs)?;
+        let loaded = load_fleet(&out, &Selection::default())?;
+        ensure!(!loaded.has_errors(), "the synthetic fleet does not validate: {:?}", loaded.diagnostics.first());
+        generated::sync(&out, &loaded.files, None, Mode::Write)?;
+        println!(
+            "fleet: {} customers × {} environments = {} environments, {} generated files, written in {:.1} s ({})",
+            self.customers,
+            self.envs,
+            self.customers * self.envs,
+            loaded.files.len(),
+            started.elapsed().as_secs_f64(),
+            out.display()
+        );
+        drop(loaded);
+
+        let mut runs = Vec::new();
+        for _ in 0..self.runs {
+            runs.push(measure(&out, &["validate", "--no-packer", "--format", "json"])?);
+        }
+        report("validate --no-packer", &runs);
+
+        if self.with_packer {
+            let warm = measure(&out, &["validate", "--require-packer", "--format", "json"])?;
+            println!("validate with packer, cold cache (every template): {:.1} s", warm.elapsed_ms / 1000.0);
+            let customer = out.join("customers/c00001/customer.toml");
+            let text = fs::read_to_string(&customer)?;
+            fs::write(&customer, text.replacen("display_name = \"Customer 1\"", "display_name = \"Customer One\"", 1))?;
+            let loaded = load_fleet(&out, &Selection::default())?;
+            generated::sync(&out, &loaded.files, None, Mode::Write)?;
+            let one_changed = measure(&out, &["validate", "--require-packer", "--format", "json"])?;
+            report(
+                &format!("validate with packer, warm cache, 1 customer ({} templates) changed", self.envs),
+                &[one_changed],
+            );
+        }
+        Ok(ExitCode::SUCCESS)
     }
+}
+
+fn measure(root: &Path, args: &[&str]) -> anyhow::Result<Measure> {
+    let exe = std::env::current_exe().context("cannot find this program")?;
+    let started = Instant::now();
+    let output = Command::new(exe).arg("--root").arg(root).args(args).arg("--report-resources").output()?;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let resources: serde_json::Value = stderr
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("validate printed no resource report: {stderr}"))?;
+    let code = output.status.code().unwrap_or(-1);
+    ensure!(
+        code == 0,
+        "validate failed on the synthetic fleet (exit {code}): {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    Ok(Measure { elapsed_ms, peak_rss_kib: resources["peak_rss_kib"].as_u64().unwrap_or(0), code })
+}
+
+fn report(what: &str, runs: &[Measure]) {
+    let mut times: Vec<f64> = runs.iter().map(|m| m.elapsed_ms).collect();
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let peak = runs.iter().map(|m| m.peak_rss_kib).max().unwrap_or(0);
+    println!(
+        "{what}: median {median:.0} ms, min {:.0} ms, max {:.0} ms over {} run(s) (process start to exit); peak memory {:.1} MiB; exit {}",
+        times[0],
+        times[times.len() - 1],
+        runs.len(),
+        peak as f64 / 1024.0,
+        runs[0].code
+    );
+}
+
+/// Writes customers/ for the synthetic fleet: the sample platform, and N copies of globex with
+/// their own names and hosts.
+fn write_fleet(root: &Path, out: &Path, customers: usize, envs: usize) -> anyhow::Result<()> {
+    if out.exists() {
+        fs::remove_dir_all(out).with_context(|| format!("cannot clear {}", out.display()))?;
+    }
+    let customers_dir = out.join("customers");
+    fs::create_dir_all(&customers_dir)?;
+    fs::copy(root.join("customers/platform.toml"), customers_dir.join("platform.toml"))
+        .context("cannot copy the sample platform.toml")?;
+    let template = fs::read_to_string(root.join("customers/globex/customer.toml"))
+        .context("cannot read the sample customer globex")?;
+    let env_names: Vec<String> =
+        ["dev", "prod"].iter().map(|s| s.to_string()).chain((2..envs).map(|i| format!("env{i}"))).take(envs).collect();
+    for i in 1..=customers {
+        let name = format!("c{i:05}");
+        let dir = customers_dir.join(&name);
+        fs::create_dir_all(&dir)?;
+        let customer =
+            template.replacen("display_name = \"Globex Corporation\"", &format!("display_name = \"Customer {i}\""), 1);
+        fs::write(dir.join("customer.toml"), customer)?;
+        for env in &env_names {
+            let production = env == "prod";
+            let text = format!(
+                "production = {production}\nhosts = [\"{name}-{env}.apps.example.com\"]\n\n[capacity]\nmin = {min}\nmax = 4\n\n[build]\nvariables = {{ SITE_ENV = \"{env}\" }}\n",
+                min = if production { 2 } else { 1 }
+            );
+            fs::write(dir.join(format!("{env}.toml")), text)?;
+        }
+    }
+    Ok(())
 }

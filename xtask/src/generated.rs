@@ -29,19 +29,21 @@ pub struct Outcome {
 /// (when only some customers were rendered, the others' files are not ours to judge).
 pub fn sync(root: &Path, files: &[GeneratedFile], prune: Option<&[PathBuf]>, mode: Mode) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
-    for file in files {
-        let full = root.join(&file.path);
-        let current = match fs::read_to_string(&full) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.path.display())),
-        };
+    // Reading and comparing thousands of files is spread over the cores; writing stays in order.
+    let current = crate::parallel::map(files, |file| match fs::read_to_string(root.join(&file.path)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", file.path.display())),
+    });
+    for (file, current) in files.iter().zip(current) {
+        let current = current?;
         if current.as_deref() == Some(file.contents.as_str()) {
             outcome.unchanged += 1;
             continue;
         }
         match mode {
             Mode::Write => {
+                let full = root.join(&file.path);
                 write_atomically(&full, &file.contents)
                     .with_context(|| format!("cannot write {}", file.path.display()))?;
                 outcome.written.push(file.path.clone());

@@ -5,6 +5,7 @@ mod generate;
 mod generated;
 mod output;
 mod packer;
+mod parallel;
 mod validate;
 
 use std::path::PathBuf;

@@ -124,13 +124,17 @@ pub fn load_fleet(root: &Path, selection: &Selection) -> anyhow::Result<LoadedFl
     let (fleet, diagnostics) = validate_fleet(&sources);
     let mut files = Vec::new();
     if let Some(fleet) = &fleet {
-        for customer in &fleet.customers {
-            for env in &customer.environments {
-                if selection.env.as_ref().is_none_or(|e| e == &env.name) {
-                    files.extend(render::render_environment(&fleet.platform, customer, env));
-                }
-            }
-        }
+        let envs: Vec<_> = fleet
+            .customers
+            .iter()
+            .flat_map(|customer| customer.environments.iter().map(move |env| (customer, env)))
+            .filter(|(_, env)| selection.env.as_ref().is_none_or(|e| e == &env.name))
+            .collect();
+        files =
+            crate::parallel::map(&envs, |(customer, env)| render::render_environment(&fleet.platform, customer, env))
+                .into_iter()
+                .flatten()
+                .collect();
     }
     Ok(LoadedFleet { sources, fleet, diagnostics, files, selection: selection.clone() })
 }
@@ -175,9 +179,11 @@ impl Validate {
         let prune = loaded.leftovers(root)?;
         let outcome = generated::sync(root, &loaded.files, prune.as_deref(), Mode::Check)?;
         diagnostics.extend(outcome.problems);
-        for file in loaded.files.iter().filter(|f| !f.path.starts_with("packer")) {
-            diagnostics.extend(spec::check_spec(&SourceFile::new(&file.path, file.contents.clone()), None));
-        }
+        let specs: Vec<&GeneratedFile> = loaded.files.iter().filter(|f| !f.path.starts_with("packer")).collect();
+        let spec_problems = crate::parallel::map(&specs, |file| {
+            spec::check_spec(&SourceFile::new(&file.path, file.contents.clone()), None)
+        });
+        diagnostics.extend(spec_problems.into_iter().flatten());
 
         let mut notes = Vec::new();
         if !self.no_packer {

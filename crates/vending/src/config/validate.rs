@@ -161,14 +161,41 @@ pub fn validate_fleet(sources: &FleetSources) -> (Option<Fleet>, Vec<Diagnostic>
 
     // Fleet-wide checks see every environment that validated on its own, so a conflict is found
     // even while another file of the same customer has errors; generation gets clean customers only.
+    // Customers are independent until the fleet-wide checks, so they validate in parallel; the
+    // results are put back in folder order, so the output does not depend on the thread count.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(sources.customers.len()).max(1);
+    let chunk = sources.customers.len().div_ceil(workers).max(1);
+    let platform_ref = platform.as_ref();
+    let platform_file_ref = &platform_file;
+    let parts: Vec<(Vec<(Customer, bool)>, Vec<Diagnostic>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .customers
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut checker = Checker { diagnostics: Vec::new(), errors_at_start: 0 };
+                    let mut validated = Vec::new();
+                    for customer in part {
+                        checker.begin();
+                        if let Some(customer) =
+                            validate_customer(customer, platform_ref, platform_file_ref, &mut checker)
+                        {
+                            validated.push((customer, checker.clean_since_begin()));
+                        }
+                    }
+                    (validated, checker.diagnostics)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+    });
     let mut checked = Vec::new();
     let mut clean = Vec::new();
-    for customer in &sources.customers {
-        checker.begin();
-        let validated = validate_customer(customer, platform.as_ref(), &platform_file, &mut checker);
-        if let Some(validated) = validated {
-            clean.push(checker.clean_since_begin());
-            checked.push(validated);
+    for (validated, diagnostics) in parts {
+        checker.diagnostics.extend(diagnostics);
+        for (customer, is_clean) in validated {
+            checked.push(customer);
+            clean.push(is_clean);
         }
     }
     let fleet = platform.map(|(platform, _)| Fleet { platform, customers: checked });
