@@ -3,9 +3,8 @@
 
 use crate::diag::{Diagnostic, Severity};
 use crate::source::SourceFile;
-use crate::spec::yaml::{
-    self, as_str, check_keys, entries, node_diag, raw_scalar, scalar_text, sequence, value, Node, Value,
-};
+use crate::spec::yaml::Checker;
+use crate::spec::yaml::{self, as_str, check_keys, entries, node_diag, raw_scalar, scalar_text, value, Node, Value};
 use saphyr::ScalarStyle;
 
 /// Lifecycle events that run scripts, in the order the agent runs them.
@@ -97,28 +96,7 @@ pub fn validate(source: &SourceFile, root: &Node<'_>, out: &mut Vec<Diagnostic>)
     }
 }
 
-struct Checker<'s, 'o> {
-    source: &'s SourceFile,
-    out: &'o mut Vec<Diagnostic>,
-}
-
 impl Checker<'_, '_> {
-    fn error(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
-        self.out.push(node_diag(Severity::Error, self.source, node, key, message));
-    }
-
-    fn list<'n, 'a>(&mut self, node: &'n Node<'a>, key: &str) -> &'n [Node<'a>] {
-        match sequence(node) {
-            Some(items) => items,
-            None => {
-                if !yaml::is_null(node) {
-                    self.error(node, key, format!("`{key}` must be a list"));
-                }
-                &[]
-            }
-        }
-    }
-
     fn files(&mut self, files: &Node<'_>, windows: bool) {
         for (i, entry) in self.list(files, "files").iter().enumerate() {
             let path = format!("files[{i}]");

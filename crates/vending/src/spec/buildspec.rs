@@ -5,6 +5,7 @@
 
 use crate::diag::{Diagnostic, Severity};
 use crate::source::SourceFile;
+use crate::spec::yaml::Checker;
 use crate::spec::yaml::{
     self, as_str, check_keys, entries, node_diag, raw_scalar, scalar_text, sequence, value, Node, Value,
 };
@@ -116,20 +117,7 @@ pub fn validate(source: &SourceFile, root: &Node<'_>, out: &mut Vec<Diagnostic>)
     }
 }
 
-struct Checker<'s, 'o> {
-    source: &'s SourceFile,
-    out: &'o mut Vec<Diagnostic>,
-}
-
 impl Checker<'_, '_> {
-    fn error(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
-        self.out.push(node_diag(Severity::Error, self.source, node, key, message));
-    }
-
-    fn warning(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
-        self.out.push(node_diag(Severity::Warning, self.source, node, key, message));
-    }
-
     fn string(&mut self, node: &Node<'_>, key: &str) -> Option<String> {
         match as_str(node) {
             Some(s) => Some(s.into_owned()),

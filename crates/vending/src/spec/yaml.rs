@@ -178,3 +178,32 @@ pub fn check_keys(source: &SourceFile, node: &Node<'_>, path: &str, allowed: &[&
         out.push(node_diag(Severity::Error, source, key_node, &full, format!("unknown key `{key}`")).with_help(help));
     }
 }
+
+/// What the buildspec and appspec validators share: the file and the diagnostics found so far.
+/// Each validator adds its own methods in its module.
+pub(crate) struct Checker<'s, 'o> {
+    pub source: &'s SourceFile,
+    pub out: &'o mut Vec<Diagnostic>,
+}
+
+impl Checker<'_, '_> {
+    pub fn error(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
+        self.out.push(node_diag(Severity::Error, self.source, node, key, message));
+    }
+
+    pub fn warning(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
+        self.out.push(node_diag(Severity::Warning, self.source, node, key, message));
+    }
+
+    pub fn list<'n, 'a>(&mut self, node: &'n Node<'a>, key: &str) -> &'n [Node<'a>] {
+        match sequence(node) {
+            Some(items) => items,
+            None => {
+                if !is_null(node) {
+                    self.error(node, key, format!("`{key}` must be a list"));
+                }
+                &[]
+            }
+        }
+    }
+}
