@@ -165,7 +165,8 @@ pub fn yaml11_bool(text: &str) -> Option<bool> {
 pub fn check_keys(source: &SourceFile, node: &Node<'_>, path: &str, allowed: &[&str], out: &mut Vec<Diagnostic>) {
     let Some(entries) = entries(node) else { return };
     for (key, key_node, _) in entries {
-        if allowed.contains(&key.as_ref()) {
+        // `<<` is YAML 1.1's merge key, which AWS's parsers honour; what it merges is not seen here.
+        if allowed.contains(&key.as_ref()) || key == "<<" {
             continue;
         }
         let near =

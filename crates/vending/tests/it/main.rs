@@ -1,6 +1,7 @@
 //! Integration tests of the core: fixtures on disk, snapshots of generated files, properties.
 
 mod bad_configs;
+mod names;
 mod roundtrip;
 mod samples;
 mod specs;
