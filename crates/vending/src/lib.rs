@@ -2,6 +2,7 @@
 //! plus validators for buildspec and appspec files. No AWS SDK and no network here; the only IO
 //! is `project`, which reads a project tree into memory.
 
+pub mod ami;
 pub mod config;
 pub mod diag;
 pub mod fleet;

@@ -1,5 +1,6 @@
 //! Integration tests of the core: fixtures on disk, snapshots of generated files, properties.
 
+mod ami;
 mod bad_configs;
 mod names;
 mod roundtrip;
