@@ -1,8 +1,12 @@
 //! `cargo xtask`: the command line of the PaaS vending machine.
 
+mod ami;
 mod bench;
 mod generate;
 mod generated;
+mod git;
+mod interrupt;
+mod local;
 mod output;
 mod packer;
 mod parallel;
@@ -29,6 +33,8 @@ struct Cli {
 enum Command {
     Validate(validate::Validate),
     Generate(generate::Generate),
+    Ami(ami::Ami),
+    Local(local::Local),
     Bench(bench::Bench),
 }
 
@@ -38,6 +44,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(cmd) => cmd.run(&root),
         Command::Generate(cmd) => cmd.run(&root),
+        Command::Ami(cmd) => cmd.run(&root),
+        Command::Local(cmd) => cmd.run(&root),
         Command::Bench(cmd) => cmd.run(&root),
     };
     match result {

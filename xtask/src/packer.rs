@@ -2,8 +2,12 @@
 //! skipping templates whose content already passed with the same Packer version (a cache under
 //! `target/`), so a pull request pays for what it changed.
 
+use std::collections::VecDeque;
 use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -132,4 +136,91 @@ fn validate_one(sh: &Shell, binary: &Path, file: &GeneratedFile, work: &Path) ->
         d.source_line = file.contents.lines().nth(line.saturating_sub(1)).map(str::to_string);
     }
     Ok(Some(d))
+}
+
+/// `-var name=value` for each variable: each one argument, never parsed by a shell.
+pub fn var_args(variables: &[(String, String)]) -> Vec<String> {
+    variables.iter().flat_map(|(name, value)| ["-var".to_string(), format!("{name}={value}")]).collect()
+}
+
+/// `packer validate` of a committed template with the build's variables.
+pub fn validate_with(dir: &Path, binary: &Path, template: &Path, only: &str, variables: &[(String, String)]) -> anyhow::Result<()> {
+    let sh = shell(dir)?;
+    let vars = var_args(variables);
+    let only = format!("-only={only}");
+    let output = cmd!(sh, "{binary} validate {only} {vars...} {template}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .context("cannot run `packer validate`")?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "packer validate failed for {}:\n{}{}",
+            template.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+pub struct BuildOutcome {
+    pub status: ExitStatus,
+    pub interrupted: bool,
+    /// The last lines Packer printed, for the error message.
+    pub tail: Vec<String>,
+}
+
+const TAIL_LINES: usize = 25;
+
+/// `packer build`, its output streamed line by line behind `prefix`. Runs in `dir` (where the
+/// manifest is written), in its own process group so that Ctrl-C reaches it once, through us.
+pub fn build(
+    dir: &Path,
+    binary: &Path,
+    template: &Path,
+    only: &str,
+    variables: &[(String, String)],
+    env: &[(&str, &str)],
+    prefix: &str,
+) -> anyhow::Result<BuildOutcome> {
+    crate::interrupt::install()?;
+    let sh = shell(dir)?;
+    for (name, value) in env {
+        sh.set_var(name, value);
+    }
+    let vars = var_args(variables);
+    let only = format!("-only={only}");
+    let mut command = Command::from(cmd!(sh, "{binary} build -color=false {only} {vars...} {template}"));
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child = command.spawn().context("cannot start `packer build`")?;
+    crate::interrupt::set_child(child.id());
+    let tail = std::sync::Mutex::new(VecDeque::with_capacity(TAIL_LINES));
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    std::thread::scope(|scope| {
+        let pump = |stream: Box<dyn std::io::Read + Send>| {
+            let tail = &tail;
+            move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    println!("{prefix} | {line}");
+                    let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    if tail.len() == TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+            }
+        };
+        if let Some(out) = stdout {
+            scope.spawn(pump(Box::new(out)));
+        }
+        if let Some(err) = stderr {
+            scope.spawn(pump(Box::new(err)));
+        }
+    });
+    let status = child.wait().context("cannot wait for `packer build`")?;
+    crate::interrupt::clear_child();
+    let tail = tail.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().collect();
+    Ok(BuildOutcome { status, interrupted: crate::interrupt::interrupted(), tail })
 }

@@ -1,0 +1,109 @@
+//! S3: the platform's state bucket and the records kept in it.
+
+use anyhow::{bail, Context};
+use aws_config::SdkConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, PublicAccessBlockConfiguration,
+    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    VersioningConfiguration,
+};
+use aws_sdk_s3::Client;
+
+use crate::describe_error;
+
+pub fn client(config: &SdkConfig, local: bool) -> Client {
+    // Path-style addressing: the emulator's virtual hosts (`bucket.127.0.0.1`) do not resolve.
+    Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(local).build())
+}
+
+/// Makes sure the state bucket exists: versioned (so every record keeps its history), encrypted,
+/// public access blocked. Returns whether it had to be created.
+pub async fn ensure_state_bucket(client: &Client, bucket: &str, region: &str) -> anyhow::Result<bool> {
+    match client.head_bucket().bucket(bucket).send().await {
+        Ok(_) => return Ok(false),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+        Err(e) => {
+            let raw_status = e.raw_response().map(|r| r.status().as_u16());
+            match raw_status {
+                Some(301) => bail!("the state bucket `{bucket}` is in another region than {region}: check aws.region in customers/platform.toml"),
+                Some(403) => bail!("access to the state bucket `{bucket}` is denied: it belongs to another account, or these credentials may not read it"),
+                _ => bail!("cannot reach the state bucket `{bucket}`: {}", describe_error(&e)),
+            }
+        }
+    }
+    let mut create = client.create_bucket().bucket(bucket);
+    if region != "us-east-1" {
+        create = create.create_bucket_configuration(
+            CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build(),
+        );
+    }
+    match create.send().await {
+        Ok(_) => {}
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => return Ok(false),
+        Err(e) => bail!("cannot create the state bucket `{bucket}`: {}", describe_error(&e)),
+    }
+    client
+        .put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot turn on versioning of `{bucket}`: {}", describe_error(&e)))?;
+    let rule = ServerSideEncryptionRule::builder()
+        .apply_server_side_encryption_by_default(
+            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?,
+        )
+        .build();
+    client
+        .put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build()?)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot turn on encryption of `{bucket}`: {}", describe_error(&e)))?;
+    client
+        .put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot block public access to `{bucket}`: {}", describe_error(&e)))?;
+    Ok(true)
+}
+
+pub async fn put_json(client: &Client, bucket: &str, key: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let body = serde_json::to_vec_pretty(value)?;
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot write s3://{bucket}/{key}: {}", describe_error(&e)))?;
+    Ok(())
+}
+
+/// Reads a JSON object; `None` when there is none.
+pub async fn get_json<T: serde::de::DeserializeOwned>(client: &Client, bucket: &str, key: &str) -> anyhow::Result<Option<T>> {
+    let output = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(output) => output,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) if e.as_service_error().and_then(aws_sdk_s3::error::ProvideErrorMetadata::code) == Some("NoSuchBucket") => {
+            return Ok(None)
+        }
+        Err(e) => bail!("cannot read s3://{bucket}/{key}: {}", describe_error(&e)),
+    };
+    let bytes = output.body.collect().await.with_context(|| format!("cannot read s3://{bucket}/{key}"))?.into_bytes();
+    let value = serde_json::from_slice(&bytes).with_context(|| format!("s3://{bucket}/{key} is not what this tool wrote"))?;
+    Ok(Some(value))
+}

@@ -1,0 +1,229 @@
+//! The local AWS emulator: moto's server, pinned, installed on first use into a Python virtual
+//! environment under `target/`, started on a free loopback port. Tests use `Moto::start`; the
+//! `cargo xtask local up|down|status` command uses `up`/`down`/`status`, which keep the server's
+//! address in `target/vending-local/server.json`. Only loopback addresses, ever.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use xshell::{cmd, Shell};
+
+/// The emulator version every test and local run uses.
+pub const MOTO_VERSION: &str = "5.2.5";
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn venv_dir(root: &Path) -> PathBuf {
+    root.join("target/moto-venv")
+}
+
+fn state_file(root: &Path) -> PathBuf {
+    root.join("target/vending-local/server.json")
+}
+
+/// Installs `moto[server]==MOTO_VERSION` into `target/moto-venv` unless it is there already, and
+/// returns the path of `moto_server`. A lock file keeps parallel test binaries from installing
+/// twice.
+pub fn ensure_installed(root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = venv_dir(root);
+    let server = venv.join("bin/moto_server");
+    let marker = venv.join(format!(".installed-moto-{MOTO_VERSION}"));
+    if marker.is_file() && server.is_file() {
+        return Ok(server);
+    }
+    fs::create_dir_all(root.join("target")).context("cannot create target/")?;
+    let lock = fs::File::create(root.join("target/moto-venv.lock")).context("cannot create the install lock")?;
+    lock.lock().context("cannot take the install lock")?;
+    if marker.is_file() && server.is_file() {
+        return Ok(server);
+    }
+    let sh = Shell::new()?;
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    eprintln!("installing moto[server]=={MOTO_VERSION} into {} (first use only)", venv.display());
+    cmd!(sh, "{python} -m venv {venv}").quiet().run().context(
+        "cannot create a Python virtual environment: install Python 3 with its venv module (Debian: apt-get install python3-venv)",
+    )?;
+    let pip = venv.join("bin/pip");
+    let requirement = format!("moto[server]=={MOTO_VERSION}");
+    cmd!(sh, "{pip} install --quiet --disable-pip-version-check {requirement}")
+        .quiet()
+        .run()
+        .with_context(|| format!("cannot install {requirement} from PyPI"))?;
+    fs::write(&marker, b"").context("cannot mark the install as done")?;
+    Ok(server)
+}
+
+/// A running emulator. Dropping it stops the server.
+pub struct Moto {
+    child: Child,
+    pub port: u16,
+}
+
+impl Moto {
+    /// Installs if needed, starts a server on a free loopback port and waits until it answers.
+    pub fn start(root: &Path) -> anyhow::Result<Moto> {
+        let server = ensure_installed(root)?;
+        let port = free_port()?;
+        let log = fs::File::create(root.join(format!("target/moto-{port}.log"))).context("cannot create the emulator log")?;
+        let child = spawn(&server, port, Stdio::from(log), false)?;
+        let moto = Moto { child, port };
+        wait_ready(port)?;
+        Ok(moto)
+    }
+
+    pub fn endpoint(&self) -> String {
+        endpoint(self.port)
+    }
+
+    /// Wipes every account and region (`POST /moto-api/reset`).
+    pub fn reset(&self) -> anyhow::Result<()> {
+        let status = http(self.port, "POST", "/moto-api/reset")?;
+        if status != 200 {
+            bail!("the emulator answered {status} to a reset");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn endpoint(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("cannot find a free loopback port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn spawn(server: &Path, port: u16, log: Stdio, detach: bool) -> anyhow::Result<Child> {
+    let sh = Shell::new()?;
+    let port_text = port.to_string();
+    let mut command = Command::from(cmd!(sh, "{server} -H 127.0.0.1 -p {port_text}"));
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    if detach {
+        // A server for `local up` outlives this process and ignores the terminal's Ctrl-C.
+        use std::os::unix::process::CommandExt;
+        command.process_group(0);
+    }
+    command.spawn().with_context(|| format!("cannot start {}", server.display()))
+}
+
+/// A minimal HTTP/1.0 request on loopback; returns the status code.
+fn http(port: u16, method: &str, path: &str) -> anyhow::Result<u16> {
+    let mut stream = TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    status.context("the emulator sent no HTTP status")
+}
+
+fn wait_ready(port: u16) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < READY_TIMEOUT {
+        if http(port, "GET", "/moto-api/").is_ok_and(|status| status == 200) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the emulator did not answer on port {port} within {} s", READY_TIMEOUT.as_secs())
+}
+
+/// What `local up` leaves behind for later commands.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerState {
+    pub pid: u32,
+    pub port: u16,
+    pub endpoint: String,
+}
+
+/// Starts a server that outlives this process (`cargo xtask local up`), or returns the one running.
+pub fn up(root: &Path) -> anyhow::Result<ServerState> {
+    if let Some(state) = status(root)? {
+        return Ok(state);
+    }
+    let server = ensure_installed(root)?;
+    let port = free_port()?;
+    fs::create_dir_all(root.join("target/vending-local"))?;
+    let log = fs::File::create(root.join("target/vending-local/moto.log")).context("cannot create the emulator log")?;
+    let child = spawn(&server, port, Stdio::from(log), true)?;
+    wait_ready(port)?;
+    let state = ServerState { pid: child.id(), port, endpoint: endpoint(port) };
+    fs::write(state_file(root), serde_json::to_vec_pretty(&state)?).context("cannot record the server")?;
+    Ok(state)
+}
+
+/// The server `local up` started, if it still answers.
+pub fn status(root: &Path) -> anyhow::Result<Option<ServerState>> {
+    let Ok(text) = fs::read_to_string(state_file(root)) else { return Ok(None) };
+    let state: ServerState = serde_json::from_str(&text).context("target/vending-local/server.json is damaged")?;
+    let alive = http(state.port, "GET", "/moto-api/").is_ok_and(|s| s == 200);
+    Ok(alive.then_some(state))
+}
+
+/// Stops the server `local up` started. Returns whether there was one.
+pub fn down(root: &Path) -> anyhow::Result<bool> {
+    let Ok(text) = fs::read_to_string(state_file(root)) else { return Ok(false) };
+    let state: ServerState = serde_json::from_str(&text).context("target/vending-local/server.json is damaged")?;
+    let sh = Shell::new()?;
+    let pid = state.pid.to_string();
+    // The server may have died already; then there is nothing to stop.
+    let _ = cmd!(sh, "kill {pid}").quiet().ignore_status().ignore_stderr().run();
+    fs::remove_file(state_file(root)).context("cannot remove target/vending-local/server.json")?;
+    Ok(true)
+}
+
+/// The endpoint local mode talks to: `AWS_ENDPOINT_URL` when set (it must be a loopback
+/// address), else the server of `local up`.
+pub fn local_endpoint(root: &Path) -> anyhow::Result<String> {
+    if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
+        require_loopback(&url)?;
+        return Ok(url);
+    }
+    match status(root)? {
+        Some(state) => Ok(state.endpoint),
+        None => bail!("no local emulator: run `cargo xtask local up` first (or set AWS_ENDPOINT_URL to a loopback address)"),
+    }
+}
+
+/// Local mode talks only to this machine.
+pub fn require_loopback(url: &str) -> anyhow::Result<()> {
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(url);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        bail!("local mode only talks to this machine, but AWS_ENDPOINT_URL is {url}: use a loopback address such as http://127.0.0.1:5000");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::require_loopback;
+
+    #[test]
+    fn only_loopback_endpoints() {
+        for ok in ["http://127.0.0.1:5000", "http://localhost:1", "http://[::1]:8080/", "http://127.8.0.1"] {
+            assert!(require_loopback(ok).is_ok(), "{ok}");
+        }
+        for bad in ["http://10.0.0.1:5000", "https://ec2.eu-west-1.amazonaws.com", "http://192.168.1.2"] {
+            assert!(require_loopback(bad).is_err(), "{bad}");
+        }
+    }
+}

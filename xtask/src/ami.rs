@@ -1,0 +1,183 @@
+//! `cargo xtask ami <customer> <env>`: builds the environment's AMI with the real Packer from the
+//! committed template, takes the AMI ids from Packer's manifest, and records them in the
+//! platform's state bucket for deploys. `--show` prints the current record.
+
+use std::fs;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use sha2::{Digest, Sha256};
+use vending::ami::{self, AmiRecord};
+use vending::render::{self, packer::manifest_file, packer::AWS_BUILD, packer::LOCAL_BUILD};
+use vending_aws::Target;
+
+use crate::output::{self, Format};
+use crate::validate::{load_fleet, Selection};
+
+/// Build the AMI of a customer environment with Packer and record it for deploys.
+#[derive(Args)]
+pub struct Ami {
+    customer: String,
+    env: String,
+    /// Build even with uncommitted changes; the AMI is then tagged Dirty=true.
+    #[arg(long)]
+    allow_dirty: bool,
+    /// Use the local AWS emulator (see `cargo xtask local up`).
+    #[arg(long)]
+    local: bool,
+    /// Print the record as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Print the current record instead of building.
+    #[arg(long)]
+    show: bool,
+}
+
+impl Ami {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        let selection = Selection { customer: Some(self.customer.clone()), env: Some(self.env.clone()) };
+        let loaded = load_fleet(root, &selection)?;
+        if loaded.has_errors() {
+            output::print(Format::Human, &loaded.diagnostics, &loaded.summary());
+            eprintln!("error: the config of {}/{} has errors; fix them before building", self.customer, self.env);
+            return Ok(ExitCode::from(output::EXIT_PROBLEMS));
+        }
+        let fleet = loaded.fleet.as_ref().context("no platform")?;
+        let (_, env) = fleet.environment(&self.customer, &self.env).context("the environment did not validate")?;
+        let platform = &fleet.platform;
+        let who = format!("{}/{}", self.customer, self.env);
+
+        let target = if self.local {
+            Target::Local { endpoint: vending_local::local_endpoint(root)? }
+        } else {
+            Target::Aws
+        };
+        let runtime = vending_aws::runtime()?;
+        let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
+        let s3 = vending_aws::s3::client(&config, self.local);
+        let record_key = AmiRecord::current_key(&self.customer, &self.env);
+
+        if self.show {
+            let record: Option<AmiRecord> =
+                runtime.block_on(vending_aws::s3::get_json(&s3, &platform.state_bucket, &record_key))?;
+            let Some(record) = record else {
+                bail!("{who} has no AMI yet: build one with `cargo xtask ami {} {}`", self.customer, self.env);
+            };
+            self.print(&record, &platform.state_bucket, &record_key)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+
+        // The committed template is what gets built; it must be what the config generates.
+        let template_path = render::packer_path(&self.customer, &self.env);
+        let rendered = loaded.files.iter().find(|f| f.path == template_path).context("no template rendered")?;
+        let committed = fs::read_to_string(root.join(&template_path)).ok();
+        if committed.as_deref() != Some(rendered.contents.as_str()) {
+            eprintln!("error: {} is stale or missing: run `cargo xtask generate` and commit the result", template_path.display());
+            return Ok(ExitCode::from(output::EXIT_PROBLEMS));
+        }
+
+        let commit = crate::git::head_commit(root)?;
+        let dirty = crate::git::is_dirty(root)?;
+        if dirty && !self.allow_dirty {
+            bail!("the working tree has uncommitted changes: commit them first, or pass --allow-dirty (the AMI is then tagged Dirty=true)");
+        }
+        let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
+
+        let (base_name, owners) = match (&platform.ami.base, self.local) {
+            (_, true) => (platform.ami.local_base_name.clone(), Vec::new()),
+            (vending::config::model::AmiRef::Filter { name, owners }, false) => (name.clone(), owners.clone()),
+            (vending::config::model::AmiRef::Id(id), false) => (id.clone(), Vec::new()),
+        };
+        let ec2 = vending_aws::ec2::client(&config);
+        runtime.block_on(async {
+            if vending_aws::s3::ensure_state_bucket(&s3, &platform.state_bucket, &platform.region).await? {
+                println!("created the state bucket s3://{}", platform.state_bucket);
+            }
+            if !matches!(platform.ami.base, vending::config::model::AmiRef::Id(_)) || self.local {
+                if vending_aws::ec2::find_image(&ec2, &base_name, &owners).await?.is_none() {
+                    let owners = if owners.is_empty() { String::new() } else { format!(" owned by {}", owners.join(", ")) };
+                    bail!(
+                        "base AMI `{base_name}`{owners} not found in {}: check {} in customers/platform.toml",
+                        platform.region,
+                        if self.local { "ami.local_base_name" } else { "ami.base" }
+                    );
+                }
+            }
+            anyhow::Ok(())
+        })?;
+
+        let mut variables = ami::packer_variables(&commit, dirty);
+        let (only, mut env_vars) = (if self.local { LOCAL_BUILD } else { AWS_BUILD }, Vec::new());
+        if let Target::Local { endpoint } = &target {
+            variables.push(("ec2_endpoint".into(), endpoint.clone()));
+            variables.push(("source_ami_name".into(), platform.ami.local_base_name.clone()));
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+                env_vars.push(("AWS_ACCESS_KEY_ID", "test"));
+                env_vars.push(("AWS_SECRET_ACCESS_KEY", "test"));
+            }
+            println!("{who} | local mode: building against the emulator at {endpoint} with communicator = \"none\"; provisioners are skipped");
+        }
+
+        let work = root.join("target/vending-ami").join(format!("{}-{}", self.customer, self.env));
+        fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+        let manifest_path = work.join(manifest_file(&self.customer, &self.env));
+        let previous_run = fs::read_to_string(&manifest_path).ok().and_then(|t| ami::manifest_run_id(&t));
+        let template = root.join(&template_path);
+        println!("{who} | building {} at commit {}{}", template_path.display(), &commit.id[..12.min(commit.id.len())], if dirty { " (dirty tree)" } else { "" });
+        crate::packer::validate_with(&work, &packer, &template, only, &variables)?;
+        let outcome = crate::packer::build(&work, &packer, &template, only, &variables, &env_vars, &who)?;
+        if outcome.interrupted {
+            bail!("interrupted: packer was asked to stop and clean up its temporary key pair, security group and instance (it exited with {}); no AMI was recorded", outcome.status);
+        }
+        if !outcome.status.success() {
+            bail!(
+                "packer build failed ({}); its last lines:\n{}",
+                outcome.status,
+                outcome.tail.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+            );
+        }
+
+        let manifest = fs::read_to_string(&manifest_path)
+            .with_context(|| format!("packer wrote no manifest at {}", manifest_path.display()))?;
+        let artifact = ami::parse_manifest(&manifest).map_err(|e| anyhow::anyhow!("the manifest {} {e}", manifest_path.display()))?;
+        if previous_run.as_deref() == Some(artifact.packer_run_uuid.as_str()) {
+            bail!("the manifest {} still names the previous run {}: packer recorded no new build", manifest_path.display(), artifact.packer_run_uuid);
+        }
+        let record = AmiRecord {
+            customer: self.customer.clone(),
+            environment: self.env.clone(),
+            amis: artifact.amis,
+            commit,
+            dirty,
+            packer_run_uuid: artifact.packer_run_uuid,
+            build: only.to_string(),
+            built_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            template_sha256: format!("{:x}", Sha256::digest(rendered.contents.as_bytes())),
+        };
+        runtime.block_on(async {
+            vending_aws::s3::put_json(&s3, &platform.state_bucket, &record.history_key(), &record).await?;
+            vending_aws::s3::put_json(&s3, &platform.state_bucket, &record_key, &record).await
+        })?;
+        self.print(&record, &platform.state_bucket, &record_key)?;
+        let _ = env;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn print(&self, record: &AmiRecord, bucket: &str, key: &str) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(record)?);
+            return Ok(());
+        }
+        println!("AMI of {}/{} (s3://{bucket}/{key}):", record.customer, record.environment);
+        for (region, ami) in &record.amis {
+            println!("  {region}: {ami}");
+        }
+        println!("  commit:  {} by {} at {}{}", record.commit.id, record.commit.author, record.commit.time, if record.dirty { " (dirty tree)" } else { "" });
+        println!("  message: {}", record.commit.subject());
+        println!("  built:   {} by {} (packer run {})", record.built_at, record.build, record.packer_run_uuid);
+        Ok(())
+    }
+}

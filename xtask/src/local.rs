@@ -1,0 +1,50 @@
+//! `cargo xtask local up|down|status`: the local AWS emulator that `--local` commands talk to.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+/// Start, stop or show the local AWS emulator (moto's server on a loopback port).
+#[derive(Args)]
+pub struct Local {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Start the emulator (installed into target/ on first use), or show the running one.
+    Up,
+    /// Stop it.
+    Down,
+    /// Say whether it runs, and where.
+    Status,
+}
+
+impl Local {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        match self.action {
+            Action::Up => {
+                let state = vending_local::up(root)?;
+                println!("local AWS emulator (moto {}) at {} (pid {})", vending_local::MOTO_VERSION, state.endpoint, state.pid);
+                println!("commands with --local use it; other tools can with: export AWS_ENDPOINT_URL={}", state.endpoint);
+            }
+            Action::Down => {
+                if vending_local::down(root)? {
+                    println!("local AWS emulator stopped");
+                } else {
+                    println!("no local AWS emulator was running");
+                }
+            }
+            Action::Status => match vending_local::status(root)? {
+                Some(state) => println!("running at {} (pid {})", state.endpoint, state.pid),
+                None => {
+                    println!("not running: start it with `cargo xtask local up`");
+                    return Ok(ExitCode::from(1));
+                }
+            },
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
