@@ -50,11 +50,8 @@ impl Ami {
         let platform = &fleet.platform;
         let who = format!("{}/{}", self.customer, self.env);
 
-        let target = if self.local {
-            Target::Local { endpoint: vending_local::local_endpoint(root)? }
-        } else {
-            Target::Aws
-        };
+        let target =
+            if self.local { Target::Local { endpoint: vending_local::local_endpoint(root)? } } else { Target::Aws };
         let runtime = vending_aws::runtime()?;
         let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
         let s3 = vending_aws::s3::client(&config, self.local);
@@ -75,7 +72,10 @@ impl Ami {
         let rendered = loaded.files.iter().find(|f| f.path == template_path).context("no template rendered")?;
         let committed = fs::read_to_string(root.join(&template_path)).ok();
         if committed.as_deref() != Some(rendered.contents.as_str()) {
-            eprintln!("error: {} is stale or missing: run `cargo xtask generate` and commit the result", template_path.display());
+            eprintln!(
+                "error: {} is stale or missing: run `cargo xtask generate` and commit the result",
+                template_path.display()
+            );
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
         }
 
@@ -98,7 +98,8 @@ impl Ami {
             }
             if !matches!(platform.ami.base, vending::config::model::AmiRef::Id(_)) || self.local {
                 if vending_aws::ec2::find_image(&ec2, &base_name, &owners).await?.is_none() {
-                    let owners = if owners.is_empty() { String::new() } else { format!(" owned by {}", owners.join(", ")) };
+                    let owners =
+                        if owners.is_empty() { String::new() } else { format!(" owned by {}", owners.join(", ")) };
                     bail!(
                         "base AMI `{base_name}`{owners} not found in {}: check {} in customers/platform.toml",
                         platform.region,
@@ -126,7 +127,12 @@ impl Ami {
         let manifest_path = work.join(manifest_file(&self.customer, &self.env));
         let previous_run = fs::read_to_string(&manifest_path).ok().and_then(|t| ami::manifest_run_id(&t));
         let template = root.join(&template_path);
-        println!("{who} | building {} at commit {}{}", template_path.display(), &commit.id[..12.min(commit.id.len())], if dirty { " (dirty tree)" } else { "" });
+        println!(
+            "{who} | building {} at commit {}{}",
+            template_path.display(),
+            &commit.id[..12.min(commit.id.len())],
+            if dirty { " (dirty tree)" } else { "" }
+        );
         crate::packer::validate_with(&work, &packer, &template, only, &variables)?;
         let outcome = crate::packer::build(&work, &packer, &template, only, &variables, &env_vars, &who)?;
         if outcome.interrupted {
@@ -142,9 +148,14 @@ impl Ami {
 
         let manifest = fs::read_to_string(&manifest_path)
             .with_context(|| format!("packer wrote no manifest at {}", manifest_path.display()))?;
-        let artifact = ami::parse_manifest(&manifest).map_err(|e| anyhow::anyhow!("the manifest {} {e}", manifest_path.display()))?;
+        let artifact = ami::parse_manifest(&manifest)
+            .map_err(|e| anyhow::anyhow!("the manifest {} {e}", manifest_path.display()))?;
         if previous_run.as_deref() == Some(artifact.packer_run_uuid.as_str()) {
-            bail!("the manifest {} still names the previous run {}: packer recorded no new build", manifest_path.display(), artifact.packer_run_uuid);
+            bail!(
+                "the manifest {} still names the previous run {}: packer recorded no new build",
+                manifest_path.display(),
+                artifact.packer_run_uuid
+            );
         }
         let record = AmiRecord {
             customer: self.customer.clone(),
@@ -175,7 +186,13 @@ impl Ami {
         for (region, ami) in &record.amis {
             println!("  {region}: {ami}");
         }
-        println!("  commit:  {} by {} at {}{}", record.commit.id, record.commit.author, record.commit.time, if record.dirty { " (dirty tree)" } else { "" });
+        println!(
+            "  commit:  {} by {} at {}{}",
+            record.commit.id,
+            record.commit.author,
+            record.commit.time,
+            if record.dirty { " (dirty tree)" } else { "" }
+        );
         println!("  message: {}", record.commit.subject());
         println!("  built:   {} by {} (packer run {})", record.built_at, record.build, record.packer_run_uuid);
         Ok(())

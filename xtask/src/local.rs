@@ -27,8 +27,16 @@ impl Local {
         match self.action {
             Action::Up => {
                 let state = vending_local::up(root)?;
-                println!("local AWS emulator (moto {}) at {} (pid {})", vending_local::MOTO_VERSION, state.endpoint, state.pid);
-                println!("commands with --local use it; other tools can with: export AWS_ENDPOINT_URL={}", state.endpoint);
+                println!(
+                    "local AWS emulator (moto {}) at {} (pid {})",
+                    vending_local::MOTO_VERSION,
+                    state.endpoint,
+                    state.pid
+                );
+                println!(
+                    "commands with --local use it; other tools can with: export AWS_ENDPOINT_URL={}",
+                    state.endpoint
+                );
             }
             Action::Down => {
                 if vending_local::down(root)? {

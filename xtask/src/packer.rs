@@ -144,7 +144,13 @@ pub fn var_args(variables: &[(String, String)]) -> Vec<String> {
 }
 
 /// `packer validate` of a committed template with the build's variables.
-pub fn validate_with(dir: &Path, binary: &Path, template: &Path, only: &str, variables: &[(String, String)]) -> anyhow::Result<()> {
+pub fn validate_with(
+    dir: &Path,
+    binary: &Path,
+    template: &Path,
+    only: &str,
+    variables: &[(String, String)],
+) -> anyhow::Result<()> {
     let sh = shell(dir)?;
     let vars = var_args(variables);
     let only = format!("-only={only}");

@@ -28,7 +28,13 @@ pub async fn sdk_config(region: &str, target: &Target) -> SdkConfig {
             let loader = if has_keys {
                 loader
             } else {
-                loader.credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "vending-local"))
+                loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "test",
+                    "test",
+                    None,
+                    None,
+                    "vending-local",
+                ))
             };
             loader.load().await
         }

@@ -94,16 +94,23 @@ pub async fn put_json(client: &Client, bucket: &str, key: &str, value: &impl ser
 }
 
 /// Reads a JSON object; `None` when there is none.
-pub async fn get_json<T: serde::de::DeserializeOwned>(client: &Client, bucket: &str, key: &str) -> anyhow::Result<Option<T>> {
+pub async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Option<T>> {
     let output = match client.get_object().bucket(bucket).key(key).send().await {
         Ok(output) => output,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-        Err(e) if e.as_service_error().and_then(aws_sdk_s3::error::ProvideErrorMetadata::code) == Some("NoSuchBucket") => {
+        Err(e)
+            if e.as_service_error().and_then(aws_sdk_s3::error::ProvideErrorMetadata::code) == Some("NoSuchBucket") =>
+        {
             return Ok(None)
         }
         Err(e) => bail!("cannot read s3://{bucket}/{key}: {}", describe_error(&e)),
     };
     let bytes = output.body.collect().await.with_context(|| format!("cannot read s3://{bucket}/{key}"))?.into_bytes();
-    let value = serde_json::from_slice(&bytes).with_context(|| format!("s3://{bucket}/{key} is not what this tool wrote"))?;
+    let value =
+        serde_json::from_slice(&bytes).with_context(|| format!("s3://{bucket}/{key} is not what this tool wrote"))?;
     Ok(Some(value))
 }

@@ -69,7 +69,8 @@ impl Moto {
     pub fn start(root: &Path) -> anyhow::Result<Moto> {
         let server = ensure_installed(root)?;
         let port = free_port()?;
-        let log = fs::File::create(root.join(format!("target/moto-{port}.log"))).context("cannot create the emulator log")?;
+        let log =
+            fs::File::create(root.join(format!("target/moto-{port}.log"))).context("cannot create the emulator log")?;
         let child = spawn(&server, port, Stdio::from(log), false)?;
         let moto = Moto { child, port };
         wait_ready(port)?;
@@ -194,7 +195,9 @@ pub fn local_endpoint(root: &Path) -> anyhow::Result<String> {
     }
     match status(root)? {
         Some(state) => Ok(state.endpoint),
-        None => bail!("no local emulator: run `cargo xtask local up` first (or set AWS_ENDPOINT_URL to a loopback address)"),
+        None => {
+            bail!("no local emulator: run `cargo xtask local up` first (or set AWS_ENDPOINT_URL to a loopback address)")
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `cargo xtask` binary as users run it: on copies of the project in temporary folders.
 
+mod ami;
 mod generate;
 mod validate;
 
@@ -46,9 +47,35 @@ impl Project {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        command.arg("--root").arg(self.dir.path()).args(args);
+        command.arg("--root").arg(self.dir.path()).args(args).env_remove("AWS_ENDPOINT_URL");
+        for (name, value) in env {
+            command.env(name, value);
+        }
         Run::from(command.output().unwrap())
+    }
+
+    /// Makes the copy a git repository with one commit, as `ami` needs.
+    pub fn git_init(&self, message: &str) {
+        self.write(".gitignore", "target/\n");
+        self.git(&["init", "-q", "-b", "main"]);
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .args(["-c", "user.name=Zoë O'Brien", "-c", "user.email=zoe@example.com", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
     /// Every file of the copy with its contents, to prove a command changed nothing.
