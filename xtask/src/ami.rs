@@ -79,37 +79,18 @@ impl Ami {
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
         }
 
+        let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
         let commit = crate::git::head_commit(root)?;
         let dirty = crate::git::is_dirty(root)?;
         if dirty && !self.allow_dirty {
             bail!("the working tree has uncommitted changes: commit them first, or pass --allow-dirty (the AMI is then tagged Dirty=true)");
         }
-        let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
 
         let (base_name, owners) = match (&platform.ami.base, self.local) {
             (_, true) => (platform.ami.local_base_name.clone(), Vec::new()),
             (vending::config::model::AmiRef::Filter { name, owners }, false) => (name.clone(), owners.clone()),
             (vending::config::model::AmiRef::Id(id), false) => (id.clone(), Vec::new()),
         };
-        let ec2 = vending_aws::ec2::client(&config);
-        runtime.block_on(async {
-            if vending_aws::s3::ensure_state_bucket(&s3, &platform.state_bucket, &platform.region).await? {
-                println!("created the state bucket s3://{}", platform.state_bucket);
-            }
-            if !matches!(platform.ami.base, vending::config::model::AmiRef::Id(_)) || self.local {
-                if vending_aws::ec2::find_image(&ec2, &base_name, &owners).await?.is_none() {
-                    let owners =
-                        if owners.is_empty() { String::new() } else { format!(" owned by {}", owners.join(", ")) };
-                    bail!(
-                        "base AMI `{base_name}`{owners} not found in {}: check {} in customers/platform.toml",
-                        platform.region,
-                        if self.local { "ami.local_base_name" } else { "ami.base" }
-                    );
-                }
-            }
-            anyhow::Ok(())
-        })?;
-
         let mut variables = ami::packer_variables(&commit, dirty);
         let (only, mut env_vars) = (if self.local { LOCAL_BUILD } else { AWS_BUILD }, Vec::new());
         if let Target::Local { endpoint } = &target {
@@ -133,7 +114,29 @@ impl Ami {
             &commit.id[..12.min(commit.id.len())],
             if dirty { " (dirty tree)" } else { "" }
         );
-        crate::packer::validate_with(&work, &packer, &template, only, &variables)?;
+        // `packer validate` runs while the AWS checks wait on the network.
+        std::thread::scope(|scope| {
+            let validation = scope.spawn(|| crate::packer::validate_with(&work, &packer, &template, only, &variables));
+            let ec2 = vending_aws::ec2::client(&config);
+            runtime.block_on(async {
+                if vending_aws::s3::ensure_state_bucket(&s3, &platform.state_bucket, &platform.region).await? {
+                    println!("created the state bucket s3://{}", platform.state_bucket);
+                }
+                if !matches!(platform.ami.base, vending::config::model::AmiRef::Id(_)) || self.local {
+                    if vending_aws::ec2::find_image(&ec2, &base_name, &owners).await?.is_none() {
+                        let owners =
+                            if owners.is_empty() { String::new() } else { format!(" owned by {}", owners.join(", ")) };
+                        bail!(
+                            "base AMI `{base_name}`{owners} not found in {}: check {} in customers/platform.toml",
+                            platform.region,
+                            if self.local { "ami.local_base_name" } else { "ami.base" }
+                        );
+                    }
+                }
+                anyhow::Ok(())
+            })?;
+            validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         let outcome = crate::packer::build(&work, &packer, &template, only, &variables, &env_vars, &who)?;
         if outcome.interrupted {
             bail!("interrupted: packer was asked to stop and clean up its temporary key pair, security group and instance (it exited with {}); no AMI was recorded", outcome.status);

@@ -25,6 +25,15 @@ pub struct Bench {
 enum Which {
     /// Time `validate` on a synthetic fleet.
     Validate(BenchValidate),
+    /// The `ami` command's overhead over a bare `packer build`, against the local emulator.
+    Ami(BenchAmi),
+}
+
+#[derive(Args)]
+struct BenchAmi {
+    /// Builds of each kind, alternating.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
 }
 
 #[derive(Args)]
@@ -48,6 +57,7 @@ impl Bench {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         match self.which {
             Which::Validate(b) => b.run(root),
+            Which::Ami(b) => b.run(root),
         }
     }
 }
@@ -165,6 +175,106 @@ fn write_fleet(root: &Path, out: &Path, customers: usize, envs: usize) -> anyhow
                 min = if production { 2 } else { 1 }
             );
             fs::write(dir.join(format!("{env}.toml")), text)?;
+        }
+    }
+    Ok(())
+}
+
+impl BenchAmi {
+    /// Builds `acme prod` alternately with a bare `packer build` (the same template, variables and
+    /// build) and with `xtask ami`, against one emulator, in a git copy of the project.
+    fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        ensure!(self.runs > 0, "--runs must be at least 1");
+        let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
+        let moto = vending_local::Moto::start(&crate::project_root())?;
+        let endpoint = moto.endpoint();
+        let project = root.join("target/bench-ami");
+        if project.exists() {
+            fs::remove_dir_all(&project)?;
+        }
+        for folder in ["customers", "packer", "buildspecs", "appspecs"] {
+            copy_tree(&root.join(folder), &project.join(folder))?;
+        }
+        fs::write(project.join(".gitignore"), "target/\n")?;
+        let sh = xshell::Shell::new()?;
+        sh.change_dir(&project);
+        xshell::cmd!(sh, "git init -q -b main").quiet().run()?;
+        xshell::cmd!(sh, "git add -A").quiet().run()?;
+        xshell::cmd!(sh, "git -c user.name=bench -c user.email=bench@example.com commit -q -m bench").quiet().run()?;
+        let exe = std::env::current_exe()?;
+        let template = project.join("packer/packer-acme-prod.pkr.hcl");
+        let commit = crate::git::head_commit(&project)?;
+        let mut variables = vending::ami::packer_variables(&commit, false);
+        variables.push(("ec2_endpoint".into(), endpoint.clone()));
+        variables.push(("source_ami_name".into(), "al2023-ami-2023.12.20260930.0-kernel-6.1-x86_64".into()));
+        // The bare build writes its manifest where it runs: outside the tracked tree.
+        let bare_dir = project.join("target/bare");
+        fs::create_dir_all(&bare_dir)?;
+        sh.change_dir(&bare_dir);
+
+        // One unmeasured build of each warms the emulator's EC2 module and the disk cache.
+        let (mut bare, mut tool) = (Vec::new(), Vec::new());
+        for i in 0..=self.runs {
+            // AMI names carry the time to the second; two builds in one second would collide.
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            let started = Instant::now();
+            let vars = crate::packer::var_args(&variables);
+            let out = xshell::cmd!(sh, "{packer} build -color=false -only=amazon-ebs.local {vars...} {template}")
+                .env("CHECKPOINT_DISABLE", "1")
+                .env("AWS_ACCESS_KEY_ID", "test")
+                .env("AWS_SECRET_ACCESS_KEY", "test")
+                .quiet()
+                .ignore_stdout()
+                .output()?;
+            let bare_ms = started.elapsed().as_secs_f64() * 1000.0;
+            ensure!(out.status.success(), "bare packer build failed: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(std::time::Duration::from_millis(1100));
+            let started = Instant::now();
+            let out = Command::new(&exe)
+                .arg("--root")
+                .arg(&project)
+                .args(["ami", "acme", "prod", "--local"])
+                .env("AWS_ENDPOINT_URL", &endpoint)
+                .output()?;
+            let tool_ms = started.elapsed().as_secs_f64() * 1000.0;
+            ensure!(out.status.success(), "xtask ami failed: {}", String::from_utf8_lossy(&out.stderr));
+            if i > 0 {
+                bare.push(bare_ms);
+                tool.push(tool_ms);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (bare_median, tool_median) = (median(&mut bare), median(&mut tool));
+        let overhead = tool_median - bare_median;
+        println!(
+            "bare `packer build` (acme prod, local emulator): median {bare_median:.0} ms over {} runs",
+            bare.len()
+        );
+        println!(
+            "`xtask ami acme prod --local`:                   median {tool_median:.0} ms over {} runs",
+            tool.len()
+        );
+        println!(
+            "overhead: {overhead:.0} ms ({:.1} %); target: under max(10 %, 300 ms) = {:.0} ms",
+            overhead / bare_median * 100.0,
+            (bare_median * 0.1).max(300.0)
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), target)?;
         }
     }
     Ok(())

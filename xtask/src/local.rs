@@ -26,7 +26,7 @@ impl Local {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         match self.action {
             Action::Up => {
-                let state = vending_local::up(root)?;
+                let state = vending_local::up(&crate::project_root(), root)?;
                 println!(
                     "local AWS emulator (moto {}) at {} (pid {})",
                     vending_local::MOTO_VERSION,

@@ -40,7 +40,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Absolute, because Packer runs in a work folder and is handed paths under the root.
     let root = cli.root.unwrap_or_else(project_root);
+    let root = std::path::absolute(&root).unwrap_or(root);
     let result = match cli.command {
         Command::Validate(cmd) => cmd.run(&root),
         Command::Generate(cmd) => cmd.run(&root),
@@ -58,7 +60,7 @@ fn main() -> ExitCode {
 }
 
 /// The workspace root: xtask lives one level below it.
-fn project_root() -> PathBuf {
+pub fn project_root() -> PathBuf {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
 }

@@ -1,7 +1,9 @@
 //! The local AWS emulator: moto's server, pinned, installed on first use into a Python virtual
 //! environment under `target/`, started on a free loopback port. Tests use `Moto::start`; the
 //! `cargo xtask local up|down|status` command uses `up`/`down`/`status`, which keep the server's
-//! address in `target/vending-local/server.json`. Only loopback addresses, ever.
+//! address in the project's `target/vending-local/server.json`. The virtual environment belongs to
+//! the tool's workspace (`install_root`), so every project it works on shares one install.
+//! Only loopback addresses, ever.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -151,11 +153,11 @@ pub struct ServerState {
 }
 
 /// Starts a server that outlives this process (`cargo xtask local up`), or returns the one running.
-pub fn up(root: &Path) -> anyhow::Result<ServerState> {
+pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<ServerState> {
     if let Some(state) = status(root)? {
         return Ok(state);
     }
-    let server = ensure_installed(root)?;
+    let server = ensure_installed(install_root)?;
     let port = free_port()?;
     fs::create_dir_all(root.join("target/vending-local"))?;
     let log = fs::File::create(root.join("target/vending-local/moto.log")).context("cannot create the emulator log")?;

@@ -187,3 +187,120 @@ fn local_mode_needs_an_emulator_on_loopback() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("local mode only talks to this machine"), "{run:?}");
 }
+
+/// A stand-in for `packer`, for what the emulator cannot produce on demand: a build that is
+/// still running when Ctrl-C comes, and a build that fails. It counts the SIGINTs it receives.
+fn fake_packer(dir: &std::path::Path, build: &str) -> String {
+    let script = format!(
+        "#!/bin/bash\ncase \"$1\" in\n  version) echo 'Packer v1.6.6' ;;\n  validate) exit 0 ;;\n  build) {build} ;;\nesac\n"
+    );
+    let path = dir.join("packer");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default())
+}
+
+#[test]
+fn ctrl_c_reaches_packer_once_and_the_command_fails() {
+    use std::io::{BufRead, BufReader};
+    let moto = emulator();
+    let project = Project::copy();
+    project.git_init("Initial");
+    let bin = tempfile::tempdir().unwrap();
+    let marker = bin.path().join("signals");
+    let path = fake_packer(
+        bin.path(),
+        &format!(
+            "trap 'echo sigint >> {m}; echo cleaning up; exit 1' INT; echo '==> fake build started'; for i in $(seq 1 600); do sleep 0.1; done",
+            m = marker.display()
+        ),
+    );
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("--root")
+        .arg(project.dir.path())
+        .args(["ami", "globex", "dev", "--local"])
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env("PATH", path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    let mut line = String::new();
+    while stdout.read_line(&mut line).unwrap() > 0 {
+        seen.push_str(&line);
+        if line.contains("fake build started") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(seen.contains("globex/dev | ==> fake build started"), "{seen}");
+    // SAFETY: signalling a child process we spawned.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("interrupted: packer was asked to stop and clean up"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "sigint\n", "packer gets exactly one SIGINT");
+}
+
+#[test]
+fn a_failed_build_shows_packer_s_last_lines() {
+    let moto = emulator();
+    let project = Project::copy();
+    project.git_init("Initial");
+    let bin = tempfile::tempdir().unwrap();
+    let path = fake_packer(
+        bin.path(),
+        "echo '==> amazon-ebs.local: Error launching source instance: UnauthorizedOperation'; exit 1",
+    );
+    let endpoint = moto.endpoint();
+    let run = project.run_with(
+        &["ami", "globex", "dev", "--local"],
+        &[("AWS_ENDPOINT_URL", endpoint.as_str()), ("PATH", path.as_str())],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("packer build failed (exit status: 1); its last lines:\n    ==> amazon-ebs.local: Error launching source instance: UnauthorizedOperation"), "{run:?}");
+}
+
+#[test]
+fn missing_packer_says_how_to_install_it() {
+    let project = Project::copy();
+    project.git_init("Initial");
+    let run = project.run_with(
+        &["ami", "globex", "dev", "--local"],
+        &[("PATH", "/nonexistent"), ("AWS_ENDPOINT_URL", "http://127.0.0.1:9")],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("`packer` is not installed or not on PATH; install it (Debian: `apt-get install packer`)"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn local_up_status_down() {
+    let project = Project::copy();
+    let run = project.run(&["local", "status"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("not running: start it with `cargo xtask local up`"), "{run:?}");
+    let run = project.run(&["local", "up"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("local AWS emulator (moto 5.2.5) at http://127.0.0.1:"), "{run:?}");
+    let again = project.run(&["local", "up"]);
+    assert_eq!(again.stdout.lines().next(), run.stdout.lines().next(), "a second `up` finds the running server");
+    let run = project.run(&["local", "status"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // --local commands find it without AWS_ENDPOINT_URL.
+    project.git_init("Initial");
+    let run = project.run(&["ami", "globex", "dev", "--local", "--show"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("globex/dev has no AMI yet: build one with `cargo xtask ami globex dev`"), "{run:?}");
+    let run = project.run(&["local", "down"]);
+    assert!(run.stdout.contains("local AWS emulator stopped"), "{run:?}");
+    assert_eq!(project.run(&["local", "status"]).code, 1);
+}

@@ -52,7 +52,8 @@ impl Project {
 
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        command.arg("--root").arg(self.dir.path()).args(args).env_remove("AWS_ENDPOINT_URL");
+        // `--root .` from inside the project: relative roots must work as well as absolute ones.
+        command.current_dir(self.dir.path()).arg("--root").arg(".").args(args).env_remove("AWS_ENDPOINT_URL");
         for (name, value) in env {
             command.env(name, value);
         }
