@@ -7,6 +7,7 @@ pub mod config;
 pub mod diag;
 pub mod fleet;
 pub mod names;
+pub mod plan;
 pub mod project;
 pub mod render;
 pub mod source;

@@ -3,6 +3,7 @@
 mod ami;
 mod bad_configs;
 mod names;
+mod plan;
 mod roundtrip;
 mod samples;
 mod specs;

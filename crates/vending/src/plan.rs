@@ -1,0 +1,359 @@
+//! Plans without IO: the infrastructure a customer environment should have (`desired`), compared
+//! field by field with what AWS reports (`diff`), and the listener-rule priority a new rule gets.
+//! The AWS layer reads live resources into the same field maps and applies a plan in its order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::ami::AmiRecord;
+use crate::config::model::{Customer, Environment, Platform, Routing};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Bucket,
+    TargetGroup,
+    LoadBalancer,
+    HttpListener,
+    HttpsListener,
+    ListenerRule,
+    LaunchTemplate,
+    AutoScalingGroup,
+    ScalingPolicy,
+    Database,
+    CodeDeployApplication,
+    DeploymentGroup,
+}
+
+impl Kind {
+    /// Settings AWS cannot change in place: changing one replaces the resource.
+    fn immutable(self) -> &'static [&'static str] {
+        match self {
+            Kind::TargetGroup => &["protocol", "port", "vpc"],
+            Kind::LoadBalancer => &["scheme", "type"],
+            Kind::Database => &["engine", "master_username", "database_name"],
+            Kind::Bucket => &["region"],
+            _ => &[],
+        }
+    }
+
+    /// Replacing these loses data or traffic, so a plan marks it and `deploy` refuses it unless told.
+    fn replacement_is_destructive(self) -> bool {
+        matches!(self, Kind::Database | Kind::LoadBalancer | Kind::Bucket | Kind::TargetGroup)
+    }
+}
+
+/// What one resource should be: its settings as normalized text, so desired and live compare
+/// exactly and a plan prints them as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Desired {
+    pub kind: Kind,
+    pub name: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// Ids that lookups resolved (the AWS layer fills this before planning).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub vpc_id: String,
+    pub subnet_ids: Vec<String>,
+    pub instance_security_groups: Vec<String>,
+    pub alb_security_groups: Vec<String>,
+    pub database_security_groups: Vec<String>,
+    /// The customer's certificate, for a dedicated load balancer.
+    pub certificate_arn: Option<String>,
+    pub codedeploy_role_arn: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub old: Option<String>,
+    pub new: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", content = "fields", rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    Update(Vec<FieldChange>),
+    Replace(Vec<FieldChange>),
+    Unchanged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub kind: Kind,
+    pub name: String,
+    #[serde(flatten)]
+    pub action: Action,
+    pub destructive: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(|c| c.action != Action::Unchanged)
+    }
+
+    pub fn destructive(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.destructive)
+    }
+
+    /// One line per resource, and one per changed field: `old → new`.
+    pub fn render_human(&self) -> String {
+        let mut out = String::new();
+        for change in &self.changes {
+            let kind =
+                serde_json::to_value(change.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            let (mark, word, fields) = match &change.action {
+                Action::Create => ("+", "create", None),
+                Action::Update(f) => ("~", "update", Some(f)),
+                Action::Replace(f) => ("-/+", "replace", Some(f)),
+                Action::Unchanged => ("=", "unchanged", None),
+            };
+            let warning = if change.destructive { "  (DESTRUCTIVE: needs --allow-destructive)" } else { "" };
+            out.push_str(&format!("{mark} {kind} {}: {word}{warning}\n", change.name));
+            for f in fields.into_iter().flatten() {
+                out.push_str(&format!("    {}: {} → {}\n", f.field, f.old.as_deref().unwrap_or("(none)"), f.new));
+            }
+        }
+        out
+    }
+}
+
+/// Compares desired resources with live ones (kind and name → fields). Only the fields the tool
+/// sets are compared; anything else AWS reports is left alone. A live value that differs from the
+/// desired one is drift or an unapplied change; either way the plan puts it back.
+pub fn diff(desired: &[Desired], live: &BTreeMap<(Kind, String), BTreeMap<String, String>>) -> Plan {
+    let changes = desired
+        .iter()
+        .map(|d| {
+            let Some(current) = live.get(&(d.kind, d.name.clone())) else {
+                return Change { kind: d.kind, name: d.name.clone(), action: Action::Create, destructive: false };
+            };
+            let changed: Vec<FieldChange> = d
+                .fields
+                .iter()
+                .filter(|(field, value)| current.get(*field) != Some(*value))
+                .map(|(field, value)| FieldChange {
+                    field: field.clone(),
+                    old: current.get(field).cloned(),
+                    new: value.clone(),
+                })
+                .collect();
+            let replace = changed.iter().any(|c| d.kind.immutable().contains(&c.field.as_str()));
+            let action = match (changed.is_empty(), replace) {
+                (true, _) => Action::Unchanged,
+                (false, true) => Action::Replace(changed),
+                (false, false) => Action::Update(changed),
+            };
+            let destructive = matches!(action, Action::Replace(_)) && d.kind.replacement_is_destructive();
+            Change { kind: d.kind, name: d.name.clone(), action, destructive }
+        })
+        .collect();
+    Plan { changes }
+}
+
+pub const MAX_PRIORITY: u32 = 50_000;
+
+/// The priority a new listener rule gets: the lowest one free on the listener. An existing rule
+/// keeps its priority forever (the AWS layer finds it by its tags), so deploy order never moves
+/// anyone; two deploys racing for one priority retry with the next free one on `PriorityInUse`.
+pub fn allocate_priority(taken: &BTreeSet<u32>) -> Option<u32> {
+    (1..=MAX_PRIORITY).find(|p| !taken.contains(p))
+}
+
+fn fields(entries: &[(&str, String)]) -> BTreeMap<String, String> {
+    entries.iter().map(|(k, v)| ((*k).to_string(), v.clone())).collect()
+}
+
+fn list(items: &[String]) -> String {
+    let mut sorted = items.to_vec();
+    sorted.sort();
+    sorted.join(",")
+}
+
+fn tags_text(env: &Environment) -> String {
+    env.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+}
+
+/// Everything a customer environment should have, in the order it is created.
+pub fn desired(
+    platform: &Platform,
+    customer: &Customer,
+    env: &Environment,
+    ami: &AmiRecord,
+    ids: &Resolved,
+) -> Vec<Desired> {
+    let names = &env.names;
+    let hc = &env.health_check;
+    let tags = tags_text(env);
+    let mut out = vec![
+        Desired {
+            kind: Kind::Bucket,
+            name: names.bucket.clone(),
+            fields: fields(&[
+                ("region", platform.region.clone()),
+                ("versioning", "Enabled".into()),
+                ("encryption", "aws:kms".into()),
+                ("public_access_block", "all".into()),
+                ("tls_only_policy", "true".into()),
+                ("tags", tags.clone()),
+            ]),
+        },
+        Desired {
+            kind: Kind::TargetGroup,
+            name: names.target_group.clone(),
+            fields: fields(&[
+                ("protocol", "HTTP".into()),
+                ("port", "80".into()),
+                ("vpc", ids.vpc_id.clone()),
+                ("target_type", "instance".into()),
+                ("health_check.path", hc.path.clone()),
+                ("health_check.port", hc.port.clone()),
+                ("health_check.protocol", hc.protocol.clone()),
+                ("health_check.interval", hc.interval.to_string()),
+                ("health_check.timeout", hc.timeout.to_string()),
+                ("health_check.healthy_threshold", hc.healthy_threshold.to_string()),
+                ("health_check.unhealthy_threshold", hc.unhealthy_threshold.to_string()),
+                ("health_check.matcher", hc.matcher.clone()),
+                ("tags", tags.clone()),
+            ]),
+        },
+    ];
+    let listener = if env.routing == Routing::DedicatedAlb {
+        out.push(Desired {
+            kind: Kind::LoadBalancer,
+            name: names.load_balancer.clone(),
+            fields: fields(&[
+                ("type", "application".into()),
+                ("scheme", "internet-facing".into()),
+                ("subnets", list(&ids.subnet_ids)),
+                ("security_groups", list(&ids.alb_security_groups)),
+                ("tags", tags.clone()),
+            ]),
+        });
+        out.push(Desired {
+            kind: Kind::HttpListener,
+            name: format!("{}:80", names.load_balancer),
+            fields: fields(&[("protocol", "HTTP".into()), ("default_action", "redirect HTTPS:443 HTTP_301".into())]),
+        });
+        out.push(Desired {
+            kind: Kind::HttpsListener,
+            name: format!("{}:443", names.load_balancer),
+            fields: fields(&[
+                ("protocol", "HTTPS".into()),
+                ("certificate", ids.certificate_arn.clone().unwrap_or_default()),
+                ("default_action", "fixed-response 503 text/plain \"host not found\"".into()),
+            ]),
+        });
+        format!("{}:443", names.load_balancer)
+    } else {
+        format!("{}:shared", platform.shared_alb.name)
+    };
+    out.push(Desired {
+        kind: Kind::ListenerRule,
+        name: format!("{listener}/{}-{}", customer.name, env.name),
+        fields: fields(&[("host_header", list(&env.hosts)), ("forward", names.target_group.clone())]),
+    });
+    let ami_id = ami.amis.get(&platform.region).cloned().unwrap_or_default();
+    out.push(Desired {
+        kind: Kind::LaunchTemplate,
+        name: names.launch_template.clone(),
+        fields: fields(&[
+            ("image_id", ami_id),
+            ("instance_type", env.instance_type.clone()),
+            ("instance_profile", platform.instance_profile.clone()),
+            ("security_groups", list(&ids.instance_security_groups)),
+            ("metadata_http_tokens", "required".into()),
+            ("tags", tags.clone()),
+        ]),
+    });
+    out.push(Desired {
+        kind: Kind::AutoScalingGroup,
+        name: names.auto_scaling_group.clone(),
+        fields: fields(&[
+            ("launch_template", format!("{}:$Default", names.launch_template)),
+            ("min", env.capacity.min.to_string()),
+            ("max", env.capacity.max.to_string()),
+            ("desired", env.capacity.desired.to_string()),
+            ("subnets", list(&ids.subnet_ids)),
+            ("target_groups", names.target_group.clone()),
+            ("health_check_type", "ELB".into()),
+            ("health_check_grace_period", env.capacity.health_check_grace_period.to_string()),
+            ("tags", tags.clone()),
+        ]),
+    });
+    if let Some(cpu) = env.scaling.cpu_target {
+        out.push(Desired {
+            kind: Kind::ScalingPolicy,
+            name: format!("{}-cpu", names.auto_scaling_group),
+            fields: fields(&[("metric", "ASGAverageCPUUtilization".into()), ("target", format!("{cpu}"))]),
+        });
+    }
+    if let Some(requests) = env.scaling.requests_per_target {
+        out.push(Desired {
+            kind: Kind::ScalingPolicy,
+            name: format!("{}-requests", names.auto_scaling_group),
+            fields: fields(&[("metric", "ALBRequestCountPerTarget".into()), ("target", format!("{requests}"))]),
+        });
+    }
+    if let Some(db) = &env.database {
+        out.push(Desired {
+            kind: Kind::Database,
+            name: names.database.clone(),
+            fields: fields(&[
+                ("engine", db.engine.clone()),
+                ("engine_version", db.version.clone()),
+                ("instance_class", db.instance_class.clone()),
+                ("master_username", db.master_username.clone()),
+                ("database_name", db.database_name.clone().unwrap_or_default()),
+                ("manage_master_user_password", "true".into()),
+                ("multi_az", db.multi_az.to_string()),
+                ("security_groups", list(&ids.database_security_groups)),
+                ("backup_retention_days", db.backup_retention_days.to_string()),
+                ("backup_window", db.backup_window.clone().unwrap_or_default()),
+                ("storage_gb", db.storage_gb.to_string()),
+                ("storage_encrypted", "true".into()),
+                ("deletion_protection", db.deletion_protection.to_string()),
+                ("tags", tags.clone()),
+            ]),
+        });
+    }
+    out.push(Desired {
+        kind: Kind::CodeDeployApplication,
+        name: names.codedeploy_application.clone(),
+        fields: fields(&[("compute_platform", "Server".into())]),
+    });
+    out.push(Desired {
+        kind: Kind::DeploymentGroup,
+        name: format!("{}/{}", names.codedeploy_application, names.deployment_group),
+        fields: fields(&[
+            ("service_role", ids.codedeploy_role_arn.clone()),
+            ("auto_scaling_groups", names.auto_scaling_group.clone()),
+            ("target_groups", names.target_group.clone()),
+            ("deployment_style", "IN_PLACE WITH_TRAFFIC_CONTROL".into()),
+            ("deployment_config", env.deployment.config.clone()),
+            (
+                "auto_rollback",
+                if env.deployment.auto_rollback {
+                    "DEPLOYMENT_FAILURE,DEPLOYMENT_STOP_ON_REQUEST".into()
+                } else {
+                    "off".into()
+                },
+            ),
+        ]),
+    });
+    out
+}
+
+/// Rule priorities taken on a listener, for `allocate_priority`.
+pub fn taken(priorities: impl IntoIterator<Item = u32>) -> BTreeSet<u32> {
+    priorities.into_iter().collect()
+}

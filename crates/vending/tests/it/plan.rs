@@ -1,0 +1,151 @@
+//! Plans without AWS: the desired stack of the samples (snapshots in tests/plans/), and the diff
+//! engine's verdicts on live state.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use vending::ami::{AmiRecord, Commit};
+use vending::config::validate::validate_fleet;
+use vending::plan::{allocate_priority, desired, diff, taken, Action, Kind, Resolved};
+
+fn ami() -> AmiRecord {
+    AmiRecord {
+        customer: "acme".into(),
+        environment: "prod".into(),
+        amis: [("eu-west-1".to_string(), "ami-0123456789abcdef0".to_string())].into(),
+        commit: Commit {
+            id: "c0ffee".into(),
+            time: "2026-11-29T18:00:00Z".into(),
+            author: "A".into(),
+            message: "m".into(),
+        },
+        dirty: false,
+        packer_run_uuid: "run".into(),
+        build: "amazon-ebs.aws".into(),
+        built_at: "2026-11-29T18:01:00Z".into(),
+        template_sha256: "0".into(),
+    }
+}
+
+fn ids() -> Resolved {
+    Resolved {
+        vpc_id: "vpc-0a".into(),
+        subnet_ids: vec!["subnet-0b".into(), "subnet-0a".into()],
+        instance_security_groups: vec!["sg-01".into()],
+        alb_security_groups: vec!["sg-02".into()],
+        database_security_groups: vec!["sg-03".into()],
+        certificate_arn: Some("arn:aws:acm:eu-west-1:123456789012:certificate/acme".into()),
+        codedeploy_role_arn: "arn:aws:iam::123456789012:role/vend-codedeploy".into(),
+    }
+}
+
+fn stack(customer: &str, env: &str) -> Vec<vending::plan::Desired> {
+    let (fleet, diagnostics) = validate_fleet(&vending::project::fleet_sources(&crate::sample_tree()));
+    assert!(diagnostics.is_empty());
+    let fleet = fleet.unwrap();
+    let (c, e) = fleet.environment(customer, env).unwrap();
+    desired(&fleet.platform, c, e, &ami(), &ids())
+}
+
+fn live_of(stack: &[vending::plan::Desired]) -> BTreeMap<(Kind, String), BTreeMap<String, String>> {
+    stack.iter().map(|d| ((d.kind, d.name.clone()), d.fields.clone())).collect()
+}
+
+#[test]
+fn desired_stacks_of_the_samples() {
+    for (customer, env) in [("acme", "prod"), ("globex", "dev")] {
+        let plan = diff(&stack(customer, env), &BTreeMap::new());
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/plans/{customer}-{env}.txt"));
+        let mut text = plan.render_human();
+        for change in &plan.changes {
+            let d = stack(customer, env).into_iter().find(|d| d.kind == change.kind && d.name == change.name).unwrap();
+            for (k, v) in d.fields {
+                text.push_str(&format!(
+                    "{}/{} {k} = {v}\n",
+                    serde_json::to_value(change.kind).unwrap().as_str().unwrap(),
+                    change.name
+                ));
+            }
+        }
+        expect_test::expect_file![path].assert_eq(&text);
+    }
+}
+
+#[test]
+fn production_with_a_domain_gets_its_own_load_balancer() {
+    let kinds: Vec<Kind> = stack("acme", "prod").iter().map(|d| d.kind).collect();
+    assert!(
+        kinds.contains(&Kind::LoadBalancer)
+            && kinds.contains(&Kind::HttpListener)
+            && kinds.contains(&Kind::HttpsListener)
+    );
+    let kinds: Vec<Kind> = stack("globex", "prod").iter().map(|d| d.kind).collect();
+    assert!(!kinds.contains(&Kind::LoadBalancer) && !kinds.contains(&Kind::Database));
+}
+
+#[test]
+fn nothing_changed_means_an_empty_plan() {
+    let desired = stack("acme", "prod");
+    let plan = diff(&desired, &live_of(&desired));
+    assert!(!plan.has_changes());
+    assert!(plan.changes.iter().all(|c| c.action == Action::Unchanged));
+}
+
+#[test]
+fn one_changed_setting_updates_exactly_that() {
+    let desired = stack("globex", "dev");
+    let mut live = live_of(&desired);
+    live.get_mut(&(Kind::TargetGroup, "globex-dev-tg".into()))
+        .unwrap()
+        .insert("health_check.path".into(), "/old".into());
+    let plan = diff(&desired, &live);
+    let changed: Vec<_> = plan.changes.iter().filter(|c| c.action != Action::Unchanged).collect();
+    assert_eq!(changed.len(), 1);
+    let Action::Update(fields) = &changed[0].action else { panic!("{:?}", changed[0]) };
+    assert_eq!(fields.len(), 1);
+    assert_eq!(
+        (fields[0].field.as_str(), fields[0].old.as_deref(), fields[0].new.as_str()),
+        ("health_check.path", Some("/old"), "/health")
+    );
+    assert!(!changed[0].destructive);
+    assert!(plan
+        .render_human()
+        .contains("~ target-group globex-dev-tg: update\n    health_check.path: /old → /health\n"));
+}
+
+#[test]
+fn replacing_a_database_is_destructive() {
+    let desired = stack("acme", "prod");
+    let mut live = live_of(&desired);
+    live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap().insert("engine".into(), "mysql".into());
+    let plan = diff(&desired, &live);
+    let destructive: Vec<_> = plan.destructive().collect();
+    assert_eq!(destructive.len(), 1);
+    assert!(matches!(destructive[0].action, Action::Replace(_)));
+    assert!(plan
+        .render_human()
+        .contains("-/+ database acme-prod-db: replace  (DESTRUCTIVE: needs --allow-destructive)"));
+}
+
+#[test]
+fn priorities_fill_the_lowest_gap() {
+    assert_eq!(allocate_priority(&taken([])), Some(1));
+    assert_eq!(allocate_priority(&taken([1, 2, 4])), Some(3));
+    assert_eq!(allocate_priority(&taken(1..=50_000)), None);
+}
+
+#[test]
+fn plan_json_is_stable() {
+    let desired = stack("globex", "dev");
+    let mut live = live_of(&desired);
+    live.remove(&(Kind::Bucket, "vend-globex-dev".into()));
+    live.get_mut(&(Kind::AutoScalingGroup, "globex-dev".into())).unwrap().insert("max".into(), "9".into());
+    let json = serde_json::to_value(diff(&desired, &live)).unwrap();
+    assert_eq!(
+        json["changes"][0],
+        serde_json::json!({"kind": "bucket", "name": "vend-globex-dev", "action": "create", "destructive": false})
+    );
+    let asg = json["changes"].as_array().unwrap().iter().find(|c| c["kind"] == "auto-scaling-group").unwrap();
+    assert_eq!(asg["action"], "update");
+    assert_eq!(asg["fields"], serde_json::json!([{"field": "max", "old": "9", "new": "2"}]));
+}
