@@ -11,31 +11,6 @@ pub fn client(config: &SdkConfig) -> Client {
     Client::new(config)
 }
 
-fn describe<E, R>(error: &aws_sdk_ec2::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_ec2::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    use aws_sdk_ec2::error::SdkError;
-    match error {
-        SdkError::ServiceError(e) => {
-            let e = e.err();
-            format!("{}: {}", e.code().unwrap_or("error"), e.message().unwrap_or_default())
-        }
-        SdkError::DispatchFailure(e) if e.is_io() || e.is_timeout() => {
-            "cannot reach the EC2 endpoint (network, or the local emulator is not running)".into()
-        }
-        other => {
-            let text = format!("{}", aws_sdk_ec2::error::DisplayErrorContext(other));
-            if text.contains("credentials") {
-                "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), run `aws sso login`, or use --local".into()
-            } else {
-                text
-            }
-        }
-    }
-}
-
 /// The newest image matching a name pattern and owners (what Packer's `source_ami_filter` with
 /// `most_recent` picks), as `(id, name)`.
 pub async fn find_image(client: &Client, name: &str, owners: &[String]) -> anyhow::Result<Option<(String, String)>> {
@@ -45,7 +20,7 @@ pub async fn find_image(client: &Client, name: &str, owners: &[String]) -> anyho
     }
     let images = match request.send().await {
         Ok(out) => out.images.unwrap_or_default(),
-        Err(e) => bail!("cannot look up AMIs: {}", describe(&e)),
+        Err(e) => bail!("cannot look up AMIs: {}", crate::describe_error(&e)),
     };
     let newest = images.into_iter().max_by(|a, b| a.creation_date.cmp(&b.creation_date));
     Ok(newest.and_then(|i| Some((i.image_id?, i.name.unwrap_or_default()))))
@@ -64,7 +39,7 @@ pub struct Image {
 pub async fn describe_image(client: &Client, id: &str) -> anyhow::Result<Option<Image>> {
     let out = match client.describe_images().image_ids(id).send().await {
         Ok(out) => out,
-        Err(e) => bail!("cannot describe {id}: {}", describe(&e)),
+        Err(e) => bail!("cannot describe {id}: {}", crate::describe_error(&e)),
     };
     Ok(out.images.unwrap_or_default().into_iter().next().map(|i| Image {
         id: i.image_id.unwrap_or_default(),
@@ -84,7 +59,7 @@ pub async fn describe_image(client: &Client, id: &str) -> anyhow::Result<Option<
 pub async fn snapshot_tags(client: &Client, id: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let out = match client.describe_snapshots().snapshot_ids(id).send().await {
         Ok(out) => out,
-        Err(e) => bail!("cannot describe {id}: {}", describe(&e)),
+        Err(e) => bail!("cannot describe {id}: {}", crate::describe_error(&e)),
     };
     Ok(out
         .snapshots

@@ -47,7 +47,8 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
-/// One line for an SDK error: the service's code and message, without the debug noise.
+/// One line for an SDK error of any service (they share the smithy error types): the service's
+/// code and message, without the debug noise.
 pub fn describe_error<E, R>(error: &aws_sdk_s3::error::SdkError<E, R>) -> String
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
