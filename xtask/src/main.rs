@@ -20,7 +20,7 @@ use clap::{Parser, Subcommand};
 /// Turns customer config under customers/ into Packer templates, buildspecs and appspecs, and
 /// checks all of it before anything reaches AWS.
 #[derive(Parser)]
-#[command(name = "cargo xtask", version, about)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
 struct Cli {
     /// Project root (the folder with customers/); defaults to this workspace.
     #[arg(long, global = true, value_name = "DIR")]

@@ -2,6 +2,7 @@
 //! one module per service. The endpoint comes from the standard AWS configuration
 //! (`AWS_ENDPOINT_URL`, profiles), or from the local emulator in local mode.
 
+pub mod calls;
 pub mod ec2;
 pub mod s3;
 
@@ -61,7 +62,7 @@ where
             match (e.code(), e.message()) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => code.to_string(),
-                _ => e.to_string(),
+                _ => format!("{}", aws_sdk_s3::error::DisplayErrorContext(error)),
             }
         }
         SdkError::DispatchFailure(e) if e.is_io() || e.is_timeout() => {

@@ -13,8 +13,17 @@ use aws_sdk_s3::Client;
 use crate::describe_error;
 
 pub fn client(config: &SdkConfig, local: bool) -> Client {
+    logged_client(config, local, None)
+}
+
+/// A client whose calls are recorded in `log` (tests and benchmarks count them).
+pub fn logged_client(config: &SdkConfig, local: bool, log: Option<&crate::calls::CallLog>) -> Client {
     // Path-style addressing: the emulator's virtual hosts (`bucket.127.0.0.1`) do not resolve.
-    Client::from_conf(aws_sdk_s3::config::Builder::from(config).force_path_style(local).build())
+    let mut builder = aws_sdk_s3::config::Builder::from(config).force_path_style(local);
+    if let Some(log) = log {
+        builder = builder.interceptor(log.clone());
+    }
+    Client::from_conf(builder.build())
 }
 
 /// Makes sure the state bucket exists: versioned (so every record keeps its history), encrypted,

@@ -179,8 +179,9 @@ fn list(items: &[String]) -> String {
     sorted.join(",")
 }
 
-fn tags_text(env: &Environment) -> String {
-    env.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+/// Tags as a JSON object (keys sorted): unambiguous whatever the tag text holds.
+pub fn tags_text(tags: &std::collections::BTreeMap<String, String>) -> String {
+    serde_json::to_string(tags).unwrap_or_default()
 }
 
 /// Everything a customer environment should have, in the order it is created.
@@ -193,7 +194,7 @@ pub fn desired(
 ) -> Vec<Desired> {
     let names = &env.names;
     let hc = &env.health_check;
-    let tags = tags_text(env);
+    let tags = tags_text(&env.tags);
     let mut out = vec![
         Desired {
             kind: Kind::Bucket,

@@ -1,0 +1,54 @@
+//! A record of the API calls a client makes (`Service.Operation`), attached as an SDK interceptor,
+//! so a test or benchmark can prove that a deploy with nothing to do mutates nothing.
+
+use std::sync::{Arc, Mutex};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::ConfigBag;
+
+#[derive(Debug, Clone, Default)]
+pub struct CallLog(Arc<Mutex<Vec<String>>>);
+
+impl CallLog {
+    pub fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The calls that change something: everything but Get, Head, List and Describe.
+    pub fn mutating(&self) -> Vec<String> {
+        self.calls().into_iter().filter(|c| !is_read(c)).collect()
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+fn is_read(call: &str) -> bool {
+    let operation = call.rsplit('.').next().unwrap_or(call);
+    ["Get", "Head", "List", "Describe"].iter().any(|prefix| operation.starts_with(prefix))
+}
+
+impl Intercept for CallLog {
+    fn name(&self) -> &'static str {
+        "CallLog"
+    }
+
+    // The operation's metadata reaches the config bag only from the attempt on; a retried call
+    // is recorded once per attempt, as AWS would see it.
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(metadata) = cfg.load::<Metadata>() {
+            let call = format!("{}.{}", metadata.service(), metadata.name());
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push(call);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,47 @@
+//! The call log every idempotence test relies on: it sees each operation by name and tells
+//! mutating calls from reads.
+
+use vending_aws::calls::CallLog;
+use vending_aws::{s3, Target};
+use vending_local::Moto;
+
+#[test]
+fn the_call_log_names_every_call_and_tells_writes_from_reads() {
+    let moto = Moto::start(&crate::repo_root()).unwrap();
+    crate::block_on(async {
+        let config = vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint: moto.endpoint() }).await;
+        let log = CallLog::default();
+        let client = s3::logged_client(&config, true, Some(&log));
+        assert!(s3::ensure_state_bucket(&client, "vend-calls", "eu-west-1").await.unwrap(), "created");
+        s3::put_json(&client, "vend-calls", "a.json", &serde_json::json!({"a": 1})).await.unwrap();
+        let read: Option<serde_json::Value> = s3::get_json(&client, "vend-calls", "a.json").await.unwrap();
+        assert_eq!(read, Some(serde_json::json!({"a": 1})));
+        assert_eq!(
+            log.calls(),
+            [
+                "S3.HeadBucket",
+                "S3.CreateBucket",
+                "S3.PutBucketVersioning",
+                "S3.PutBucketEncryption",
+                "S3.PutPublicAccessBlock",
+                "S3.PutObject",
+                "S3.GetObject"
+            ]
+        );
+        assert_eq!(
+            log.mutating(),
+            [
+                "S3.CreateBucket",
+                "S3.PutBucketVersioning",
+                "S3.PutBucketEncryption",
+                "S3.PutPublicAccessBlock",
+                "S3.PutObject"
+            ]
+        );
+        // A second run of the same check finds the bucket: reads only.
+        log.clear();
+        assert!(!s3::ensure_state_bucket(&client, "vend-calls", "eu-west-1").await.unwrap());
+        assert_eq!(log.mutating(), Vec::<String>::new());
+        assert_eq!(log.calls(), ["S3.HeadBucket"]);
+    });
+}
