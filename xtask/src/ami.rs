@@ -52,12 +52,12 @@ impl Ami {
 
         let target =
             if self.local { Target::Local { endpoint: vending_local::local_endpoint(root)? } } else { Target::Aws };
-        let runtime = vending_aws::runtime()?;
-        let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
-        let s3 = vending_aws::s3::client(&config, self.local);
         let record_key = AmiRecord::current_key(&self.customer, &self.env);
 
         if self.show {
+            let runtime = vending_aws::runtime()?;
+            let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
+            let s3 = vending_aws::s3::client(&config, self.local);
             let record: Option<AmiRecord> =
                 runtime.block_on(vending_aws::s3::get_json(&s3, &platform.state_bucket, &record_key))?;
             let Some(record) = record else {
@@ -115,8 +115,12 @@ impl Ami {
             if dirty { " (dirty tree)" } else { "" }
         );
         // `packer validate` runs while the AWS checks wait on the network.
-        std::thread::scope(|scope| {
+        // The SDK is set up only now, so that its setup is hidden behind `packer validate` too.
+        let runtime = vending_aws::runtime()?;
+        let s3 = std::thread::scope(|scope| {
             let validation = scope.spawn(|| crate::packer::validate_with(&work, &packer, &template, only, &variables));
+            let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
+            let s3 = vending_aws::s3::client(&config, self.local);
             let ec2 = vending_aws::ec2::client(&config);
             runtime.block_on(async {
                 if vending_aws::s3::ensure_state_bucket(&s3, &platform.state_bucket, &platform.region).await? {
@@ -135,7 +139,8 @@ impl Ami {
                 }
                 anyhow::Ok(())
             })?;
-            validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            anyhow::Ok(s3)
         })?;
         let outcome = crate::packer::build(&work, &packer, &template, only, &variables, &env_vars, &who)?;
         if outcome.interrupted {
