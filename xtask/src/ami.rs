@@ -46,7 +46,8 @@ impl Ami {
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
         }
         let fleet = loaded.fleet.as_ref().context("no platform")?;
-        let (_, env) = fleet.environment(&self.customer, &self.env).context("the environment did not validate")?;
+        // The selection was validated, so the environment is in the fleet unless it had errors.
+        fleet.environment(&self.customer, &self.env).context("the environment did not validate")?;
         let platform = &fleet.platform;
         let who = format!("{}/{}", self.customer, self.env);
 
@@ -181,7 +182,6 @@ impl Ami {
             vending_aws::s3::put_json(&s3, &platform.state_bucket, &record_key, &record).await
         })?;
         self.print(&record, &platform.state_bucket, &record_key)?;
-        let _ = env;
         Ok(ExitCode::SUCCESS)
     }
 

@@ -33,7 +33,6 @@ pub struct Image {
     pub name: String,
     pub description: String,
     pub tags: BTreeMap<String, String>,
-    pub snapshot_ids: Vec<String>,
 }
 
 pub async fn describe_image(client: &Client, id: &str) -> anyhow::Result<Option<Image>> {
@@ -46,26 +45,5 @@ pub async fn describe_image(client: &Client, id: &str) -> anyhow::Result<Option<
         name: i.name.unwrap_or_default(),
         description: i.description.unwrap_or_default(),
         tags: i.tags.unwrap_or_default().into_iter().filter_map(|t| Some((t.key?, t.value?))).collect(),
-        snapshot_ids: i
-            .block_device_mappings
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|m| m.ebs?.snapshot_id)
-            .collect(),
     }))
-}
-
-/// Tags of a snapshot.
-pub async fn snapshot_tags(client: &Client, id: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let out = match client.describe_snapshots().snapshot_ids(id).send().await {
-        Ok(out) => out,
-        Err(e) => bail!("cannot describe {id}: {}", crate::describe_error(&e)),
-    };
-    Ok(out
-        .snapshots
-        .unwrap_or_default()
-        .into_iter()
-        .flat_map(|s| s.tags.unwrap_or_default())
-        .filter_map(|t| Some((t.key?, t.value?)))
-        .collect())
 }

@@ -82,15 +82,6 @@ impl Moto {
     pub fn endpoint(&self) -> String {
         endpoint(self.port)
     }
-
-    /// Wipes every account and region (`POST /moto-api/reset`).
-    pub fn reset(&self) -> anyhow::Result<()> {
-        let status = http(self.port, "POST", "/moto-api/reset")?;
-        if status != 200 {
-            bail!("the emulator answered {status} to a reset");
-        }
-        Ok(())
-    }
 }
 
 impl Drop for Moto {

@@ -64,22 +64,12 @@ fn hostile_text_passes_real_packer() {
 #[test]
 fn require_packer_fails_without_packer() {
     let project = Project::copy();
-    let run = Run::with_path(&project, &["validate", "--require-packer"], "/nonexistent");
+    let run = project.run_with(&["validate", "--require-packer"], &[("PATH", "/nonexistent")]);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("apt-get install packer"), "{run:?}");
-    let run = Run::with_path(&project, &["validate"], "/nonexistent");
+    let run = project.run_with(&["validate"], &[("PATH", "/nonexistent")]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("packer validate skipped"), "{run:?}");
-}
-
-struct Run;
-
-impl Run {
-    fn with_path(project: &Project, args: &[&str], path: &str) -> crate::Run {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"));
-        command.arg("--root").arg(project.dir.path()).args(args).env("PATH", path);
-        crate::Run::from(command.output().unwrap())
-    }
 }
 
 #[test]
