@@ -5,6 +5,7 @@ mod bench;
 mod generate;
 mod generated;
 mod git;
+mod infra;
 mod interrupt;
 mod local;
 mod output;
@@ -35,6 +36,9 @@ enum Command {
     Generate(generate::Generate),
     Ami(ami::Ami),
     Local(local::Local),
+    Plan(infra::PlanCommand),
+    Deploy(infra::DeployCommand),
+    Platform(infra::PlatformCommand),
     Bench(bench::Bench),
 }
 
@@ -43,18 +47,26 @@ fn main() -> ExitCode {
     // Absolute, because Packer runs in a work folder and is handed paths under the root.
     let root = cli.root.unwrap_or_else(project_root);
     let root = std::path::absolute(&root).unwrap_or(root);
+    // `plan` exits 2 for "changes", so its errors exit 1 (README.md, "Exit codes").
+    let error_code = match cli.command {
+        Command::Plan(_) | Command::Platform(_) | Command::Deploy(_) => output::EXIT_PROBLEMS,
+        _ => output::EXIT_CANNOT_RUN,
+    };
     let result = match cli.command {
         Command::Validate(cmd) => cmd.run(&root),
         Command::Generate(cmd) => cmd.run(&root),
         Command::Ami(cmd) => cmd.run(&root),
         Command::Local(cmd) => cmd.run(&root),
+        Command::Plan(cmd) => cmd.run(&root),
+        Command::Deploy(cmd) => cmd.run(&root),
+        Command::Platform(cmd) => cmd.run(&root),
         Command::Bench(cmd) => cmd.run(&root),
     };
     match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(output::EXIT_CANNOT_RUN)
+            ExitCode::from(error_code)
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod calls;
 pub mod ec2;
+pub mod infra;
 pub mod s3;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -28,21 +28,25 @@ fn state_file(root: &Path) -> PathBuf {
     root.join("target/vending-local/server.json")
 }
 
+/// Fixes to the emulator's answers where they differ from AWS (see the file). Test and local-mode
+/// scaffolding, labelled as such; each fix has a test in `crates/aws/tests/it/emulator.rs`.
+pub const MOTO_FIXES: &str = include_str!("moto_fixes.py");
+
 /// Installs `moto[server]==MOTO_VERSION` into `target/moto-venv` unless it is there already, and
-/// returns the path of `moto_server`. A lock file keeps parallel test binaries from installing
+/// returns the launcher script (moto's server with `MOTO_FIXES`). A lock file keeps parallel test binaries from installing
 /// twice.
 pub fn ensure_installed(root: &Path) -> anyhow::Result<PathBuf> {
     let venv = venv_dir(root);
     let server = venv.join("bin/moto_server");
     let marker = venv.join(format!(".installed-moto-{MOTO_VERSION}"));
     if marker.is_file() && server.is_file() {
-        return Ok(server);
+        return write_launcher(&venv);
     }
     fs::create_dir_all(root.join("target")).context("cannot create target/")?;
     let lock = fs::File::create(root.join("target/moto-venv.lock")).context("cannot create the install lock")?;
     lock.lock().context("cannot take the install lock")?;
     if marker.is_file() && server.is_file() {
-        return Ok(server);
+        return write_launcher(&venv);
     }
     let sh = Shell::new()?;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
@@ -57,7 +61,20 @@ pub fn ensure_installed(root: &Path) -> anyhow::Result<PathBuf> {
         .run()
         .with_context(|| format!("cannot install {requirement} from PyPI"))?;
     fs::write(&marker, b"").context("cannot mark the install as done")?;
-    Ok(server)
+    write_launcher(&venv)
+}
+
+/// Writes the launcher next to the install when it changed (an atomic rename: parallel test
+/// binaries may start servers at the same time).
+fn write_launcher(venv: &Path) -> anyhow::Result<PathBuf> {
+    let launcher = venv.join("vending_moto_server.py");
+    if fs::read_to_string(&launcher).is_ok_and(|text| text == MOTO_FIXES) {
+        return Ok(launcher);
+    }
+    let temp = venv.join(format!("vending_moto_server.py.{}", std::process::id()));
+    fs::write(&temp, MOTO_FIXES).context("cannot write the emulator launcher")?;
+    fs::rename(&temp, &launcher).context("cannot write the emulator launcher")?;
+    Ok(launcher)
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -100,17 +117,18 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn spawn(server: &Path, port: u16, log: Stdio, detach: bool) -> anyhow::Result<Child> {
+fn spawn(launcher: &Path, port: u16, log: Stdio, detach: bool) -> anyhow::Result<Child> {
     let sh = Shell::new()?;
     let port_text = port.to_string();
-    let mut command = Command::from(cmd!(sh, "{server} -H 127.0.0.1 -p {port_text}"));
+    let python = launcher.with_file_name("bin/python");
+    let mut command = Command::from(cmd!(sh, "{python} {launcher} -H 127.0.0.1 -p {port_text}"));
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
     if detach {
         // A server for `local up` outlives this process and ignores the terminal's Ctrl-C.
         use std::os::unix::process::CommandExt;
         command.process_group(0);
     }
-    command.spawn().with_context(|| format!("cannot start {}", server.display()))
+    command.spawn().with_context(|| format!("cannot start {}", launcher.display()))
 }
 
 /// A minimal HTTP/1.0 request on loopback; returns the status code.

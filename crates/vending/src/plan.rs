@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::ami::AmiRecord;
-use crate::config::model::{Customer, Environment, Platform, Routing};
+use crate::config::model::{Customer, Environment, ListenerRef, Platform, Routing};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -21,6 +21,7 @@ pub enum Kind {
     LaunchTemplate,
     AutoScalingGroup,
     ScalingPolicy,
+    DbSubnetGroup,
     Database,
     CodeDeployApplication,
     DeploymentGroup,
@@ -38,6 +39,15 @@ impl Kind {
         }
     }
 
+    /// Settings given when the resource is created and then left to AWS: an Auto Scaling group's
+    /// desired capacity belongs to its scaling policies once it runs, so a deploy never resets it.
+    fn create_only(self) -> &'static [&'static str] {
+        match self {
+            Kind::AutoScalingGroup => &["desired"],
+            _ => &[],
+        }
+    }
+
     /// Replacing these loses data or traffic, so a plan marks it and `deploy` refuses it unless told.
     fn replacement_is_destructive(self) -> bool {
         matches!(self, Kind::Database | Kind::LoadBalancer | Kind::Bucket | Kind::TargetGroup)
@@ -51,6 +61,10 @@ pub struct Desired {
     pub kind: Kind,
     pub name: String,
     pub fields: BTreeMap<String, String>,
+    /// What creating it needs besides its settings (the group a policy scales, the listener a
+    /// rule sits on, the rule's owner); not compared.
+    #[serde(skip)]
+    pub inputs: BTreeMap<String, String>,
 }
 
 /// Ids that lookups resolved (the AWS layer fills this before planning).
@@ -140,7 +154,9 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<(Kind, String), BTreeMap<String
             let changed: Vec<FieldChange> = d
                 .fields
                 .iter()
-                .filter(|(field, value)| current.get(*field) != Some(*value))
+                .filter(|(field, value)| {
+                    current.get(*field) != Some(*value) && !d.kind.create_only().contains(&field.as_str())
+                })
                 .map(|(field, value)| FieldChange {
                     field: field.clone(),
                     old: current.get(field).cloned(),
@@ -158,6 +174,15 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<(Kind, String), BTreeMap<String
         })
         .collect();
     Plan { changes }
+}
+
+/// The shared listener as plans name it: `<load balancer>:<port>`, or its ARN when the platform
+/// file names an existing one.
+pub fn shared_listener_name(platform: &Platform) -> String {
+    match &platform.shared_alb.listener {
+        ListenerRef::Lookup { load_balancer, port } => format!("{load_balancer}:{port}"),
+        ListenerRef::Arn(arn) => arn.clone(),
+    }
 }
 
 pub const MAX_PRIORITY: u32 = 50_000;
@@ -197,6 +222,7 @@ pub fn desired(
     let tags = tags_text(&env.tags);
     let mut out = vec![
         Desired {
+            inputs: BTreeMap::new(),
             kind: Kind::Bucket,
             name: names.bucket.clone(),
             fields: fields(&[
@@ -209,6 +235,7 @@ pub fn desired(
             ]),
         },
         Desired {
+            inputs: BTreeMap::new(),
             kind: Kind::TargetGroup,
             name: names.target_group.clone(),
             fields: fields(&[
@@ -229,42 +256,24 @@ pub fn desired(
         },
     ];
     let listener = if env.routing == Routing::DedicatedAlb {
-        out.push(Desired {
-            kind: Kind::LoadBalancer,
-            name: names.load_balancer.clone(),
-            fields: fields(&[
-                ("type", "application".into()),
-                ("scheme", "internet-facing".into()),
-                ("subnets", list(&ids.subnet_ids)),
-                ("security_groups", list(&ids.alb_security_groups)),
-                ("tags", tags.clone()),
-            ]),
-        });
-        out.push(Desired {
-            kind: Kind::HttpListener,
-            name: format!("{}:80", names.load_balancer),
-            fields: fields(&[("protocol", "HTTP".into()), ("default_action", "redirect HTTPS:443 HTTP_301".into())]),
-        });
-        out.push(Desired {
-            kind: Kind::HttpsListener,
-            name: format!("{}:443", names.load_balancer),
-            fields: fields(&[
-                ("protocol", "HTTPS".into()),
-                ("certificate", ids.certificate_arn.clone().unwrap_or_default()),
-                ("default_action", "fixed-response 503 text/plain \"host not found\"".into()),
-            ]),
-        });
+        out.extend(load_balancer_stack(&names.load_balancer, 443, ids, &tags));
         format!("{}:443", names.load_balancer)
     } else {
-        format!("{}:shared", platform.shared_alb.name)
+        shared_listener_name(platform)
     };
     out.push(Desired {
+        inputs: fields(&[
+            ("listener", listener.clone()),
+            ("customer", customer.name.clone()),
+            ("environment", env.name.clone()),
+        ]),
         kind: Kind::ListenerRule,
         name: format!("{listener}/{}-{}", customer.name, env.name),
         fields: fields(&[("host_header", list(&env.hosts)), ("forward", names.target_group.clone())]),
     });
     let ami_id = ami.amis.get(&platform.region).cloned().unwrap_or_default();
     out.push(Desired {
+        inputs: BTreeMap::new(),
         kind: Kind::LaunchTemplate,
         name: names.launch_template.clone(),
         fields: fields(&[
@@ -277,6 +286,7 @@ pub fn desired(
         ]),
     });
     out.push(Desired {
+        inputs: BTreeMap::new(),
         kind: Kind::AutoScalingGroup,
         name: names.auto_scaling_group.clone(),
         fields: fields(&[
@@ -291,8 +301,14 @@ pub fn desired(
             ("tags", tags.clone()),
         ]),
     });
+    let policy_inputs = fields(&[
+        ("auto_scaling_group", names.auto_scaling_group.clone()),
+        ("target_group", names.target_group.clone()),
+        ("listener", listener.clone()),
+    ]);
     if let Some(cpu) = env.scaling.cpu_target {
         out.push(Desired {
+            inputs: policy_inputs.clone(),
             kind: Kind::ScalingPolicy,
             name: format!("{}-cpu", names.auto_scaling_group),
             fields: fields(&[("metric", "ASGAverageCPUUtilization".into()), ("target", format!("{cpu}"))]),
@@ -300,6 +316,7 @@ pub fn desired(
     }
     if let Some(requests) = env.scaling.requests_per_target {
         out.push(Desired {
+            inputs: policy_inputs.clone(),
             kind: Kind::ScalingPolicy,
             name: format!("{}-requests", names.auto_scaling_group),
             fields: fields(&[("metric", "ALBRequestCountPerTarget".into()), ("target", format!("{requests}"))]),
@@ -307,6 +324,13 @@ pub fn desired(
     }
     if let Some(db) = &env.database {
         out.push(Desired {
+            inputs: BTreeMap::new(),
+            kind: Kind::DbSubnetGroup,
+            name: names.database.clone(),
+            fields: fields(&[("subnets", list(&ids.subnet_ids)), ("tags", tags.clone())]),
+        });
+        out.push(Desired {
+            inputs: BTreeMap::new(),
             kind: Kind::Database,
             name: names.database.clone(),
             fields: fields(&[
@@ -328,11 +352,13 @@ pub fn desired(
         });
     }
     out.push(Desired {
+        inputs: BTreeMap::new(),
         kind: Kind::CodeDeployApplication,
         name: names.codedeploy_application.clone(),
         fields: fields(&[("compute_platform", "Server".into())]),
     });
     out.push(Desired {
+        inputs: BTreeMap::new(),
         kind: Kind::DeploymentGroup,
         name: format!("{}/{}", names.codedeploy_application, names.deployment_group),
         fields: fields(&[
@@ -353,6 +379,72 @@ pub fn desired(
     });
     out
 }
+
+/// What the platform shares: the state bucket and, unless the platform file names an existing
+/// listener by ARN, the shared load balancer with its two listeners.
+pub fn platform_desired(platform: &Platform, ids: &Resolved) -> Vec<Desired> {
+    let mut tags = platform.tags.clone();
+    tags.insert("ManagedBy".into(), crate::config::validate::MANAGED_BY.into());
+    let tags = tags_text(&tags);
+    let mut out = vec![Desired {
+        inputs: BTreeMap::new(),
+        kind: Kind::Bucket,
+        name: platform.state_bucket.clone(),
+        fields: fields(&[
+            ("region", platform.region.clone()),
+            ("versioning", "Enabled".into()),
+            ("encryption", "AES256".into()),
+            ("public_access_block", "all".into()),
+            ("tls_only_policy", "true".into()),
+            ("tags", tags.clone()),
+        ]),
+    }];
+    if let ListenerRef::Lookup { load_balancer, port } = &platform.shared_alb.listener {
+        out.extend(load_balancer_stack(load_balancer, *port, ids, &tags));
+    }
+    out
+}
+
+/// An application load balancer with port 80 redirecting to HTTPS and an HTTPS listener that
+/// answers 503 "host not found" unless a host rule matches.
+fn load_balancer_stack(name: &str, https_port: u16, ids: &Resolved, tags: &str) -> Vec<Desired> {
+    vec![
+        Desired {
+            inputs: BTreeMap::new(),
+            kind: Kind::LoadBalancer,
+            name: name.to_string(),
+            fields: fields(&[
+                ("type", "application".into()),
+                ("scheme", "internet-facing".into()),
+                ("subnets", list(&ids.subnet_ids)),
+                ("security_groups", list(&ids.alb_security_groups)),
+                ("tags", tags.to_string()),
+            ]),
+        },
+        Desired {
+            inputs: BTreeMap::new(),
+            kind: Kind::HttpListener,
+            name: format!("{name}:80"),
+            fields: fields(&[
+                ("protocol", "HTTP".into()),
+                ("default_action", format!("redirect HTTPS:{https_port} HTTP_301")),
+            ]),
+        },
+        Desired {
+            inputs: BTreeMap::new(),
+            kind: Kind::HttpsListener,
+            name: format!("{name}:{https_port}"),
+            fields: fields(&[
+                ("protocol", "HTTPS".into()),
+                ("certificate", ids.certificate_arn.clone().unwrap_or_default()),
+                ("default_action", HOST_NOT_FOUND.into()),
+            ]),
+        },
+    ]
+}
+
+/// The default action of every HTTPS listener the tool makes, as plans print it.
+pub const HOST_NOT_FOUND: &str = "fixed-response 503 text/plain \"host not found\"";
 
 /// Rule priorities taken on a listener, for `allocate_priority`.
 pub fn taken(priorities: impl IntoIterator<Item = u32>) -> BTreeSet<u32> {

@@ -1,0 +1,175 @@
+//! CodeDeploy: the customer's application and each environment's deployment group (in place,
+//! with traffic control through the target group, rollback on failure and on stop).
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context};
+use aws_sdk_codedeploy::types::{
+    AutoRollbackConfiguration, AutoRollbackEvent, ComputePlatform, DeploymentOption, DeploymentStyle, DeploymentType,
+    LoadBalancerInfo, TargetGroupInfo,
+};
+use vending::plan::{Desired, Kind};
+
+use super::{code, failed, field, list, split_list, Clients, Found, Live, Stack};
+
+pub async fn read_application(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
+    let out = match clients.codedeploy.get_application().application_name(&d.name).send().await {
+        Ok(out) => out,
+        Err(e) if code(&e) == Some("ApplicationDoesNotExistException") => return Ok(None),
+        Err(e) => return Err(failed("get", e)),
+    };
+    let Some(app) = out.application else { return Ok(None) };
+    let mut fields = BTreeMap::new();
+    fields.insert(
+        "compute_platform".to_string(),
+        app.compute_platform.map(|p| p.as_str().to_string()).unwrap_or_default(),
+    );
+    Ok(Some(Found { fields, id: app.application_id.unwrap_or_default(), extra: BTreeMap::new() }))
+}
+
+pub async fn apply_application(clients: &Clients, d: &Desired) -> anyhow::Result<()> {
+    match clients
+        .codedeploy
+        .create_application()
+        .application_name(&d.name)
+        .compute_platform(ComputePlatform::from(field(d, "compute_platform")))
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if code(&e) == Some("ApplicationAlreadyExistsException") => {
+            bail!("application {} exists with another compute platform: change it by hand, or rename", d.name)
+        }
+        Err(e) => Err(failed("create", e)),
+    }
+}
+
+fn parts(d: &Desired) -> anyhow::Result<(&str, &str)> {
+    d.name.split_once('/').context("a deployment group is named APPLICATION/GROUP")
+}
+
+pub async fn read_deployment_group(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
+    let (app, group) = parts(d)?;
+    let out =
+        match clients.codedeploy.get_deployment_group().application_name(app).deployment_group_name(group).send().await
+        {
+            Ok(out) => out,
+            Err(e)
+                if matches!(
+                    code(&e),
+                    Some("DeploymentGroupDoesNotExistException" | "ApplicationDoesNotExistException")
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(failed("get", e)),
+        };
+    let Some(info) = out.deployment_group_info else { return Ok(None) };
+    let style = info
+        .deployment_style
+        .as_ref()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s.deployment_type.as_ref().map(|t| t.as_str()).unwrap_or_default(),
+                s.deployment_option.as_ref().map(|o| o.as_str()).unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    let rollback = match &info.auto_rollback_configuration {
+        Some(r) if r.enabled => list(r.events().iter().map(|e| e.as_str().to_string())),
+        _ => "off".to_string(),
+    };
+    let target_groups = info
+        .load_balancer_info
+        .as_ref()
+        .map(|l| list(l.target_group_info_list().iter().filter_map(|t| t.name.clone())))
+        .unwrap_or_default();
+    let fields = [
+        ("service_role", info.service_role_arn.clone().unwrap_or_default()),
+        ("auto_scaling_groups", list(info.auto_scaling_groups().iter().filter_map(|g| g.name.clone()))),
+        ("target_groups", target_groups),
+        ("deployment_style", style),
+        ("deployment_config", info.deployment_config_name.clone().unwrap_or_default()),
+        ("auto_rollback", rollback),
+    ];
+    Ok(Some(Found {
+        fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        id: info.deployment_group_id.unwrap_or_default(),
+        extra: BTreeMap::new(),
+    }))
+}
+
+pub async fn apply_deployment_group(
+    clients: &Clients,
+    stack: &Stack,
+    live: &Live,
+    d: &Desired,
+    exists: bool,
+) -> anyhow::Result<()> {
+    let (app, group) = parts(d)?;
+    // The emulator does not check these; AWS does, with a less helpful message.
+    for name in split_list(field(d, "auto_scaling_groups")) {
+        live.id(Kind::AutoScalingGroup, &name).with_context(|| format!("Auto Scaling group {name} does not exist"))?;
+    }
+    for name in split_list(field(d, "target_groups")) {
+        live.id(Kind::TargetGroup, &name).with_context(|| format!("target group {name} does not exist"))?;
+    }
+    let rollback = match field(d, "auto_rollback") {
+        "off" => AutoRollbackConfiguration::builder().enabled(false).build(),
+        events => AutoRollbackConfiguration::builder()
+            .enabled(true)
+            .set_events(Some(split_list(events).iter().map(|e| AutoRollbackEvent::from(e.as_str())).collect()))
+            .build(),
+    };
+    let (style_type, style_option) =
+        field(d, "deployment_style").split_once(' ').context("deployment_style is TYPE OPTION")?;
+    let style = DeploymentStyle::builder()
+        .deployment_type(DeploymentType::from(style_type))
+        .deployment_option(DeploymentOption::from(style_option))
+        .build();
+    let load_balancers = LoadBalancerInfo::builder()
+        .set_target_group_info_list(Some(
+            split_list(field(d, "target_groups"))
+                .into_iter()
+                .map(|n| TargetGroupInfo::builder().name(n).build())
+                .collect(),
+        ))
+        .build();
+    let groups = split_list(field(d, "auto_scaling_groups"));
+    if !exists {
+        clients
+            .codedeploy
+            .create_deployment_group()
+            .application_name(app)
+            .deployment_group_name(group)
+            .service_role_arn(field(d, "service_role"))
+            .set_auto_scaling_groups(Some(groups))
+            .load_balancer_info(load_balancers)
+            .deployment_style(style)
+            .deployment_config_name(field(d, "deployment_config"))
+            .auto_rollback_configuration(rollback)
+            .send()
+            .await
+            .map_err(|e| failed("create", e))?;
+        return Ok(());
+    }
+    if stack.local {
+        bail!("the emulator cannot update a deployment group (UpdateDeploymentGroup is missing in moto 5.2.5); against AWS the tool updates it in place");
+    }
+    clients
+        .codedeploy
+        .update_deployment_group()
+        .application_name(app)
+        .current_deployment_group_name(group)
+        .service_role_arn(field(d, "service_role"))
+        .set_auto_scaling_groups(Some(groups))
+        .load_balancer_info(load_balancers)
+        .deployment_style(style)
+        .deployment_config_name(field(d, "deployment_config"))
+        .auto_rollback_configuration(rollback)
+        .send()
+        .await
+        .map_err(|e| failed("update", e))?;
+    Ok(())
+}

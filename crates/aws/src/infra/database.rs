@@ -1,0 +1,260 @@
+//! RDS: the database's subnet group and instance. The master password is always managed by AWS
+//! in Secrets Manager (`ManageMasterUserPassword`): the tool has no way to send one, so none can
+//! reach config, files, output or logs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use aws_sdk_rds::types::Tag;
+use vending::plan::Desired;
+
+use super::{code, desired_tags, failed, field, list, split_list, tags_text, Clients, Found};
+
+fn rds_tags(tags: BTreeMap<String, String>) -> Vec<Tag> {
+    tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+async fn tags_of(clients: &Clients, arn: &str) -> anyhow::Result<String> {
+    let out = clients
+        .rds
+        .list_tags_for_resource()
+        .resource_name(arn)
+        .send()
+        .await
+        .map_err(|e| failed("cannot read tags", e))?;
+    Ok(tags_text(out.tag_list().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?)))))
+}
+
+async fn retag(clients: &Clients, arn: &str, d: &Desired, current: &Found) -> anyhow::Result<()> {
+    let wanted = desired_tags(d);
+    clients
+        .rds
+        .add_tags_to_resource()
+        .resource_name(arn)
+        .set_tags(Some(rds_tags(wanted.clone())))
+        .send()
+        .await
+        .map_err(|e| failed("tag", e))?;
+    let old: BTreeMap<String, String> =
+        current.fields.get("tags").and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    let stale: Vec<String> = old.into_keys().filter(|k| !wanted.contains_key(k)).collect();
+    if !stale.is_empty() {
+        clients
+            .rds
+            .remove_tags_from_resource()
+            .resource_name(arn)
+            .set_tag_keys(Some(stale))
+            .send()
+            .await
+            .map_err(|e| failed("remove old tags", e))?;
+    }
+    Ok(())
+}
+
+pub async fn read_subnet_group(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
+    let out = match clients.rds.describe_db_subnet_groups().db_subnet_group_name(&d.name).send().await {
+        Ok(out) => out,
+        Err(e) if code(&e) == Some("DBSubnetGroupNotFoundFault") => return Ok(None),
+        Err(e) => return Err(failed("describe", e)),
+    };
+    let Some(group) = out.db_subnet_groups().first() else { return Ok(None) };
+    let arn = group.db_subnet_group_arn.clone().unwrap_or_default();
+    let mut fields = BTreeMap::new();
+    fields.insert("subnets".to_string(), list(group.subnets().iter().filter_map(|s| s.subnet_identifier.clone())));
+    fields.insert("tags".to_string(), tags_of(clients, &arn).await?);
+    Ok(Some(Found { fields, id: arn, extra: BTreeMap::new() }))
+}
+
+pub async fn apply_subnet_group(
+    clients: &Clients,
+    d: &Desired,
+    current: Option<&Found>,
+    changed: &[String],
+) -> anyhow::Result<()> {
+    let subnets = split_list(field(d, "subnets"));
+    let Some(current) = current else {
+        clients
+            .rds
+            .create_db_subnet_group()
+            .db_subnet_group_name(&d.name)
+            .db_subnet_group_description(format!("{} (cargo xtask deploy)", d.name))
+            .set_subnet_ids(Some(subnets))
+            .set_tags(Some(rds_tags(desired_tags(d))))
+            .send()
+            .await
+            .map_err(|e| failed("create", e))?;
+        return Ok(());
+    };
+    if changed.iter().any(|f| f == "subnets") {
+        clients
+            .rds
+            .modify_db_subnet_group()
+            .db_subnet_group_name(&d.name)
+            .set_subnet_ids(Some(subnets))
+            .send()
+            .await
+            .map_err(|e| failed("modify", e))?;
+    }
+    if changed.iter().any(|f| f == "tags") {
+        retag(clients, &current.id, d, current).await?;
+    }
+    Ok(())
+}
+
+pub async fn read_database(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
+    let out = match clients.rds.describe_db_instances().db_instance_identifier(&d.name).send().await {
+        Ok(out) => out,
+        Err(e) if code(&e) == Some("DBInstanceNotFound") => return Ok(None),
+        Err(e) => return Err(failed("describe", e)),
+    };
+    let Some(db) = out.db_instances().first() else { return Ok(None) };
+    let arn = db.db_instance_arn.clone().unwrap_or_default();
+    let text = |v: Option<String>| v.unwrap_or_default();
+    let fields = [
+        ("engine", text(db.engine.clone())),
+        ("engine_version", text(db.engine_version.clone())),
+        ("instance_class", text(db.db_instance_class.clone())),
+        ("master_username", text(db.master_username.clone())),
+        ("database_name", text(db.db_name.clone())),
+        ("manage_master_user_password", db.master_user_secret.is_some().to_string()),
+        ("multi_az", db.multi_az.unwrap_or_default().to_string()),
+        ("security_groups", list(db.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id.clone()))),
+        ("backup_retention_days", db.backup_retention_period.unwrap_or_default().to_string()),
+        ("backup_window", text(db.preferred_backup_window.clone())),
+        ("storage_gb", db.allocated_storage.unwrap_or_default().to_string()),
+        ("storage_encrypted", db.storage_encrypted.unwrap_or_default().to_string()),
+        ("deletion_protection", db.deletion_protection.unwrap_or_default().to_string()),
+        ("tags", tags_text(db.tag_list().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?))))),
+    ];
+    let mut extra = BTreeMap::new();
+    extra.insert("status".to_string(), text(db.db_instance_status.clone()));
+    if let Some(secret) = db.master_user_secret.as_ref().and_then(|s| s.secret_arn.clone()) {
+        extra.insert("secret_arn".to_string(), secret);
+    }
+    Ok(Some(Found { fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), id: arn, extra }))
+}
+
+fn int(d: &Desired, name: &str) -> anyhow::Result<i32> {
+    field(d, name).parse().with_context(|| format!("{name} is not a number"))
+}
+
+fn flag(d: &Desired, name: &str) -> bool {
+    field(d, name) == "true"
+}
+
+fn non_empty(value: &str) -> Option<String> {
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+pub async fn apply_database(
+    clients: &Clients,
+    d: &Desired,
+    current: Option<&Found>,
+    changed: &[String],
+) -> anyhow::Result<()> {
+    if field(d, "manage_master_user_password") != "true" {
+        bail!("the master password must be managed by AWS (ManageMasterUserPassword); the tool never sets one");
+    }
+    let Some(current) = current else {
+        clients
+            .rds
+            .create_db_instance()
+            .db_instance_identifier(&d.name)
+            .engine(field(d, "engine"))
+            .engine_version(field(d, "engine_version"))
+            .db_instance_class(field(d, "instance_class"))
+            .master_username(field(d, "master_username"))
+            .manage_master_user_password(true)
+            .set_db_name(non_empty(field(d, "database_name")))
+            .multi_az(flag(d, "multi_az"))
+            .set_vpc_security_group_ids(Some(split_list(field(d, "security_groups"))))
+            .db_subnet_group_name(&d.name)
+            .backup_retention_period(int(d, "backup_retention_days")?)
+            .set_preferred_backup_window(non_empty(field(d, "backup_window")))
+            .allocated_storage(int(d, "storage_gb")?)
+            .storage_encrypted(true)
+            .deletion_protection(flag(d, "deletion_protection"))
+            .publicly_accessible(false)
+            .set_tags(Some(rds_tags(desired_tags(d))))
+            .send()
+            .await
+            .map_err(|e| failed("create", e))?;
+        return Ok(());
+    };
+    let is = |f: &str| changed.iter().any(|c| c == f);
+    let settings = changed.iter().any(|f| f != "tags");
+    if settings {
+        let old_major = current.fields.get("engine_version").and_then(|v| v.split('.').next().map(str::to_string));
+        let major_upgrade =
+            is("engine_version") && old_major.as_deref() != field(d, "engine_version").split('.').next();
+        let mut request = clients.rds.modify_db_instance().db_instance_identifier(&d.name).apply_immediately(true);
+        if is("engine_version") {
+            request = request.engine_version(field(d, "engine_version")).allow_major_version_upgrade(major_upgrade);
+        }
+        if is("instance_class") {
+            request = request.db_instance_class(field(d, "instance_class"));
+        }
+        if is("multi_az") {
+            request = request.multi_az(flag(d, "multi_az"));
+        }
+        if is("security_groups") {
+            request = request.set_vpc_security_group_ids(Some(split_list(field(d, "security_groups"))));
+        }
+        if is("backup_retention_days") {
+            request = request.backup_retention_period(int(d, "backup_retention_days")?);
+        }
+        if is("backup_window") {
+            request = request.set_preferred_backup_window(non_empty(field(d, "backup_window")));
+        }
+        if is("storage_gb") {
+            request = request.allocated_storage(int(d, "storage_gb")?);
+        }
+        if is("deletion_protection") {
+            request = request.deletion_protection(flag(d, "deletion_protection"));
+        }
+        if is("manage_master_user_password") {
+            request = request.manage_master_user_password(true);
+        }
+        request.send().await.map_err(|e| failed("modify", e))?;
+    }
+    if is("tags") {
+        retag(clients, &current.id, d, current).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a database that must be replaced, keeping a final snapshot. Deletion protection is not
+/// lifted here: whoever turned it on turns it off.
+pub async fn delete_database(clients: &Clients, d: &Desired) -> anyhow::Result<()> {
+    let snapshot = format!(
+        "{}-final-{}",
+        d.name,
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.as_secs()).unwrap_or_default()
+    );
+    match clients
+        .rds
+        .delete_db_instance()
+        .db_instance_identifier(&d.name)
+        .skip_final_snapshot(false)
+        .final_db_snapshot_identifier(&snapshot)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if code(&e) == Some("InvalidParameterCombination") => bail!(
+            "{} has deletion protection: turn it off yourself if it really must be replaced (final snapshot {snapshot} would be kept)",
+            d.name
+        ),
+        Err(e) => return Err(failed("delete the old database", e)),
+    }
+    println!("{}: deleting; final snapshot {snapshot}", d.name);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3600) {
+        if read_database(clients, d).await?.is_none() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(15)).await;
+    }
+    bail!("{} was still being deleted after an hour; deploy again when it is gone", d.name)
+}

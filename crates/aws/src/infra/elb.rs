@@ -1,0 +1,539 @@
+//! Elastic Load Balancing: target groups, load balancers, their listeners, and host rules.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{bail, Context};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, HostHeaderConditionConfig, LoadBalancerSchemeEnum,
+    LoadBalancerTypeEnum, Matcher, ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, RuleCondition,
+    Tag, TargetTypeEnum,
+};
+use aws_sdk_elasticloadbalancingv2::Client;
+use vending::plan::{allocate_priority, Desired, Kind, HOST_NOT_FOUND};
+
+use super::{code, desired_tags, failed, field, input, list, split_list, tags_text, Clients, Found, Live, Stack};
+
+async fn tags_of(elb: &Client, arns: &[String]) -> anyhow::Result<BTreeMap<String, Vec<(String, String)>>> {
+    let mut out = BTreeMap::new();
+    // DescribeTags takes at most 20 resources per call.
+    for chunk in arns.chunks(20) {
+        let described = elb
+            .describe_tags()
+            .set_resource_arns(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| failed("cannot read tags", e))?;
+        for description in described.tag_descriptions() {
+            let tags = description.tags().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?))).collect();
+            out.insert(description.resource_arn.clone().unwrap_or_default(), tags);
+        }
+    }
+    Ok(out)
+}
+
+fn to_tags(tags: BTreeMap<String, String>) -> Vec<Tag> {
+    tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+/// Makes a resource's tags exactly the desired ones.
+async fn retag(elb: &Client, arn: &str, d: &Desired, current: Option<&Found>) -> anyhow::Result<()> {
+    let wanted = desired_tags(d);
+    elb.add_tags()
+        .resource_arns(arn)
+        .set_tags(Some(to_tags(wanted.clone())))
+        .send()
+        .await
+        .map_err(|e| failed("cannot tag", e))?;
+    let old: BTreeMap<String, String> =
+        current.and_then(|c| c.fields.get("tags")).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    let stale: Vec<String> = old.into_keys().filter(|k| !wanted.contains_key(k)).collect();
+    if !stale.is_empty() {
+        elb.remove_tags()
+            .resource_arns(arn)
+            .set_tag_keys(Some(stale))
+            .send()
+            .await
+            .map_err(|e| failed("cannot remove old tags", e))?;
+    }
+    Ok(())
+}
+
+pub async fn read_target_group(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
+    let out = match clients.elb.describe_target_groups().names(&d.name).send().await {
+        Ok(out) => out,
+        Err(e) if code(&e) == Some("TargetGroupNotFound") => return Ok(None),
+        Err(e) => return Err(failed("describe", e)),
+    };
+    let Some(tg) = out.target_groups().first() else { return Ok(None) };
+    let arn = tg.target_group_arn.clone().unwrap_or_default();
+    let tags = tags_of(&clients.elb, std::slice::from_ref(&arn)).await?.remove(&arn).unwrap_or_default();
+    let text = |v: Option<i32>| v.map(|n| n.to_string()).unwrap_or_default();
+    let fields = [
+        ("protocol", tg.protocol.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default()),
+        ("port", text(tg.port)),
+        ("vpc", tg.vpc_id.clone().unwrap_or_default()),
+        ("target_type", tg.target_type.as_ref().map(|t| t.as_str().to_string()).unwrap_or_default()),
+        ("health_check.path", tg.health_check_path.clone().unwrap_or_default()),
+        ("health_check.port", tg.health_check_port.clone().unwrap_or_default()),
+        (
+            "health_check.protocol",
+            tg.health_check_protocol.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default(),
+        ),
+        ("health_check.interval", text(tg.health_check_interval_seconds)),
+        ("health_check.timeout", text(tg.health_check_timeout_seconds)),
+        ("health_check.healthy_threshold", text(tg.healthy_threshold_count)),
+        ("health_check.unhealthy_threshold", text(tg.unhealthy_threshold_count)),
+        ("health_check.matcher", tg.matcher.as_ref().and_then(|m| m.http_code.clone()).unwrap_or_default()),
+        ("tags", tags_text(tags)),
+    ];
+    Ok(Some(Found {
+        fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        id: arn,
+        extra: BTreeMap::new(),
+    }))
+}
+
+fn number(d: &Desired, name: &str) -> anyhow::Result<i32> {
+    field(d, name).parse().with_context(|| format!("{name} is not a number"))
+}
+
+pub async fn apply_target_group(
+    clients: &Clients,
+    d: &Desired,
+    current: Option<&Found>,
+    changed: &[String],
+) -> anyhow::Result<()> {
+    let elb = &clients.elb;
+    let matcher = Matcher::builder().http_code(field(d, "health_check.matcher")).build();
+    let Some(current) = current else {
+        elb.create_target_group()
+            .name(&d.name)
+            .protocol(ProtocolEnum::from(field(d, "protocol")))
+            .port(number(d, "port")?)
+            .vpc_id(field(d, "vpc"))
+            .target_type(TargetTypeEnum::from(field(d, "target_type")))
+            .health_check_enabled(true)
+            .health_check_path(field(d, "health_check.path"))
+            .health_check_port(field(d, "health_check.port"))
+            .health_check_protocol(ProtocolEnum::from(field(d, "health_check.protocol")))
+            .health_check_interval_seconds(number(d, "health_check.interval")?)
+            .health_check_timeout_seconds(number(d, "health_check.timeout")?)
+            .healthy_threshold_count(number(d, "health_check.healthy_threshold")?)
+            .unhealthy_threshold_count(number(d, "health_check.unhealthy_threshold")?)
+            .matcher(matcher)
+            .set_tags(Some(to_tags(desired_tags(d))))
+            .send()
+            .await
+            .map_err(|e| failed("create", e))?;
+        return Ok(());
+    };
+    if changed.iter().any(|f| f.starts_with("health_check.")) {
+        elb.modify_target_group()
+            .target_group_arn(&current.id)
+            .health_check_path(field(d, "health_check.path"))
+            .health_check_port(field(d, "health_check.port"))
+            .health_check_protocol(ProtocolEnum::from(field(d, "health_check.protocol")))
+            .health_check_interval_seconds(number(d, "health_check.interval")?)
+            .health_check_timeout_seconds(number(d, "health_check.timeout")?)
+            .healthy_threshold_count(number(d, "health_check.healthy_threshold")?)
+            .unhealthy_threshold_count(number(d, "health_check.unhealthy_threshold")?)
+            .matcher(matcher)
+            .send()
+            .await
+            .map_err(|e| failed("modify", e))?;
+    }
+    if changed.iter().any(|f| f == "tags") {
+        retag(elb, &current.id, d, Some(current)).await?;
+    }
+    Ok(())
+}
+
+pub async fn delete_target_group(clients: &Clients, current: &Found) -> anyhow::Result<()> {
+    clients
+        .elb
+        .delete_target_group()
+        .target_group_arn(&current.id)
+        .send()
+        .await
+        .map_err(|e| failed("cannot delete the old target group (still in use by a rule or group?)", e))?;
+    Ok(())
+}
+
+pub async fn read_load_balancer(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
+    let out = match clients.elb.describe_load_balancers().names(&d.name).send().await {
+        Ok(out) => out,
+        Err(e) if code(&e) == Some("LoadBalancerNotFound") => return Ok(None),
+        Err(e) => return Err(failed("describe", e)),
+    };
+    let balancers = out.load_balancers();
+    if balancers.len() > 1 {
+        bail!("{} load balancers are named `{}`; delete the extra ones, then deploy again", balancers.len(), d.name);
+    }
+    let Some(lb) = balancers.first() else { return Ok(None) };
+    let arn = lb.load_balancer_arn.clone().unwrap_or_default();
+    let tags = tags_of(&clients.elb, std::slice::from_ref(&arn)).await?.remove(&arn).unwrap_or_default();
+    let fields = [
+        ("type", lb.r#type.as_ref().map(|t| t.as_str().to_string()).unwrap_or_default()),
+        ("scheme", lb.scheme.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default()),
+        ("subnets", list(lb.availability_zones().iter().filter_map(|z| z.subnet_id.clone()))),
+        ("security_groups", list(lb.security_groups().iter().cloned())),
+        ("tags", tags_text(tags)),
+    ];
+    Ok(Some(Found {
+        fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        id: arn,
+        extra: BTreeMap::new(),
+    }))
+}
+
+pub async fn apply_load_balancer(
+    clients: &Clients,
+    d: &Desired,
+    current: Option<&Found>,
+    changed: &[String],
+) -> anyhow::Result<()> {
+    let elb = &clients.elb;
+    let subnets = split_list(field(d, "subnets"));
+    let groups = split_list(field(d, "security_groups"));
+    let Some(current) = current else {
+        elb.create_load_balancer()
+            .name(&d.name)
+            .set_subnets(Some(subnets))
+            .set_security_groups(Some(groups))
+            .scheme(LoadBalancerSchemeEnum::from(field(d, "scheme")))
+            .r#type(LoadBalancerTypeEnum::from(field(d, "type")))
+            .set_tags(Some(to_tags(desired_tags(d))))
+            .send()
+            .await
+            .map_err(|e| failed("create", e))?;
+        return Ok(());
+    };
+    if changed.iter().any(|f| f == "subnets") {
+        elb.set_subnets()
+            .load_balancer_arn(&current.id)
+            .set_subnets(Some(subnets))
+            .send()
+            .await
+            .map_err(|e| failed("set subnets", e))?;
+    }
+    if changed.iter().any(|f| f == "security_groups") {
+        elb.set_security_groups()
+            .load_balancer_arn(&current.id)
+            .set_security_groups(Some(groups))
+            .send()
+            .await
+            .map_err(|e| failed("set security groups", e))?;
+    }
+    if changed.iter().any(|f| f == "tags") {
+        retag(elb, &current.id, d, Some(current)).await?;
+    }
+    Ok(())
+}
+
+pub async fn delete_load_balancer(clients: &Clients, current: &Found) -> anyhow::Result<()> {
+    clients
+        .elb
+        .delete_load_balancer()
+        .load_balancer_arn(&current.id)
+        .send()
+        .await
+        .map_err(|e| failed("cannot delete the old load balancer", e))?;
+    Ok(())
+}
+
+/// A listener's default action as plans print it.
+fn action_text(action: &Action) -> String {
+    match action.r#type.as_ref().map(|t| t.as_str()) {
+        Some("redirect") => {
+            let r = action.redirect_config.as_ref();
+            format!(
+                "redirect {}:{} {}",
+                r.and_then(|r| r.protocol.clone()).unwrap_or_default(),
+                r.and_then(|r| r.port.clone()).unwrap_or_default(),
+                r.and_then(|r| r.status_code.as_ref()).map(|c| c.as_str().to_string()).unwrap_or_default()
+            )
+        }
+        Some("fixed-response") => {
+            let f = action.fixed_response_config.as_ref();
+            format!(
+                "fixed-response {} {} {:?}",
+                f.and_then(|f| f.status_code.clone()).unwrap_or_default(),
+                f.and_then(|f| f.content_type.clone()).unwrap_or_default(),
+                f.and_then(|f| f.message_body.clone()).unwrap_or_default()
+            )
+        }
+        Some("forward") => format!("forward {}", action.target_group_arn.clone().unwrap_or_default()),
+        other => other.unwrap_or("none").to_string(),
+    }
+}
+
+/// The default action a listener's `default_action` field describes.
+fn action_of(text: &str) -> anyhow::Result<Action> {
+    if text == HOST_NOT_FOUND {
+        let config = FixedResponseActionConfig::builder()
+            .status_code("503")
+            .content_type("text/plain")
+            .message_body("host not found")
+            .build();
+        return Ok(Action::builder().r#type(ActionTypeEnum::FixedResponse).fixed_response_config(config).build());
+    }
+    if let Some(rest) = text.strip_prefix("redirect ") {
+        let (target, status) = rest.split_once(' ').context("a redirect needs a target and a status")?;
+        let (protocol, port) = target.split_once(':').context("a redirect target is PROTOCOL:PORT")?;
+        let config = RedirectActionConfig::builder()
+            .protocol(protocol)
+            .port(port)
+            .host("#{host}")
+            .path("/#{path}")
+            .query("#{query}")
+            .status_code(RedirectActionStatusCodeEnum::from(status))
+            .build();
+        return Ok(Action::builder().r#type(ActionTypeEnum::Redirect).redirect_config(config).build());
+    }
+    bail!("the tool does not make listeners with the default action `{text}`")
+}
+
+fn listener_parts(name: &str) -> anyhow::Result<(&str, i32)> {
+    let (lb, port) = name.rsplit_once(':').context("a listener is named LOAD_BALANCER:PORT")?;
+    Ok((lb, port.parse().context("a listener's port is a number")?))
+}
+
+pub async fn read_listener(clients: &Clients, live: &Live, d: &Desired) -> anyhow::Result<Option<Found>> {
+    let (lb, port) = listener_parts(&d.name)?;
+    let Some(lb_arn) = live.id(Kind::LoadBalancer, lb) else { return Ok(None) };
+    let out = clients
+        .elb
+        .describe_listeners()
+        .load_balancer_arn(lb_arn)
+        .send()
+        .await
+        .map_err(|e| failed("describe listeners", e))?;
+    let on_port: Vec<_> = out.listeners().iter().filter(|l| l.port == Some(port)).collect();
+    if on_port.len() > 1 {
+        bail!("{} has {} listeners on port {port}; delete the extra ones, then deploy again", lb, on_port.len());
+    }
+    let Some(listener) = on_port.first() else { return Ok(None) };
+    let mut fields = BTreeMap::new();
+    fields
+        .insert("protocol".to_string(), listener.protocol.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default());
+    let actions = listener.default_actions();
+    fields.insert("default_action".to_string(), actions.iter().map(action_text).collect::<Vec<_>>().join("; "));
+    if d.fields.contains_key("certificate") {
+        let default = listener.certificates().iter().find(|c| c.is_default != Some(false));
+        fields.insert("certificate".to_string(), default.and_then(|c| c.certificate_arn.clone()).unwrap_or_default());
+    }
+    Ok(Some(Found { fields, id: listener.listener_arn.clone().unwrap_or_default(), extra: BTreeMap::new() }))
+}
+
+pub async fn apply_listener(
+    clients: &Clients,
+    live: &Live,
+    d: &Desired,
+    current: Option<&Found>,
+) -> anyhow::Result<()> {
+    let (lb, port) = listener_parts(&d.name)?;
+    let action = action_of(field(d, "default_action"))?;
+    let certificate = d.fields.get("certificate").map(|arn| Certificate::builder().certificate_arn(arn).build());
+    if field(d, "protocol") == "HTTPS"
+        && certificate.as_ref().is_none_or(|c| c.certificate_arn().unwrap_or("").is_empty())
+    {
+        bail!("an HTTPS listener needs an ISSUED certificate");
+    }
+    let protocol = ProtocolEnum::from(field(d, "protocol"));
+    match current {
+        None => {
+            let lb_arn = live.id(Kind::LoadBalancer, lb).context("its load balancer does not exist")?;
+            clients
+                .elb
+                .create_listener()
+                .load_balancer_arn(lb_arn)
+                .protocol(protocol)
+                .port(port)
+                .set_certificates(certificate.map(|c| vec![c]))
+                .default_actions(action)
+                .send()
+                .await
+                .map_err(|e| failed("create", e))?;
+        }
+        Some(current) => {
+            clients
+                .elb
+                .modify_listener()
+                .listener_arn(&current.id)
+                .protocol(protocol)
+                .port(port)
+                .set_certificates(certificate.map(|c| vec![c]))
+                .default_actions(action)
+                .send()
+                .await
+                .map_err(|e| failed("modify", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The listener a rule goes on: the shared one, or the stack's own HTTPS listener.
+pub fn rule_listener<'a>(stack: &'a Stack, live: &'a Live, d: &Desired) -> Option<&'a str> {
+    match &stack.shared_listener_arn {
+        Some(arn) => Some(arn.as_str()),
+        None => live.id(Kind::HttpsListener, input(d, "listener")),
+    }
+}
+
+struct ListenerRules {
+    /// Priorities in use (the default rule has none).
+    taken: BTreeSet<u32>,
+    /// The rule this customer environment owns, found by its tags.
+    ours: Option<aws_sdk_elasticloadbalancingv2::types::Rule>,
+}
+
+async fn listener_rules(clients: &Clients, listener: &str, d: &Desired) -> anyhow::Result<ListenerRules> {
+    let mut rules = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = clients
+            .elb
+            .describe_rules()
+            .listener_arn(listener)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| failed("describe rules", e))?;
+        rules.extend(page.rules().iter().filter(|r| r.is_default != Some(true)).cloned());
+        marker = page.next_marker;
+        if marker.is_none() {
+            break;
+        }
+    }
+    let arns: Vec<String> = rules.iter().filter_map(|r| r.rule_arn.clone()).collect();
+    let tags = tags_of(&clients.elb, &arns).await?;
+    let owner = owner_tags(d);
+    let mut ours: Vec<_> = rules
+        .iter()
+        .filter(|r| {
+            let tags: BTreeMap<String, String> =
+                tags.get(r.rule_arn.as_deref().unwrap_or_default()).cloned().unwrap_or_default().into_iter().collect();
+            owner.iter().all(|(k, v)| tags.get(k) == Some(v))
+        })
+        .cloned()
+        .collect();
+    if ours.len() > 1 {
+        bail!("{} rules on the listener are tagged as {}'s; delete all but one, then deploy again", ours.len(), d.name);
+    }
+    let taken = rules.iter().filter_map(|r| r.priority.as_deref()?.parse().ok()).collect();
+    Ok(ListenerRules { taken, ours: ours.pop() })
+}
+
+/// The tags that mark a rule as a customer environment's: how later runs find it.
+fn owner_tags(d: &Desired) -> BTreeMap<String, String> {
+    [
+        ("Customer", input(d, "customer")),
+        ("Environment", input(d, "environment")),
+        ("ManagedBy", vending::config::validate::MANAGED_BY),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+async fn target_group_arn(clients: &Clients, live: &Live, name: &str) -> anyhow::Result<String> {
+    if let Some(arn) = live.id(Kind::TargetGroup, name) {
+        return Ok(arn.to_string());
+    }
+    let out = clients.elb.describe_target_groups().names(name).send().await.map_err(|e| failed("target group", e))?;
+    out.target_groups()
+        .first()
+        .and_then(|t| t.target_group_arn.clone())
+        .with_context(|| format!("target group {name} does not exist"))
+}
+
+/// A target group ARN as plans print it: the name when it is the stack's own group.
+pub fn target_group_text(live: &Live, arn: &str) -> String {
+    live.found
+        .iter()
+        .find(|((kind, _), found)| *kind == Kind::TargetGroup && found.id == arn)
+        .map(|((_, name), _)| name.clone())
+        .unwrap_or_else(|| arn.to_string())
+}
+
+pub async fn read_rule(clients: &Clients, stack: &Stack, live: &Live, d: &Desired) -> anyhow::Result<Option<Found>> {
+    let Some(listener) = rule_listener(stack, live, d) else { return Ok(None) };
+    let Some(rule) = listener_rules(clients, listener, d).await?.ours else { return Ok(None) };
+    let hosts = rule.conditions().iter().filter(|c| c.field.as_deref() == Some("host-header")).flat_map(|c| {
+        match &c.host_header_config {
+            Some(config) => config.values().to_vec(),
+            None => c.values().to_vec(),
+        }
+    });
+    let forward = rule
+        .actions()
+        .iter()
+        .find(|a| a.r#type == Some(ActionTypeEnum::Forward))
+        .and_then(|a| a.target_group_arn.clone())
+        .map(|arn| target_group_text(live, &arn))
+        .unwrap_or_default();
+    let mut fields = BTreeMap::new();
+    fields.insert("host_header".to_string(), list(hosts));
+    fields.insert("forward".to_string(), forward);
+    let mut extra = BTreeMap::new();
+    extra.insert("priority".to_string(), rule.priority.clone().unwrap_or_default());
+    Ok(Some(Found { fields, id: rule.rule_arn.clone().unwrap_or_default(), extra }))
+}
+
+/// How often a new rule retries when another deploy took the priority it chose.
+const PRIORITY_ATTEMPTS: usize = 10;
+
+pub async fn apply_rule(
+    clients: &Clients,
+    stack: &Stack,
+    live: &Live,
+    d: &Desired,
+    current: Option<&Found>,
+) -> anyhow::Result<()> {
+    let listener = rule_listener(stack, live, d).context("its listener does not exist")?.to_string();
+    let target_group = target_group_arn(clients, live, field(d, "forward")).await?;
+    let condition = RuleCondition::builder()
+        .field("host-header")
+        .host_header_config(
+            HostHeaderConditionConfig::builder().set_values(Some(split_list(field(d, "host_header")))).build(),
+        )
+        .build();
+    let action = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&target_group).build();
+    if let Some(current) = current {
+        // The priority stays: only conditions and actions change.
+        clients
+            .elb
+            .modify_rule()
+            .rule_arn(&current.id)
+            .conditions(condition)
+            .actions(action)
+            .send()
+            .await
+            .map_err(|e| failed("modify", e))?;
+        return Ok(());
+    }
+    for _ in 0..PRIORITY_ATTEMPTS {
+        let rules = listener_rules(clients, &listener, d).await?;
+        if rules.ours.is_some() {
+            // Another run of this deploy made it meanwhile.
+            return Ok(());
+        }
+        let priority = allocate_priority(&rules.taken).context("the listener has no free rule priority left")?;
+        let created = clients
+            .elb
+            .create_rule()
+            .listener_arn(&listener)
+            .priority(priority as i32)
+            .conditions(condition.clone())
+            .actions(action.clone())
+            .set_tags(Some(to_tags(owner_tags(d))))
+            .send()
+            .await;
+        match created {
+            Ok(_) => return Ok(()),
+            Err(e) if code(&e) == Some("PriorityInUse") => continue,
+            Err(e) => return Err(failed("create", e)),
+        }
+    }
+    bail!("another deploy kept taking the free priority on the listener; run the deploy again")
+}

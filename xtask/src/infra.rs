@@ -1,0 +1,221 @@
+//! `cargo xtask plan|deploy <customer> <env>` and `cargo xtask platform plan|deploy`: the
+//! infrastructure, read live, compared with the config and changed in order.
+//!
+//! Exit codes of `plan` (README.md, "Exit codes"): 0 nothing to change, 2 changes, 1 error.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use vending::config::model::Fleet;
+use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
+use vending_aws::Target;
+
+use crate::output::{self, Format};
+use crate::validate::{load_fleet, Selection};
+
+/// `plan`: something to change.
+const EXIT_CHANGES: u8 = 2;
+
+/// Show what `deploy` would change for a customer environment (exit 0: nothing, 2: changes).
+#[derive(Args)]
+pub struct PlanCommand {
+    customer: String,
+    env: String,
+    /// Use the local AWS emulator (see `cargo xtask local up`).
+    #[arg(long)]
+    local: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Create or update a customer environment's infrastructure.
+#[derive(Args)]
+pub struct DeployCommand {
+    customer: String,
+    env: String,
+    /// Use the local AWS emulator (see `cargo xtask local up`).
+    #[arg(long)]
+    local: bool,
+    /// Only the infrastructure (load balancing, instances, database, CodeDeploy), not a release
+    /// of the software.
+    #[arg(long)]
+    infra_only: bool,
+    /// Carry out replacements that lose data or traffic (a database, a load balancer).
+    #[arg(long)]
+    allow_destructive: bool,
+}
+
+/// Plan or deploy what all customers share: the state bucket and the shared load balancer.
+#[derive(Args)]
+pub struct PlatformCommand {
+    #[command(subcommand)]
+    action: PlatformAction,
+}
+
+#[derive(Subcommand)]
+enum PlatformAction {
+    /// Show what `platform deploy` would change (exit 0: nothing, 2: changes).
+    Plan {
+        #[arg(long)]
+        local: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create or update the shared resources.
+    Deploy {
+        #[arg(long)]
+        local: bool,
+        #[arg(long)]
+        allow_destructive: bool,
+    },
+}
+
+/// The selected part of the fleet, validated: nothing reaches AWS from a config with errors.
+fn fleet(root: &Path, customer: Option<&str>, env: Option<&str>) -> anyhow::Result<Result<Fleet, ExitCode>> {
+    let selection = Selection { customer: customer.map(str::to_string), env: env.map(str::to_string) };
+    let loaded = load_fleet(root, &selection)?;
+    if loaded.has_errors() {
+        output::print(Format::Human, &loaded.diagnostics, &loaded.summary());
+        eprintln!("error: the config has errors; fix them first (nothing was read from or changed in AWS)");
+        return Ok(Err(ExitCode::from(output::EXIT_PROBLEMS)));
+    }
+    let fleet = loaded.fleet.context("no platform config")?;
+    if let (Some(c), Some(e)) = (customer, env) {
+        fleet.environment(c, e).with_context(|| format!("{c}/{e} is not in customers/"))?;
+    }
+    Ok(Ok(fleet))
+}
+
+fn target(root: &Path, local: bool) -> anyhow::Result<Target> {
+    Ok(if local { Target::Local { endpoint: vending_local::local_endpoint(root)? } } else { Target::Aws })
+}
+
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    stack: &'a str,
+    has_changes: bool,
+    destructive: bool,
+    #[serde(flatten)]
+    plan: &'a vending::plan::Plan,
+}
+
+fn print_plan(planned: &Planned, json: bool) -> anyhow::Result<()> {
+    if json {
+        let out = PlanJson {
+            stack: &planned.stack.label,
+            has_changes: planned.plan.has_changes(),
+            destructive: planned.plan.destructive().next().is_some(),
+            plan: &planned.plan,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("plan for {}:", planned.stack.label);
+    print!("{}", planned.plan.render_human());
+    let count = planned.plan.changes.iter().filter(|c| c.action != vending::plan::Action::Unchanged).count();
+    if count == 0 {
+        println!("{}: no changes", planned.stack.label);
+    } else {
+        println!("{}: {count} resource(s) to change", planned.stack.label);
+    }
+    Ok(())
+}
+
+fn plan_exit(planned: &Planned) -> ExitCode {
+    if planned.plan.has_changes() {
+        ExitCode::from(EXIT_CHANGES)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Between the plan and its application: production approval and the deploy lock (their own
+/// issues) go here, so that nothing is changed before they pass.
+fn apply(
+    runtime: &tokio::runtime::Runtime,
+    clients: &Clients,
+    mut planned: Planned,
+    allow_destructive: bool,
+) -> anyhow::Result<ExitCode> {
+    print_plan(&planned, false)?;
+    if !planned.plan.has_changes() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let options = ApplyOptions { allow_destructive, stop_after: None };
+    let applied = runtime.block_on(infra::apply(clients, &mut planned, &options))?;
+    for note in &applied.notes {
+        println!("note: {note}");
+    }
+    println!("{}: {} resource(s) changed", planned.stack.label, applied.changed.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+impl PlanCommand {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
+            Ok(fleet) => fleet,
+            Err(code) => return Ok(code),
+        };
+        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
+        let runtime = vending_aws::runtime()?;
+        let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &target(root, self.local)?));
+        let clients = Clients::new(&config, self.local, None);
+        let planned = runtime.block_on(async {
+            let stack = infra::environment_stack(&clients, &fleet.platform, customer, env, self.local).await?;
+            infra::plan(&clients, stack).await
+        })?;
+        print_plan(&planned, self.json)?;
+        Ok(plan_exit(&planned))
+    }
+}
+
+impl DeployCommand {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        if !self.infra_only {
+            bail!("deploying the software is not built yet: pass --infra-only to deploy the infrastructure");
+        }
+        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
+            Ok(fleet) => fleet,
+            Err(code) => return Ok(code),
+        };
+        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
+        let runtime = vending_aws::runtime()?;
+        let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &target(root, self.local)?));
+        let clients = Clients::new(&config, self.local, None);
+        let planned = runtime.block_on(async {
+            let stack = infra::environment_stack(&clients, &fleet.platform, customer, env, self.local).await?;
+            infra::plan(&clients, stack).await
+        })?;
+        apply(&runtime, &clients, planned, self.allow_destructive)
+    }
+}
+
+impl PlatformCommand {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        let fleet = match fleet(root, None, None)? {
+            Ok(fleet) => fleet,
+            Err(code) => return Ok(code),
+        };
+        let local = match self.action {
+            PlatformAction::Plan { local, .. } | PlatformAction::Deploy { local, .. } => local,
+        };
+        let runtime = vending_aws::runtime()?;
+        let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &target(root, local)?));
+        let clients = Clients::new(&config, local, None);
+        let planned = runtime.block_on(async {
+            let stack = infra::platform_stack(&clients, &fleet.platform, local).await?;
+            infra::plan(&clients, stack).await
+        })?;
+        match self.action {
+            PlatformAction::Plan { json, .. } => {
+                print_plan(&planned, json)?;
+                Ok(plan_exit(&planned))
+            }
+            PlatformAction::Deploy { allow_destructive, .. } => apply(&runtime, &clients, planned, allow_destructive),
+        }
+    }
+}
