@@ -153,6 +153,15 @@ fn wait_ready(port: u16) -> anyhow::Result<()> {
     bail!("the emulator did not answer on port {port} within {} s", READY_TIMEOUT.as_secs())
 }
 
+/// Wipes the emulator's state, every account and region (tests that reuse one server).
+pub fn reset(port: u16) -> anyhow::Result<()> {
+    let status = http(port, "POST", "/moto-api/reset")?;
+    if status != 200 {
+        bail!("the emulator answered {status} to a reset");
+    }
+    Ok(())
+}
+
 /// What `local up` leaves behind for later commands.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerState {

@@ -329,7 +329,7 @@ pub fn desired(
             name: names.database.clone(),
             fields: fields(&[("subnets", list(&ids.subnet_ids)), ("tags", tags.clone())]),
         });
-        out.push(Desired {
+        let mut database = Desired {
             inputs: BTreeMap::new(),
             kind: Kind::Database,
             name: names.database.clone(),
@@ -343,13 +343,17 @@ pub fn desired(
                 ("multi_az", db.multi_az.to_string()),
                 ("security_groups", list(&ids.database_security_groups)),
                 ("backup_retention_days", db.backup_retention_days.to_string()),
-                ("backup_window", db.backup_window.clone().unwrap_or_default()),
                 ("storage_gb", db.storage_gb.to_string()),
                 ("storage_encrypted", "true".into()),
                 ("deletion_protection", db.deletion_protection.to_string()),
                 ("tags", tags.clone()),
             ]),
-        });
+        };
+        // Without a window in the config AWS picks one, and the tool leaves it alone.
+        if let Some(window) = &db.backup_window {
+            database.fields.insert("backup_window".into(), window.clone());
+        }
+        out.push(database);
     }
     out.push(Desired {
         inputs: BTreeMap::new(),

@@ -2,6 +2,7 @@
 
 mod ami;
 mod generate;
+mod infra;
 mod validate;
 
 use std::fs;

@@ -2,6 +2,8 @@
 //! its own server, so tests never share state.
 
 mod calls;
+mod emulator;
+mod infra;
 
 use std::path::{Path, PathBuf};
 
