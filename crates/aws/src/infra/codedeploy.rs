@@ -37,8 +37,14 @@ pub async fn apply_application(clients: &Clients, d: &Desired) -> anyhow::Result
         .await
     {
         Ok(_) => Ok(()),
+        // The customer's other environments share the application: a deploy of one of them may
+        // have made it meanwhile. Then it only has to be the right kind.
         Err(e) if code(&e) == Some("ApplicationAlreadyExistsException") => {
-            bail!("application {} exists with another compute platform: change it by hand, or rename", d.name)
+            let found = read_application(clients, d).await?;
+            match found.as_ref().and_then(|f| f.fields.get("compute_platform")) {
+                Some(platform) if platform == field(d, "compute_platform") => Ok(()),
+                _ => bail!("application {} exists with another compute platform: change it by hand, or rename", d.name),
+            }
         }
         Err(e) => Err(failed("create", e)),
     }

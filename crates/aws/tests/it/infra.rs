@@ -128,7 +128,7 @@ impl World {
                 let hosts: Vec<String> = r
                     .conditions()
                     .iter()
-                    .flat_map(|c| c.host_header_config.as_ref().unwrap().values().to_vec())
+                    .flat_map(|c| c.host_header_config.as_ref().map_or(c.values(), |h| h.values()).to_vec())
                     .collect();
                 (hosts.join(","), r.priority.clone().unwrap())
             })
@@ -527,5 +527,112 @@ fn errors_name_the_environment_and_say_what_to_do() {
         let message = format!("{error:#}");
         assert!(message.starts_with("acme/prod: certificate "), "{message}");
         assert!(message.contains("PENDING_VALIDATION, not ISSUED"), "{message}");
+    });
+}
+
+#[test]
+fn deploys_racing_for_a_priority_both_get_one() {
+    let w = world();
+    crate::block_on(async {
+        // Two applies with the same sequence of calls, interleaved on one runtime: both read the
+        // same free priority; the one that loses gets PriorityInUse and takes the next one.
+        let mut dev = w.plan("globex", "dev").await;
+        let mut prod = w.plan("globex", "prod").await;
+        w.log.clear();
+        let options = options();
+        let (a, b) =
+            tokio::join!(infra::apply(&w.clients, &mut dev, &options), infra::apply(&w.clients, &mut prod, &options));
+        for applied in [a.unwrap(), b.unwrap()] {
+            assert!(applied.changed.iter().any(|c| c.starts_with("listener-rule")), "{applied:?}");
+        }
+        let shared = w.listener("vend-shared", 443).await;
+        let rules = w.rules(shared.listener_arn().unwrap()).await;
+        let mut priorities: Vec<_> = rules.values().cloned().collect();
+        priorities.sort();
+        assert_eq!(priorities, ["1", "2"], "{rules:?}");
+        assert_eq!(changed(&w.plan("globex", "dev").await), []);
+        assert_eq!(changed(&w.plan("globex", "prod").await), []);
+    });
+}
+
+/// Takes priority 1 on the shared listener just before the tool's first CreateRule is sent: the
+/// deterministic form of another deploy winning the race.
+#[derive(Debug)]
+struct StealPriority {
+    config: aws_config::SdkConfig,
+    listener: String,
+    done: std::sync::atomic::AtomicBool,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for StealPriority {
+    fn name(&self) -> &'static str {
+        "StealPriority"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let create_rule = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .is_some_and(|m| m.name() == "CreateRule");
+        if create_rule && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let (config, listener) = (self.config.clone(), self.listener.clone());
+            // Another client on another thread, as another deploy would be.
+            std::thread::spawn(move || {
+                crate::block_on(async {
+                    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+                    let fixed = aws_sdk_elasticloadbalancingv2::types::FixedResponseActionConfig::builder()
+                        .status_code("503")
+                        .build();
+                    elb.create_rule()
+                        .listener_arn(listener)
+                        .priority(1)
+                        .conditions(
+                            aws_sdk_elasticloadbalancingv2::types::RuleCondition::builder()
+                                .field("host-header")
+                                .values("other.example.com")
+                                .build(),
+                        )
+                        .actions(
+                            aws_sdk_elasticloadbalancingv2::types::Action::builder()
+                                .r#type(ActionTypeEnum::FixedResponse)
+                                .fixed_response_config(fixed)
+                                .build(),
+                        )
+                        .send()
+                        .await
+                        .unwrap();
+                })
+            })
+            .join()
+            .unwrap();
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_priority_taken_meanwhile_is_retried_with_the_next_free_one() {
+    let mut w = world();
+    crate::block_on(async {
+        let listener = w.listener("vend-shared", 443).await.listener_arn.unwrap();
+        let config = vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint: w.moto.endpoint() }).await;
+        let steal = StealPriority { config: config.clone(), listener: listener.clone(), done: Default::default() };
+        w.clients.elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+            aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
+                .interceptor(w.log.clone())
+                .interceptor(steal)
+                .build(),
+        );
+        w.log.clear();
+        w.deploy("globex", "dev").await;
+        let attempts = w.log.calls().iter().filter(|c| c.ends_with(".CreateRule")).count();
+        assert_eq!(attempts, 2, "the first CreateRule met PriorityInUse and was retried");
+        let rules = w.rules(&listener).await;
+        assert_eq!(rules.get("globex-dev.apps.example.com").map(String::as_str), Some("2"), "{rules:?}");
+        assert_eq!(rules.get("other.example.com").map(String::as_str), Some("1"), "{rules:?}");
     });
 }
