@@ -27,6 +27,8 @@ enum Which {
     Validate(BenchValidate),
     /// The `ami` command's overhead over a bare `packer build`, against the local emulator.
     Ami(BenchAmi),
+    /// A no-op `deploy` against the local emulator beside the same reads with the AWS CLI.
+    Deploy(crate::bench_deploy::BenchDeploy),
 }
 
 #[derive(Args)]
@@ -58,6 +60,7 @@ impl Bench {
         match self.which {
             Which::Validate(b) => b.run(root),
             Which::Ami(b) => b.run(root),
+            Which::Deploy(b) => b.run(root),
         }
     }
 }
@@ -188,19 +191,8 @@ impl BenchAmi {
         let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
         let moto = vending_local::Moto::start(&crate::project_root())?;
         let endpoint = moto.endpoint();
-        let project = root.join("target/bench-ami");
-        if project.exists() {
-            fs::remove_dir_all(&project)?;
-        }
-        for folder in ["customers", "packer", "buildspecs", "appspecs"] {
-            copy_tree(&root.join(folder), &project.join(folder))?;
-        }
-        fs::write(project.join(".gitignore"), "target/\n")?;
+        let project = git_copy(root, "target/bench-ami")?;
         let sh = xshell::Shell::new()?;
-        sh.change_dir(&project);
-        xshell::cmd!(sh, "git init -q -b main").quiet().run()?;
-        xshell::cmd!(sh, "git add -A").quiet().run()?;
-        xshell::cmd!(sh, "git -c user.name=bench -c user.email=bench@example.com commit -q -m bench").quiet().run()?;
         let exe = std::env::current_exe()?;
         let template = project.join("packer/packer-acme-prod.pkr.hcl");
         let commit = crate::git::head_commit(&project)?;
@@ -264,6 +256,25 @@ impl BenchAmi {
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// A committed copy of the project's config and generated files under `dir` (replaced), for
+/// commands that build from a clean tree.
+pub fn git_copy(root: &Path, dir: &str) -> anyhow::Result<PathBuf> {
+    let project = root.join(dir);
+    if project.exists() {
+        fs::remove_dir_all(&project)?;
+    }
+    for folder in ["customers", "packer", "buildspecs", "appspecs"] {
+        copy_tree(&root.join(folder), &project.join(folder))?;
+    }
+    fs::write(project.join(".gitignore"), "target/\n")?;
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(&project);
+    xshell::cmd!(sh, "git init -q -b main").quiet().run()?;
+    xshell::cmd!(sh, "git add -A").quiet().run()?;
+    xshell::cmd!(sh, "git -c user.name=bench -c user.email=bench@example.com commit -q -m bench").quiet().run()?;
+    Ok(project)
 }
 
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 
 mod ami;
 mod bench;
+mod bench_deploy;
 mod generate;
 mod generated;
 mod git;
