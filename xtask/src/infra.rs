@@ -154,20 +154,34 @@ fn apply(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Validates the config, then reads and plans one environment.
+fn plan_environment(
+    root: &Path,
+    customer: &str,
+    env: &str,
+    local: bool,
+) -> anyhow::Result<Result<(tokio::runtime::Runtime, Clients, Planned), ExitCode>> {
+    let fleet = match fleet(root, Some(customer), Some(env))? {
+        Ok(fleet) => fleet,
+        Err(code) => return Ok(Err(code)),
+    };
+    let (customer, env) = fleet.environment(customer, env).context("not in the fleet")?;
+    let runtime = vending_aws::runtime()?;
+    let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &target(root, local)?));
+    let clients = Clients::new(&config, local, None);
+    let planned = runtime.block_on(async {
+        let stack = infra::environment_stack(&clients, &fleet.platform, customer, env, local).await?;
+        infra::plan(&clients, stack).await
+    })?;
+    Ok(Ok((runtime, clients, planned)))
+}
+
 impl PlanCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
-            Ok(fleet) => fleet,
+        let (_, _, planned) = match plan_environment(root, &self.customer, &self.env, self.local)? {
+            Ok(planned) => planned,
             Err(code) => return Ok(code),
         };
-        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
-        let runtime = vending_aws::runtime()?;
-        let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &target(root, self.local)?));
-        let clients = Clients::new(&config, self.local, None);
-        let planned = runtime.block_on(async {
-            let stack = infra::environment_stack(&clients, &fleet.platform, customer, env, self.local).await?;
-            infra::plan(&clients, stack).await
-        })?;
         print_plan(&planned, self.json)?;
         Ok(plan_exit(&planned))
     }
@@ -178,18 +192,10 @@ impl DeployCommand {
         if !self.infra_only {
             bail!("deploying the software is not built yet: pass --infra-only to deploy the infrastructure");
         }
-        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
-            Ok(fleet) => fleet,
+        let (runtime, clients, planned) = match plan_environment(root, &self.customer, &self.env, self.local)? {
+            Ok(planned) => planned,
             Err(code) => return Ok(code),
         };
-        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
-        let runtime = vending_aws::runtime()?;
-        let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &target(root, self.local)?));
-        let clients = Clients::new(&config, self.local, None);
-        let planned = runtime.block_on(async {
-            let stack = infra::environment_stack(&clients, &fleet.platform, customer, env, self.local).await?;
-            infra::plan(&clients, stack).await
-        })?;
         apply(&runtime, &clients, planned, self.allow_destructive)
     }
 }

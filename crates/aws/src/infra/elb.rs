@@ -97,6 +97,21 @@ fn number(d: &Desired, name: &str) -> anyhow::Result<i32> {
     field(d, name).parse().with_context(|| format!("{name} is not a number"))
 }
 
+/// The health-check settings, on a create or a modify request alike.
+macro_rules! health_check {
+    ($request:expr, $d:expr, $matcher:expr) => {
+        $request
+            .health_check_path(field($d, "health_check.path"))
+            .health_check_port(field($d, "health_check.port"))
+            .health_check_protocol(ProtocolEnum::from(field($d, "health_check.protocol")))
+            .health_check_interval_seconds(number($d, "health_check.interval")?)
+            .health_check_timeout_seconds(number($d, "health_check.timeout")?)
+            .healthy_threshold_count(number($d, "health_check.healthy_threshold")?)
+            .unhealthy_threshold_count(number($d, "health_check.unhealthy_threshold")?)
+            .matcher($matcher)
+    };
+}
+
 pub async fn apply_target_group(
     clients: &Clients,
     d: &Desired,
@@ -106,21 +121,15 @@ pub async fn apply_target_group(
     let elb = &clients.elb;
     let matcher = Matcher::builder().http_code(field(d, "health_check.matcher")).build();
     let Some(current) = current else {
-        elb.create_target_group()
+        let request = elb
+            .create_target_group()
             .name(&d.name)
             .protocol(ProtocolEnum::from(field(d, "protocol")))
             .port(number(d, "port")?)
             .vpc_id(field(d, "vpc"))
             .target_type(TargetTypeEnum::from(field(d, "target_type")))
-            .health_check_enabled(true)
-            .health_check_path(field(d, "health_check.path"))
-            .health_check_port(field(d, "health_check.port"))
-            .health_check_protocol(ProtocolEnum::from(field(d, "health_check.protocol")))
-            .health_check_interval_seconds(number(d, "health_check.interval")?)
-            .health_check_timeout_seconds(number(d, "health_check.timeout")?)
-            .healthy_threshold_count(number(d, "health_check.healthy_threshold")?)
-            .unhealthy_threshold_count(number(d, "health_check.unhealthy_threshold")?)
-            .matcher(matcher)
+            .health_check_enabled(true);
+        health_check!(request, d, matcher)
             .set_tags(Some(to_tags(desired_tags(d))))
             .send()
             .await
@@ -128,19 +137,8 @@ pub async fn apply_target_group(
         return Ok(());
     };
     if changed.iter().any(|f| f.starts_with("health_check.")) {
-        elb.modify_target_group()
-            .target_group_arn(&current.id)
-            .health_check_path(field(d, "health_check.path"))
-            .health_check_port(field(d, "health_check.port"))
-            .health_check_protocol(ProtocolEnum::from(field(d, "health_check.protocol")))
-            .health_check_interval_seconds(number(d, "health_check.interval")?)
-            .health_check_timeout_seconds(number(d, "health_check.timeout")?)
-            .healthy_threshold_count(number(d, "health_check.healthy_threshold")?)
-            .unhealthy_threshold_count(number(d, "health_check.unhealthy_threshold")?)
-            .matcher(matcher)
-            .send()
-            .await
-            .map_err(|e| failed("modify", e))?;
+        let request = elb.modify_target_group().target_group_arn(&current.id);
+        health_check!(request, d, matcher).send().await.map_err(|e| failed("modify", e))?;
     }
     if changed.iter().any(|f| f == "tags") {
         retag(elb, &current.id, d, Some(current)).await?;

@@ -231,7 +231,13 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
         let what = format!("{} {}", kind_word(desired.kind), desired.name);
         let found = change_one(clients, &planned.stack, &mut planned.live, desired, &change.action, &mut applied.notes)
             .await
-            .with_context(|| format!("{label}: cannot {} {what}", verb(&change.action)))?;
+            .with_context(|| {
+                format!(
+                    "{label}: cannot {} {what} ({} change(s) before it were made and are kept; fix the cause and deploy again to continue)",
+                    verb(&change.action),
+                    applied.changed.len()
+                )
+            })?;
         planned.live.found.insert((desired.kind, desired.name.clone()), found);
         println!("{label} | {} {what}", past(&change.action));
         applied.changed.push(what);

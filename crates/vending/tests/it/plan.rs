@@ -149,3 +149,25 @@ fn plan_json_is_stable() {
     assert_eq!(asg["action"], "update");
     assert_eq!(asg["fields"], serde_json::json!([{"field": "max", "old": "9", "new": "2"}]));
 }
+
+#[test]
+fn the_platform_manages_the_shared_load_balancer_unless_it_names_an_existing_listener() {
+    let (fleet, _) = validate_fleet(&vending::project::fleet_sources(&crate::sample_tree()));
+    let mut platform = fleet.unwrap().platform;
+    let kinds = |p: &vending::config::model::Platform| -> Vec<(Kind, String)> {
+        vending::plan::platform_desired(p, &ids()).into_iter().map(|d| (d.kind, d.name)).collect()
+    };
+    assert_eq!(
+        kinds(&platform),
+        [
+            (Kind::Bucket, "vend-platform-state".to_string()),
+            (Kind::LoadBalancer, "vend-shared".to_string()),
+            (Kind::HttpListener, "vend-shared:80".to_string()),
+            (Kind::HttpsListener, "vend-shared:443".to_string()),
+        ]
+    );
+    platform.shared_alb.listener = vending::config::model::ListenerRef::Arn(
+        "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/theirs/1/2".into(),
+    );
+    assert_eq!(kinds(&platform), [(Kind::Bucket, "vend-platform-state".to_string())]);
+}
