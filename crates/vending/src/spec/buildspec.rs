@@ -437,3 +437,92 @@ fn secrets_manager_reference(v: &mut Checker<'_, '_>, node: &Node<'_>, key: &str
         v.error(node, key, "empty secret reference");
     }
 }
+
+fn child<'a>(node: &Node<'a>, key: &str) -> Option<Node<'a>> {
+    entries(node).unwrap_or_default().into_iter().find(|(k, _, _)| k == key).map(|(_, _, n)| n.clone())
+}
+
+/// Reads a buildspec into the model the runner takes, after validating it: any error comes back
+/// as diagnostics and nothing is read. Version 0.1 is refused (its one shell per command is not
+/// what the runner does).
+pub fn read(source: &SourceFile) -> Result<crate::config::model::Build, Vec<Diagnostic>> {
+    use crate::config::model::{Artifacts, Build, Phase};
+    let diagnostics = crate::spec::check_spec(source, Some(crate::spec::SpecKind::Buildspec));
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        return Err(diagnostics);
+    }
+    let root = match yaml::parse(source) {
+        Ok(Some(root)) => root,
+        Ok(None) => return Err(vec![Diagnostic::file(Severity::Error, source.path.clone(), "the file is empty")]),
+        Err(d) => return Err(vec![d]),
+    };
+    let top = entries(&root).unwrap_or_default();
+    let text = |node: Option<Node<'_>>| node.as_ref().and_then(|n| scalar_text(n).map(|s| s.into_owned()));
+    let list = |node: Option<Node<'_>>| -> Vec<String> {
+        match node {
+            Some(n) => match sequence(&n) {
+                Some(items) => items.iter().filter_map(|i| scalar_text(i).map(|s| s.into_owned())).collect(),
+                None => scalar_text(&n).map(|s| vec![s.into_owned()]).unwrap_or_default(),
+            },
+            None => Vec::new(),
+        }
+    };
+    let map = |node: Option<Node<'_>>| -> std::collections::BTreeMap<String, String> {
+        node.as_ref()
+            .and_then(|n| entries(n))
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(k, _, v)| Some((k.into_owned(), scalar_text(v)?.into_owned())))
+            .collect()
+    };
+    let version = top.iter().find(|(k, _, _)| k == "version").and_then(|(_, _, n)| scalar_text(n));
+    if version.as_deref() == Some("0.1") {
+        return Err(vec![Diagnostic::file(
+            Severity::Error,
+            source.path.clone(),
+            "version 0.1 runs each command in its own shell; the runner implements 0.2: use version 0.2",
+        )]);
+    }
+    let env = child(&root, "env");
+    let phases_node = child(&root, "phases");
+    let mut phases = Vec::new();
+    let mut runtime_versions = std::collections::BTreeMap::new();
+    for name in PHASES {
+        let Some(phase) = phases_node.as_ref().and_then(|p| child(p, name)) else { continue };
+        if *name == "install" {
+            runtime_versions = map(child(&phase, "runtime-versions"));
+        }
+        phases.push(Phase {
+            name,
+            commands: list(child(&phase, "commands")),
+            finally: list(child(&phase, "finally")),
+            on_failure: text(child(&phase, "on-failure")),
+            run_as: text(child(&phase, "run-as")),
+        });
+    }
+    let artifacts = child(&root, "artifacts");
+    let flag = |node: Option<Node<'_>>| {
+        node.as_ref().and_then(|n| match value(n) {
+            Some(Value::Bool(b)) => Some(b),
+            Some(Value::Str(s)) => yaml::yaml11_bool(&s),
+            _ => None,
+        })
+    };
+    let artifacts = Artifacts {
+        files: list(artifacts.as_ref().and_then(|a| child(a, "files"))),
+        base_directory: text(artifacts.as_ref().and_then(|a| child(a, "base-directory"))),
+        discard_paths: flag(artifacts.as_ref().and_then(|a| child(a, "discard-paths"))).unwrap_or(false),
+        exclude_paths: list(artifacts.as_ref().and_then(|a| child(a, "exclude-paths"))),
+        name: text(artifacts.as_ref().and_then(|a| child(a, "name"))),
+    };
+    Ok(Build {
+        shell: text(env.as_ref().and_then(|e| child(e, "shell"))),
+        runtime_versions,
+        variables: map(env.as_ref().and_then(|e| child(e, "variables"))),
+        parameter_store: map(env.as_ref().and_then(|e| child(e, "parameter-store"))),
+        secrets_manager: map(env.as_ref().and_then(|e| child(e, "secrets-manager"))),
+        phases,
+        artifacts,
+        cache_paths: list(child(&root, "cache").as_ref().and_then(|c| child(c, "paths"))),
+    })
+}
