@@ -3,6 +3,7 @@
 mod ami;
 mod bench;
 mod bench_deploy;
+mod build;
 mod generate;
 mod generated;
 mod git;
@@ -40,6 +41,8 @@ enum Command {
     Plan(infra::PlanCommand),
     Deploy(infra::DeployCommand),
     Platform(infra::PlatformCommand),
+    Build(build::BuildCommand),
+    Buildspec(build::BuildspecCommand),
     Bench(bench::Bench),
 }
 
@@ -61,6 +64,8 @@ fn main() -> ExitCode {
         Command::Plan(cmd) => cmd.run(&root),
         Command::Deploy(cmd) => cmd.run(&root),
         Command::Platform(cmd) => cmd.run(&root),
+        Command::Build(cmd) => cmd.run(&root),
+        Command::Buildspec(cmd) => cmd.run(&root),
         Command::Bench(cmd) => cmd.run(&root),
     };
     match result {

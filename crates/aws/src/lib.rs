@@ -6,6 +6,7 @@ pub mod calls;
 pub mod ec2;
 pub mod infra;
 pub mod s3;
+pub mod secrets;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 

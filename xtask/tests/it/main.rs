@@ -1,6 +1,7 @@
 //! The `cargo xtask` binary as users run it: on copies of the project in temporary folders.
 
 mod ami;
+mod build;
 mod generate;
 mod infra;
 mod validate;
@@ -25,6 +26,12 @@ impl Project {
             copy_tree(&repo_root().join(folder), &dir.path().join(folder));
         }
         Project { dir }
+    }
+
+    /// Adds the sample apps (what `build` clones and builds).
+    pub fn with_apps(self) -> Project {
+        copy_tree(&repo_root().join("apps"), &self.dir.path().join("apps"));
+        self
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {

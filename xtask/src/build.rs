@@ -1,0 +1,256 @@
+//! `cargo xtask build <customer> <env>`: clones the customer's software at its ref, runs the
+//! environment's buildspec with CodeBuild's semantics, and bundles the artifacts with the
+//! environment's appspec into a reproducible revision zip.
+//! `cargo xtask buildspec run PATH [--src DIR]`: the same runner on any buildspec.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use vending::config::model::Build;
+use vending::SourceFile;
+use vending_aws::Target;
+use vending_build::runner::{self, Report, RunOptions, Status};
+
+use crate::output::{self, Format, Summary};
+use crate::validate::{load_fleet, Selection};
+
+/// Run a buildspec locally, with CodeBuild's semantics.
+#[derive(Args)]
+pub struct BuildspecCommand {
+    #[command(subcommand)]
+    action: BuildspecAction,
+}
+
+#[derive(Subcommand)]
+enum BuildspecAction {
+    /// Run the phases in one shell session, then list the artifacts the build would upload.
+    Run {
+        /// The buildspec file.
+        path: PathBuf,
+        /// The source folder (`CODEBUILD_SRC_DIR`); the current folder by default.
+        #[arg(long, value_name = "DIR")]
+        src: Option<PathBuf>,
+        /// Fetch parameter-store and secrets-manager values from the local emulator.
+        #[arg(long)]
+        local: bool,
+    },
+}
+
+/// Build a customer environment's software and bundle its CodeDeploy revision.
+#[derive(Args)]
+pub struct BuildCommand {
+    customer: String,
+    env: String,
+    /// Fetch parameter-store and secrets-manager values from the local emulator.
+    #[arg(long)]
+    local: bool,
+    /// Print the build record as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `build` leaves for a deploy, next to the revision.
+#[derive(Debug, Serialize)]
+pub struct BuildRecord {
+    pub customer: String,
+    pub environment: String,
+    /// The repository as configured (any password in a URL masked).
+    pub repository: String,
+    pub git_ref: String,
+    /// The commit that was built.
+    pub commit: String,
+    pub revision: PathBuf,
+    pub sha256: String,
+    pub files: usize,
+}
+
+fn print_report(report: &Report) {
+    for phase in &report.phases {
+        let status = match phase.status {
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::Skipped => "not run",
+        };
+        let retries = if phase.attempts > 1 { format!(" after {} attempts", phase.attempts) } else { String::new() };
+        println!("  {:<10} {status}{retries}", phase.name);
+    }
+}
+
+/// Parameter Store and Secrets Manager values, when the buildspec has any.
+fn secrets(
+    root: &Path,
+    build: &Build,
+    region: &str,
+    local: bool,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    if build.parameter_store.is_empty() && build.secrets_manager.is_empty() {
+        return Ok(Default::default());
+    }
+    let target = if local { Target::Local { endpoint: vending_local::local_endpoint(root)? } } else { Target::Aws };
+    let runtime = vending_aws::runtime()?;
+    runtime.block_on(async {
+        let config = vending_aws::sdk_config(region, &target).await;
+        vending_aws::secrets::fetch(&config, &build.parameter_store, &build.secrets_manager).await
+    })
+}
+
+impl BuildspecCommand {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        let BuildspecAction::Run { path, src, local } = self.action;
+        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let source = SourceFile::new(path.clone(), text);
+        let build = match vending::spec::buildspec::read(&source) {
+            Ok(build) => build,
+            Err(diagnostics) => {
+                output::print(
+                    Format::Human,
+                    &diagnostics,
+                    &Summary { errors: diagnostics.len(), ..Summary::default() },
+                );
+                return Ok(ExitCode::from(output::EXIT_PROBLEMS));
+            }
+        };
+        let src = match src {
+            Some(src) => src,
+            None => std::env::current_dir()?,
+        };
+        let src = std::path::absolute(&src)?;
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "eu-west-1".into());
+        let options = RunOptions {
+            src: src.clone(),
+            secrets: secrets(root, &build, &region, local)?,
+            source_version: String::new(),
+            build_id: format!("local:{}", std::process::id()),
+        };
+        let report = runner::run(&build, &options, &mut |line| println!("{line}"))?;
+        println!("{}:", path.display());
+        print_report(&report);
+        if !report.succeeded() {
+            return Ok(ExitCode::from(output::EXIT_PROBLEMS));
+        }
+        if !build.artifacts.files.is_empty() {
+            let artifacts = vending_build::artifacts::collect(&src, &build.artifacts)?;
+            println!("artifacts ({}):", artifacts.len());
+            for artifact in &artifacts {
+                println!("  {}", artifact.path);
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The committed generated file, refused when it is not what the config generates.
+fn committed(root: &Path, files: &[vending::render::GeneratedFile], path: &Path) -> anyhow::Result<String> {
+    let rendered =
+        files.iter().find(|f| f.path == path).with_context(|| format!("{} is not generated", path.display()))?;
+    let text = fs::read_to_string(root.join(path)).ok();
+    if text.as_deref() != Some(rendered.contents.as_str()) {
+        bail!("{} is stale or missing: run `cargo xtask generate` and commit the result", path.display());
+    }
+    Ok(rendered.contents.clone())
+}
+
+/// Clones `repository` at `git_ref` into `dest` (replaced) and returns the commit. git's own
+/// credential helpers and the environment supply credentials; nothing is printed or stored.
+fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow::Result<String> {
+    let shown = vending::config::validate::redact_url_password(repository);
+    let remote = if repository.contains("://") || repository.contains('@') {
+        repository.to_string()
+    } else {
+        root.join(repository).display().to_string()
+    };
+    if dest.exists() {
+        fs::remove_dir_all(dest).with_context(|| format!("cannot clear {}", dest.display()))?;
+    }
+    let sh = xshell::Shell::new()?;
+    fn quiet(cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+        cmd.quiet().env("GIT_TERMINAL_PROMPT", "0").ignore_stdout()
+    }
+    let cloned = quiet(xshell::cmd!(sh, "git clone --quiet --no-checkout {remote} {dest}")).output()?;
+    if !cloned.status.success() {
+        bail!(
+            "cannot clone {shown}: {} (check the address and that git's credential helper or SSH agent has access)",
+            vending::config::validate::redact_url_password(String::from_utf8_lossy(&cloned.stderr).trim())
+        );
+    }
+    sh.change_dir(dest);
+    let checked = quiet(xshell::cmd!(sh, "git checkout --quiet --detach {git_ref}")).output()?;
+    if !checked.status.success() {
+        let remote_ref = format!("origin/{git_ref}");
+        let again = quiet(xshell::cmd!(sh, "git checkout --quiet --detach {remote_ref}")).output()?;
+        if !again.status.success() {
+            bail!("{shown} has no ref `{git_ref}`: check software.ref");
+        }
+    }
+    Ok(xshell::cmd!(sh, "git rev-parse HEAD").quiet().read()?)
+}
+
+impl BuildCommand {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        let who = format!("{}/{}", self.customer, self.env);
+        let selection = Selection { customer: Some(self.customer.clone()), env: Some(self.env.clone()) };
+        let loaded = load_fleet(root, &selection)?;
+        if loaded.has_errors() {
+            output::print(Format::Human, &loaded.diagnostics, &loaded.summary());
+            eprintln!("error: the config of {who} has errors; fix them before building");
+            return Ok(ExitCode::from(output::EXIT_PROBLEMS));
+        }
+        let fleet = loaded.fleet.as_ref().context("no platform")?;
+        let (customer, _) = fleet.environment(&self.customer, &self.env).context("the environment did not validate")?;
+        let buildspec_path = vending::render::buildspec_path(&self.customer, &self.env);
+        let buildspec = committed(root, &loaded.files, &buildspec_path)?;
+        let appspec = committed(root, &loaded.files, &vending::render::appspec_path(&self.customer, &self.env))?;
+        let build = vending::spec::buildspec::read(&SourceFile::new(buildspec_path.clone(), buildspec))
+            .map_err(|d| anyhow::anyhow!("{} does not read back: {:?}", buildspec_path.display(), d.first()))?;
+
+        let work = root.join("target/vending-build").join(format!("{}-{}", self.customer, self.env));
+        fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+        let src = work.join("src");
+        let software = &customer.software;
+        let commit = checkout(root, &software.repository, &software.git_ref, &src)?;
+        println!(
+            "{who} | building {} at {} ({})",
+            vending::config::validate::redact_url_password(&software.repository),
+            software.git_ref,
+            &commit[..12.min(commit.len())]
+        );
+        let options = RunOptions {
+            src: src.clone(),
+            secrets: secrets(root, &build, &fleet.platform.region, self.local)?,
+            source_version: commit.clone(),
+            build_id: format!("{}-{}:local-{}", self.customer, self.env, std::process::id()),
+        };
+        let report = runner::run(&build, &options, &mut |line| println!("{who} | {line}"))?;
+        println!("{who} | build:");
+        print_report(&report);
+        if !report.succeeded() {
+            eprintln!("error: the build of {who} failed; no revision was made");
+            return Ok(ExitCode::from(output::EXIT_PROBLEMS));
+        }
+        let artifacts = vending_build::artifacts::collect(&src, &build.artifacts).context(who.clone())?;
+        let bundle = vending_build::bundle::bundle(&appspec, &artifacts)?;
+        let revision = work.join(format!("revision-{}.zip", &bundle.sha256[..16]));
+        vending_build::bundle::write(&bundle, &revision)?;
+        let record = BuildRecord {
+            customer: self.customer.clone(),
+            environment: self.env.clone(),
+            repository: vending::config::validate::redact_url_password(&software.repository),
+            git_ref: software.git_ref.clone(),
+            commit,
+            revision: revision.clone(),
+            sha256: bundle.sha256.clone(),
+            files: artifacts.len() + 1,
+        };
+        fs::write(work.join("build.json"), serde_json::to_vec_pretty(&record)?)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&record)?);
+        } else {
+            println!("{who} | revision {} ({} files, sha256 {})", revision.display(), record.files, bundle.sha256);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

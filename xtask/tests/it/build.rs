@@ -1,0 +1,108 @@
+//! `cargo xtask build` and `cargo xtask buildspec run` on copies of the project: the sample apps
+//! cloned from a git repository, built by their generated buildspecs, bundled reproducibly;
+//! Parameter Store values fetched from the emulator.
+
+use vending_local::Moto;
+
+use crate::{repo_root, Project};
+
+fn record(run: &crate::Run) -> serde_json::Value {
+    let json = run.stdout.lines().skip_while(|l| !l.starts_with('{')).collect::<Vec<_>>().join("\n");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("no JSON record ({e}): {run:?}"))
+}
+
+#[test]
+fn builds_the_sample_app_from_its_repository_into_a_reproducible_revision() {
+    let project = Project::copy().with_apps();
+    project.git_init("Initial");
+    let run = project.run(&["build", "globex", "dev", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("globex/dev | [runner] Entering phase PRE_BUILD"), "{run:?}");
+    assert!(run.stdout.contains("Ran 2 tests"), "the app's tests ran in the build: {run:?}");
+    let first = record(&run);
+    assert_eq!(first["commit"], project.git(&["rev-parse", "HEAD"]));
+    let zip_path = first["revision"].as_str().unwrap().to_string();
+    let bytes = std::fs::read(&zip_path).unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut names: Vec<String> = (0..zip.len()).map(|i| zip.by_index(i).unwrap().name().unwrap().to_string()).collect();
+    names.sort();
+    assert!(names.contains(&"appspec.yml".to_string()), "{names:?}");
+    assert!(names.contains(&"server.py".to_string()), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("scripts/")), "{names:?}");
+    let appspec = std::fs::read_to_string(project.path("appspecs/globex/dev/appspec.yaml")).unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("appspec.yml").unwrap(), &mut text).unwrap();
+    assert_eq!(text, appspec);
+
+    // A second build of the same commit: the same bytes, though every file was written again.
+    let again = record(&project.run(&["build", "globex", "dev", "--json"]));
+    assert_eq!(again["sha256"], first["sha256"]);
+
+    // A failing build makes no revision and exits 1.
+    project.edit(
+        "apps/globex-site/tests/test_site.py",
+        "def test_index_exists",
+        "def test_index_exists_broken(self):\n        self.fail('broken')\n\n    def test_index_exists",
+    );
+    project.git(&["commit", "-q", "-am", "break a test"]);
+    let run = project.run(&["build", "globex", "dev"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("pre_build  FAILED"), "{run:?}");
+    assert!(run.stdout.contains("build      not run"), "{run:?}");
+    assert!(run.stderr.contains("no revision was made"), "{run:?}");
+}
+
+#[test]
+fn parameter_store_values_come_from_the_emulator() {
+    let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
+    let project = Project::copy().with_apps();
+    project.git_init("Initial");
+    let endpoint = moto.endpoint();
+    let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
+    let run = project.run_with(&["build", "acme", "prod", "--local"], &env);
+    assert_eq!(run.code, 2, "the build could not run: {run:?}");
+    assert!(run.stderr.contains("SENTRY_DSN: cannot read the parameter /acme/prod/sentry-dsn"), "{run:?}");
+
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+        let config =
+            vending_aws::sdk_config("eu-west-1", &vending_aws::Target::Local { endpoint: endpoint.clone() }).await;
+        aws_sdk_ssm::Client::new(&config)
+            .put_parameter()
+            .name("/acme/prod/sentry-dsn")
+            .value("https://s3cr3t@sentry.example/7")
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+    });
+    let run = project.run_with(&["build", "acme", "prod", "--local"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("s3cr3t") && !run.stderr.contains("s3cr3t"), "{run:?}");
+}
+
+#[test]
+fn buildspec_run_reports_phases_and_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("buildspec.yml"),
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p out && echo hi > out/a.txt\nartifacts:\n  files: ['**/*']\n  base-directory: out\n",
+    )
+    .unwrap();
+    let project = Project::copy();
+    let src = dir.path().display().to_string();
+    let spec = dir.path().join("buildspec.yml").display().to_string();
+    let run = project.run(&["buildspec", "run", &spec, "--src", &src]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("  build      SUCCEEDED"), "{run:?}");
+    assert!(run.stdout.contains("artifacts (1):\n  a.txt"), "{run:?}");
+
+    std::fs::write(
+        dir.path().join("broken.yml"),
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo a: b\n",
+    )
+    .unwrap();
+    let broken = dir.path().join("broken.yml").display().to_string();
+    let run = project.run(&["buildspec", "run", &broken, "--src", &src]);
+    assert_eq!(run.code, 1, "an invalid buildspec runs nothing: {run:?}");
+    assert!(run.stdout.contains("unquoted `: `") || run.stderr.contains("unquoted `: `"), "{run:?}");
+}
