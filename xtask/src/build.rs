@@ -40,6 +40,70 @@ enum BuildspecAction {
     },
 }
 
+/// Run an AppSpec the way the CodeDeploy agent does, in a sandbox folder, without AWS.
+#[derive(Args)]
+pub struct AppspecCommand {
+    #[command(subcommand)]
+    action: AppspecAction,
+}
+
+#[derive(Subcommand)]
+enum AppspecAction {
+    /// Deploy a revision (zip or folder with appspec.yml at its root) into a sandbox folder that
+    /// stands for the instance's file system.
+    Run {
+        /// The revision: a zip (from `cargo xtask build`) or a folder.
+        revision: PathBuf,
+        /// The sandbox: `/opt/app` in the AppSpec is `SANDBOX/opt/app`.
+        #[arg(long = "root", value_name = "SANDBOX")]
+        sandbox: PathBuf,
+        #[arg(long, default_value = "local-application")]
+        application: String,
+        #[arg(long, default_value = "LocalFleet")]
+        deployment_group: String,
+    },
+}
+
+impl AppspecCommand {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let AppspecAction::Run { revision, sandbox, application, deployment_group } = self.action;
+        let id = format!("d-local{}", std::process::id());
+        let deployment = vending_build::agent::Deployment {
+            id: id.clone(),
+            application,
+            group_id: format!("local-{deployment_group}"),
+            group_name: deployment_group,
+        };
+        println!(
+            "local agent: deploying {} into {} ({id}); hooks run here, not on AWS",
+            revision.display(),
+            sandbox.display()
+        );
+        let report = vending_build::agent::deploy(&sandbox, &revision, &deployment, &mut |line| println!("{line}"))?;
+        for event in &report.events {
+            let status = match event.status {
+                vending_build::agent::EventStatus::Succeeded => "Succeeded",
+                vending_build::agent::EventStatus::Failed => "Failed",
+                vending_build::agent::EventStatus::Skipped => "Skipped",
+            };
+            println!("  {:<20} {status}", event.event);
+        }
+        match report.failure {
+            None => {
+                println!("AppSpec file valid. Local deployment successful");
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(failure) => {
+                eprintln!("error: {} failed (script error code {}): {}", failure.event, failure.code, failure.message);
+                for line in &failure.log_tail {
+                    eprintln!("    {line}");
+                }
+                Ok(ExitCode::from(output::EXIT_PROBLEMS))
+            }
+        }
+    }
+}
+
 /// Build a customer environment's software and bundle its CodeDeploy revision.
 #[derive(Args)]
 pub struct BuildCommand {

@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
 struct Cli {
     /// Project root (the folder with customers/); defaults to this workspace.
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -43,6 +43,7 @@ enum Command {
     Platform(infra::PlatformCommand),
     Build(build::BuildCommand),
     Buildspec(build::BuildspecCommand),
+    Appspec(build::AppspecCommand),
     Bench(bench::Bench),
 }
 
@@ -66,6 +67,7 @@ fn main() -> ExitCode {
         Command::Platform(cmd) => cmd.run(&root),
         Command::Build(cmd) => cmd.run(&root),
         Command::Buildspec(cmd) => cmd.run(&root),
+        Command::Appspec(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(&root),
     };
     match result {

@@ -106,3 +106,31 @@ fn buildspec_run_reports_phases_and_artifacts() {
     assert_eq!(run.code, 1, "an invalid buildspec runs nothing: {run:?}");
     assert!(run.stdout.contains("unquoted `: `") || run.stderr.contains("unquoted `: `"), "{run:?}");
 }
+
+#[test]
+fn appspec_run_deploys_a_revision_into_a_sandbox() {
+    let revision = tempfile::tempdir().unwrap();
+    std::fs::write(
+        revision.path().join("appspec.yml"),
+        "version: 0.0\nos: linux\nfiles:\n  - source: site\n    destination: /srv/site\nhooks:\n  ValidateService:\n    - location: check.sh\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(revision.path().join("site")).unwrap();
+    std::fs::write(revision.path().join("site/index.html"), "hello").unwrap();
+    std::fs::write(revision.path().join("check.sh"), "#!/bin/sh\ntest -f \"$VENDING_SANDBOX/srv/site/index.html\"\n")
+        .unwrap();
+    let sandbox = tempfile::tempdir().unwrap();
+    let project = Project::copy();
+    let (rev, root) = (revision.path().display().to_string(), sandbox.path().display().to_string());
+    let run = project.run(&["appspec", "run", &rev, "--root", &root]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("hooks run here, not on AWS"), "{run:?}");
+    assert!(run.stdout.contains("AppSpec file valid. Local deployment successful"), "{run:?}");
+    assert_eq!(std::fs::read_to_string(sandbox.path().join("srv/site/index.html")).unwrap(), "hello");
+
+    std::fs::write(revision.path().join("check.sh"), "#!/bin/sh\necho 'site is down' >&2\nexit 3\n").unwrap();
+    let run = project.run(&["appspec", "run", &rev, "--root", &root]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("ValidateService failed (script error code 4)"), "{run:?}");
+    assert!(run.stderr.contains("    site is down"), "{run:?}");
+}

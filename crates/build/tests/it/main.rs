@@ -1,5 +1,6 @@
 //! The buildspec runner, artifact collection and bundles, with real shells and files.
 
+mod agent;
 mod artifacts;
 mod runner;
 

@@ -289,3 +289,105 @@ impl Checker<'_, '_> {
         }
     }
 }
+
+/// An AppSpec file as the local agent runs it.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    /// `(source, destination)` pairs in file order.
+    pub files: Vec<(String, String)>,
+    /// `DISALLOW` (the default), `OVERWRITE` or `RETAIN`.
+    pub file_exists_behavior: String,
+    pub permissions: Vec<crate::config::model::Permission>,
+    /// Events with their scripts, in file order (the agent's order is `HOOK_EVENTS`).
+    pub hooks: Vec<(String, Vec<crate::config::model::Hook>)>,
+}
+
+fn child<'a>(node: &Node<'a>, key: &str) -> Option<Node<'a>> {
+    entries(node).unwrap_or_default().into_iter().find(|(k, _, _)| k == key).map(|(_, _, n)| n.clone())
+}
+
+fn text(node: Option<&Node<'_>>) -> Option<String> {
+    node.and_then(|n| scalar_text(n).map(|s| s.into_owned()))
+}
+
+fn texts(node: Option<&Node<'_>>) -> Vec<String> {
+    match node {
+        Some(n) => match yaml::sequence(n) {
+            Some(items) => items.iter().filter_map(|i| scalar_text(i).map(|s| s.into_owned())).collect(),
+            None => text(Some(n)).into_iter().collect(),
+        },
+        None => Vec::new(),
+    }
+}
+
+/// Reads an AppSpec file after validating it; any error comes back as diagnostics. Only Linux
+/// AppSpecs are read (the local agent runs Linux scripts).
+pub fn read(source: &SourceFile) -> Result<AppSpec, Vec<Diagnostic>> {
+    use crate::config::model::{Hook, Permission};
+    let diagnostics = crate::spec::check_spec(source, Some(crate::spec::SpecKind::Appspec));
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        return Err(diagnostics);
+    }
+    let root = match yaml::parse(source) {
+        Ok(Some(root)) => root,
+        Ok(None) => return Err(vec![Diagnostic::file(Severity::Error, source.path.clone(), "the file is empty")]),
+        Err(d) => return Err(vec![d]),
+    };
+    if text(child(&root, "os").as_ref()).as_deref() != Some("linux") {
+        return Err(vec![Diagnostic::file(
+            Severity::Error,
+            source.path.clone(),
+            "the local agent runs Linux AppSpecs only (`os: linux`)",
+        )]);
+    }
+    let files = child(&root, "files")
+        .as_ref()
+        .and_then(yaml::sequence)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| Some((text(child(f, "source").as_ref())?, text(child(f, "destination").as_ref())?)))
+        .collect();
+    let permissions = child(&root, "permissions")
+        .as_ref()
+        .and_then(yaml::sequence)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| {
+            Some(Permission {
+                object: text(child(p, "object").as_ref())?,
+                pattern: text(child(p, "pattern").as_ref()),
+                except: texts(child(p, "except").as_ref()),
+                owner: text(child(p, "owner").as_ref()),
+                group: text(child(p, "group").as_ref()),
+                mode: text(child(p, "mode").as_ref()),
+                kinds: texts(child(p, "type").as_ref()),
+            })
+        })
+        .collect();
+    let hooks = child(&root, "hooks")
+        .as_ref()
+        .and_then(|h| entries(h))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(event, _, scripts)| {
+            let scripts = yaml::sequence(scripts)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| {
+                    Some(Hook {
+                        location: text(child(s, "location").as_ref())?,
+                        timeout: text(child(s, "timeout").as_ref()).and_then(|t| t.parse().ok()).unwrap_or(3600),
+                        runas: text(child(s, "runas").as_ref()),
+                    })
+                })
+                .collect();
+            (event.into_owned(), scripts)
+        })
+        .collect();
+    Ok(AppSpec {
+        files,
+        file_exists_behavior: text(child(&root, "file_exists_behavior").as_ref()).unwrap_or_else(|| "DISALLOW".into()),
+        permissions,
+        hooks,
+    })
+}
