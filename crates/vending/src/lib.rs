@@ -9,6 +9,7 @@ pub mod fleet;
 pub mod names;
 pub mod plan;
 pub mod project;
+pub mod release;
 pub mod render;
 pub mod source;
 pub mod spec;

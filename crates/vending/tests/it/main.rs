@@ -4,6 +4,7 @@ mod ami;
 mod bad_configs;
 mod names;
 mod plan;
+mod release;
 mod roundtrip;
 mod samples;
 mod specs;

@@ -1,0 +1,123 @@
+//! Following a CodeDeploy deployment to its end, without IO: the status comes from a
+//! `StatusSource` (CodeDeploy against AWS; scripted sequences in tests, because the emulator's
+//! deployments never leave `Created`) and time from a `Clock`. The loop prints progress when it
+//! changes, stops the deployment at the deadline, and ends with what happened and why.
+
+use std::time::Duration;
+
+/// A deployment's state as the loop needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// CodeDeploy's status: Created, Queued, InProgress, Baking, Ready, Succeeded, Failed, Stopped.
+    pub status: String,
+    pub instances_done: u32,
+    pub instances_total: u32,
+    /// The lifecycle event running now, on the instance being deployed.
+    pub current_event: Option<String>,
+    /// CodeDeploy's error for the deployment (code and message), when it failed or stopped.
+    pub error: Option<String>,
+    /// What failed on instances: instance, event, script message, and the log tail AWS kept.
+    pub instance_failures: Vec<InstanceFailure>,
+    /// The rollback deployment CodeDeploy started, and its status, when there is one.
+    pub rollback: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceFailure {
+    pub instance: String,
+    pub event: String,
+    pub message: String,
+    pub log_tail: String,
+}
+
+/// An error of a status source (the AWS layer's errors convert into it).
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
+pub trait StatusSource {
+    fn snapshot(&mut self) -> Result<Snapshot, SourceError>;
+    /// Asks CodeDeploy to stop the deployment (with rollback when the group has it).
+    fn stop(&mut self) -> Result<(), SourceError>;
+}
+
+pub trait Clock {
+    fn elapsed(&self) -> Duration;
+    fn sleep(&mut self, duration: Duration);
+}
+
+/// How the deployment ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Failed(Snapshot),
+    /// The deadline passed: the deployment was asked to stop.
+    TimedOut(Snapshot),
+    /// Stopped by someone else.
+    Stopped(Snapshot),
+}
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "Succeeded" | "Failed" | "Stopped")
+}
+
+/// One line of progress.
+pub fn progress(s: &Snapshot) -> String {
+    let event = s.current_event.as_deref().map(|e| format!(", {e}")).unwrap_or_default();
+    format!("{}: {}/{} instances{event}", s.status, s.instances_done, s.instances_total)
+}
+
+/// Polls until the deployment ends or `deadline` passes (then stops it and waits, up to one more
+/// `deadline`, for it to say so). Progress lines go to `out` when they change.
+pub fn follow(
+    source: &mut dyn StatusSource,
+    clock: &mut dyn Clock,
+    deadline: Duration,
+    interval: Duration,
+    out: &mut dyn FnMut(&str),
+) -> Result<Outcome, SourceError> {
+    let mut last = String::new();
+    let mut stop_asked = false;
+    loop {
+        let snapshot = source.snapshot()?;
+        let line = progress(&snapshot);
+        if line != last {
+            out(&line);
+            last = line;
+        }
+        if is_final(&snapshot.status) {
+            return Ok(match snapshot.status.as_str() {
+                "Succeeded" => Outcome::Succeeded,
+                "Failed" => Outcome::Failed(snapshot),
+                _ if stop_asked => Outcome::TimedOut(snapshot),
+                _ => Outcome::Stopped(snapshot),
+            });
+        }
+        if !stop_asked && clock.elapsed() >= deadline {
+            out(&format!("the deployment did not finish within {} s: stopping it", deadline.as_secs()));
+            source.stop()?;
+            stop_asked = true;
+        } else if stop_asked && clock.elapsed() >= deadline * 2 {
+            return Ok(Outcome::TimedOut(snapshot));
+        }
+        clock.sleep(interval);
+    }
+}
+
+/// What a failed deployment's report says: which instance, event and script failed, the log
+/// tail, and the rollback.
+pub fn explain(snapshot: &Snapshot) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(error) = &snapshot.error {
+        lines.push(format!("CodeDeploy: {error}"));
+    }
+    for failure in &snapshot.instance_failures {
+        lines.push(format!("{}: {} failed: {}", failure.instance, failure.event, failure.message));
+        for line in failure.log_tail.lines() {
+            lines.push(format!("    {line}"));
+        }
+    }
+    match &snapshot.rollback {
+        Some((id, status)) => lines.push(format!("automatic rollback {id}: {status}")),
+        None => lines.push("no automatic rollback was started".to_string()),
+    }
+    lines
+}

@@ -1,0 +1,140 @@
+//! Following a deployment with scripted status sequences (the emulator's deployments never leave
+//! `Created`, so these stand for what CodeDeploy reports over time) and a fake clock.
+
+use std::time::Duration;
+
+use vending::release::{explain, follow, Clock, InstanceFailure, Outcome, Snapshot, SourceError, StatusSource};
+
+struct Script {
+    steps: Vec<Snapshot>,
+    at: usize,
+    /// After a stop, the status the deployment reports.
+    stopped: Option<Snapshot>,
+    stops: u32,
+}
+
+impl StatusSource for Script {
+    fn snapshot(&mut self) -> Result<Snapshot, SourceError> {
+        if let (Some(stopped), true) = (&self.stopped, self.stops > 0) {
+            return Ok(stopped.clone());
+        }
+        let step = self.steps[self.at.min(self.steps.len() - 1)].clone();
+        self.at += 1;
+        Ok(step)
+    }
+
+    fn stop(&mut self) -> Result<(), SourceError> {
+        self.stops += 1;
+        Ok(())
+    }
+}
+
+struct FakeClock(Duration);
+
+impl Clock for FakeClock {
+    fn elapsed(&self) -> Duration {
+        self.0
+    }
+    fn sleep(&mut self, duration: Duration) {
+        self.0 += duration;
+    }
+}
+
+fn at(status: &str, done: u32, event: Option<&str>) -> Snapshot {
+    Snapshot {
+        status: status.into(),
+        instances_done: done,
+        instances_total: 2,
+        current_event: event.map(str::to_string),
+        ..Snapshot::default()
+    }
+}
+
+fn run(steps: Vec<Snapshot>, stopped: Option<Snapshot>) -> (Outcome, Vec<String>, u32) {
+    let mut source = Script { steps, at: 0, stopped, stops: 0 };
+    let mut clock = FakeClock(Duration::ZERO);
+    let mut lines = Vec::new();
+    let outcome = follow(&mut source, &mut clock, Duration::from_secs(60), Duration::from_secs(5), &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    (outcome, lines, source.stops)
+}
+
+#[test]
+fn created_in_progress_succeeded() {
+    let (outcome, lines, stops) = run(
+        vec![
+            at("Created", 0, None),
+            at("InProgress", 0, Some("BeforeInstall")),
+            at("InProgress", 0, Some("BeforeInstall")),
+            at("InProgress", 1, Some("ApplicationStart")),
+            at("Succeeded", 2, None),
+        ],
+        None,
+    );
+    assert_eq!(outcome, Outcome::Succeeded);
+    assert_eq!(
+        lines,
+        [
+            "Created: 0/2 instances",
+            "InProgress: 0/2 instances, BeforeInstall",
+            "InProgress: 1/2 instances, ApplicationStart",
+            "Succeeded: 2/2 instances"
+        ],
+        "a line when something changes, not on every poll"
+    );
+    assert_eq!(stops, 0);
+}
+
+#[test]
+fn a_failure_names_instance_event_script_log_and_rollback() {
+    let mut failed = at("Failed", 1, None);
+    failed.error =
+        Some("HEALTH_CONSTRAINTS: The overall deployment failed because too many individual instances failed".into());
+    failed.instance_failures = vec![InstanceFailure {
+        instance: "i-0abc".into(),
+        event: "ValidateService".into(),
+        message: "Script at specified location: scripts/validate.sh run as user root failed with exit code 1".into(),
+        log_tail: "[stderr]acme-shop did not answer /health within 60 s".into(),
+    }];
+    failed.rollback = Some(("d-ROLLBACK1".into(), "Succeeded".into()));
+    let (outcome, _, _) = run(vec![at("InProgress", 1, Some("ValidateService")), failed.clone()], None);
+    assert_eq!(outcome, Outcome::Failed(failed.clone()));
+    assert_eq!(
+        explain(&failed),
+        [
+            "CodeDeploy: HEALTH_CONSTRAINTS: The overall deployment failed because too many individual instances failed",
+            "i-0abc: ValidateService failed: Script at specified location: scripts/validate.sh run as user root failed with exit code 1",
+            "    [stderr]acme-shop did not answer /health within 60 s",
+            "automatic rollback d-ROLLBACK1: Succeeded",
+        ]
+    );
+}
+
+#[test]
+fn the_deadline_stops_the_deployment() {
+    let stopped = Snapshot {
+        status: "Stopped".into(),
+        rollback: Some(("d-RB".into(), "InProgress".into())),
+        ..at("Stopped", 1, None)
+    };
+    let (outcome, lines, stops) = run(vec![at("InProgress", 1, Some("AfterInstall"))], Some(stopped.clone()));
+    assert_eq!(stops, 1, "stopped once");
+    assert_eq!(outcome, Outcome::TimedOut(stopped));
+    assert!(lines.contains(&"the deployment did not finish within 60 s: stopping it".to_string()), "{lines:?}");
+}
+
+#[test]
+fn a_deployment_that_will_not_stop_is_left_after_a_second_deadline() {
+    let (outcome, _, stops) = run(vec![at("InProgress", 1, Some("AfterInstall"))], None);
+    assert_eq!(stops, 1);
+    assert!(matches!(outcome, Outcome::TimedOut(s) if s.status == "InProgress"));
+}
+
+#[test]
+fn a_deployment_stopped_by_someone_else() {
+    let (outcome, _, stops) = run(vec![at("InProgress", 0, None), at("Stopped", 0, None)], None);
+    assert_eq!(stops, 0);
+    assert!(matches!(outcome, Outcome::Stopped(_)));
+}
