@@ -29,6 +29,8 @@ enum Which {
     Ami(BenchAmi),
     /// A no-op `deploy` against the local emulator beside the same reads with the AWS CLI.
     Deploy(crate::bench_deploy::BenchDeploy),
+    /// `build` beside the same shell commands run directly, and bundling a 100 MiB tree.
+    Build(crate::bench_build::BenchBuild),
 }
 
 #[derive(Args)]
@@ -61,6 +63,7 @@ impl Bench {
             Which::Validate(b) => b.run(root),
             Which::Ami(b) => b.run(root),
             Which::Deploy(b) => b.run(root),
+            Which::Build(b) => b.run(root),
         }
     }
 }
@@ -265,7 +268,7 @@ pub fn git_copy(root: &Path, dir: &str) -> anyhow::Result<PathBuf> {
     if project.exists() {
         fs::remove_dir_all(&project)?;
     }
-    for folder in ["customers", "packer", "buildspecs", "appspecs"] {
+    for folder in ["customers", "packer", "buildspecs", "appspecs", "apps"] {
         copy_tree(&root.join(folder), &project.join(folder))?;
     }
     fs::write(project.join(".gitignore"), "target/\n")?;

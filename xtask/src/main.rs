@@ -2,6 +2,7 @@
 
 mod ami;
 mod bench;
+mod bench_build;
 mod bench_deploy;
 mod build;
 mod generate;
