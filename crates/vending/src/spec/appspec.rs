@@ -302,9 +302,7 @@ pub struct AppSpec {
     pub hooks: Vec<(String, Vec<crate::config::model::Hook>)>,
 }
 
-fn child<'a>(node: &Node<'a>, key: &str) -> Option<Node<'a>> {
-    entries(node).unwrap_or_default().into_iter().find(|(k, _, _)| k == key).map(|(_, _, n)| n.clone())
-}
+use crate::spec::yaml::child;
 
 fn text(node: Option<&Node<'_>>) -> Option<String> {
     node.and_then(|n| scalar_text(n).map(|s| s.into_owned()))
@@ -324,15 +322,7 @@ fn texts(node: Option<&Node<'_>>) -> Vec<String> {
 /// AppSpecs are read (the local agent runs Linux scripts).
 pub fn read(source: &SourceFile) -> Result<AppSpec, Vec<Diagnostic>> {
     use crate::config::model::{Hook, Permission};
-    let diagnostics = crate::spec::check_spec(source, Some(crate::spec::SpecKind::Appspec));
-    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
-        return Err(diagnostics);
-    }
-    let root = match yaml::parse(source) {
-        Ok(Some(root)) => root,
-        Ok(None) => return Err(vec![Diagnostic::file(Severity::Error, source.path.clone(), "the file is empty")]),
-        Err(d) => return Err(vec![d]),
-    };
+    let root = crate::spec::parse_valid(source, crate::spec::SpecKind::Appspec)?;
     if text(child(&root, "os").as_ref()).as_deref() != Some("linux") {
         return Err(vec![Diagnostic::file(
             Severity::Error,

@@ -438,24 +438,14 @@ fn secrets_manager_reference(v: &mut Checker<'_, '_>, node: &Node<'_>, key: &str
     }
 }
 
-fn child<'a>(node: &Node<'a>, key: &str) -> Option<Node<'a>> {
-    entries(node).unwrap_or_default().into_iter().find(|(k, _, _)| k == key).map(|(_, _, n)| n.clone())
-}
+use crate::spec::yaml::child;
 
 /// Reads a buildspec into the model the runner takes, after validating it: any error comes back
 /// as diagnostics and nothing is read. Version 0.1 is refused (its one shell per command is not
 /// what the runner does).
 pub fn read(source: &SourceFile) -> Result<crate::config::model::Build, Vec<Diagnostic>> {
     use crate::config::model::{Artifacts, Build, Phase};
-    let diagnostics = crate::spec::check_spec(source, Some(crate::spec::SpecKind::Buildspec));
-    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
-        return Err(diagnostics);
-    }
-    let root = match yaml::parse(source) {
-        Ok(Some(root)) => root,
-        Ok(None) => return Err(vec![Diagnostic::file(Severity::Error, source.path.clone(), "the file is empty")]),
-        Err(d) => return Err(vec![d]),
-    };
+    let root = crate::spec::parse_valid(source, crate::spec::SpecKind::Buildspec)?;
     let top = entries(&root).unwrap_or_default();
     let text = |node: Option<Node<'_>>| node.as_ref().and_then(|n| scalar_text(n).map(|s| s.into_owned()));
     let list = |node: Option<Node<'_>>| -> Vec<String> {

@@ -54,6 +54,20 @@ pub fn check_spec(source: &SourceFile, kind: Option<SpecKind>) -> Vec<Diagnostic
     out
 }
 
+/// A spec file parsed after it validated as `kind`: readers (`buildspec::read`, `appspec::read`)
+/// start from here, so nothing invalid is ever run.
+pub fn parse_valid<'a>(source: &'a SourceFile, kind: SpecKind) -> Result<yaml::Node<'a>, Vec<Diagnostic>> {
+    let diagnostics = check_spec(source, Some(kind));
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        return Err(diagnostics);
+    }
+    match yaml::parse(source) {
+        Ok(Some(root)) => Ok(root),
+        Ok(None) => Err(vec![Diagnostic::file(Severity::Error, source.path.clone(), "the file is empty")]),
+        Err(d) => Err(vec![d]),
+    }
+}
+
 fn detect(source: &SourceFile, root: &yaml::Node<'_>) -> Option<SpecKind> {
     let keys: Vec<String> =
         yaml::entries(root).unwrap_or_default().into_iter().map(|(k, _, _)| k.into_owned()).collect();

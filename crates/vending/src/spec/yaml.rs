@@ -145,6 +145,11 @@ pub fn entries<'n, 'a>(node: &'n Node<'a>) -> Option<Vec<(Cow<'n, str>, &'n Node
     }
 }
 
+/// A mapping's value for `key`.
+pub fn child<'a>(node: &Node<'a>, key: &str) -> Option<Node<'a>> {
+    entries(node).unwrap_or_default().into_iter().find(|(k, _, _)| k == key).map(|(_, _, n)| n.clone())
+}
+
 pub fn sequence<'n, 'a>(node: &'n Node<'a>) -> Option<&'n [Node<'a>]> {
     match &node.data {
         YamlData::Sequence(items) => Some(items),
