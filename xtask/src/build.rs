@@ -255,66 +255,88 @@ fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow
 
 impl BuildCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let who = format!("{}/{}", self.customer, self.env);
-        let selection = Selection { customer: Some(self.customer.clone()), env: Some(self.env.clone()) };
-        let loaded = load_fleet(root, &selection)?;
-        if loaded.has_errors() {
-            output::print(Format::Human, &loaded.diagnostics, &loaded.summary());
-            eprintln!("error: the config of {who} has errors; fix them before building");
-            return Ok(ExitCode::from(output::EXIT_PROBLEMS));
-        }
-        let fleet = loaded.fleet.as_ref().context("no platform")?;
-        let (customer, _) = fleet.environment(&self.customer, &self.env).context("the environment did not validate")?;
-        let buildspec_path = vending::render::buildspec_path(&self.customer, &self.env);
-        let buildspec = committed(root, &loaded.files, &buildspec_path)?;
-        let appspec = committed(root, &loaded.files, &vending::render::appspec_path(&self.customer, &self.env))?;
-        let build = vending::spec::buildspec::read(&SourceFile::new(buildspec_path.clone(), buildspec))
-            .map_err(|d| anyhow::anyhow!("{} does not read back: {:?}", buildspec_path.display(), d.first()))?;
-
-        let work = root.join("target/vending-build").join(format!("{}-{}", self.customer, self.env));
-        fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-        let src = work.join("src");
-        let software = &customer.software;
-        let commit = checkout(root, &software.repository, &software.git_ref, &src)?;
-        println!(
-            "{who} | building {} at {} ({})",
-            vending::config::validate::redact_url_password(&software.repository),
-            software.git_ref,
-            &commit[..12.min(commit.len())]
-        );
-        let options = RunOptions {
-            src: src.clone(),
-            secrets: secrets(root, &build, &fleet.platform.region, self.local)?,
-            source_version: commit.clone(),
-            build_id: format!("{}-{}:local-{}", self.customer, self.env, std::process::id()),
+        let record = match build(root, &self.customer, &self.env, self.local)? {
+            Ok(record) => record,
+            Err(code) => return Ok(code),
         };
-        let report = runner::run(&build, &options, &mut |line| println!("{who} | {line}"))?;
-        println!("{who} | build:");
-        print_report(&report);
-        if !report.succeeded() {
-            eprintln!("error: the build of {who} failed; no revision was made");
-            return Ok(ExitCode::from(output::EXIT_PROBLEMS));
-        }
-        let artifacts = vending_build::artifacts::collect(&src, &build.artifacts).context(who.clone())?;
-        let bundle = vending_build::bundle::bundle(&appspec, &artifacts)?;
-        let revision = work.join(format!("revision-{}.zip", &bundle.sha256[..16]));
-        vending_build::bundle::write(&bundle, &revision)?;
-        let record = BuildRecord {
-            customer: self.customer.clone(),
-            environment: self.env.clone(),
-            repository: vending::config::validate::redact_url_password(&software.repository),
-            git_ref: software.git_ref.clone(),
-            commit,
-            revision: revision.clone(),
-            sha256: bundle.sha256.clone(),
-            files: artifacts.len() + 1,
-        };
-        fs::write(work.join("build.json"), serde_json::to_vec_pretty(&record)?)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&record)?);
         } else {
-            println!("{who} | revision {} ({} files, sha256 {})", revision.display(), record.files, bundle.sha256);
+            println!(
+                "{}/{} | revision {} ({} files, sha256 {})",
+                record.customer,
+                record.environment,
+                record.revision.display(),
+                record.files,
+                record.sha256
+            );
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Clones, builds and bundles one environment's software (what `build` and `deploy` share).
+/// `Err(code)`: the config or the build failed, and the output said why.
+pub fn build(
+    root: &Path,
+    customer_name: &str,
+    env_name: &str,
+    local: bool,
+) -> anyhow::Result<Result<BuildRecord, ExitCode>> {
+    let who = format!("{customer_name}/{env_name}");
+    let selection = Selection { customer: Some(customer_name.to_string()), env: Some(env_name.to_string()) };
+    let loaded = load_fleet(root, &selection)?;
+    if loaded.has_errors() {
+        output::print(Format::Human, &loaded.diagnostics, &loaded.summary());
+        eprintln!("error: the config of {who} has errors; fix them before building");
+        return Ok(Err(ExitCode::from(output::EXIT_PROBLEMS)));
+    }
+    let fleet = loaded.fleet.as_ref().context("no platform")?;
+    let (customer, _) = fleet.environment(customer_name, env_name).context("the environment did not validate")?;
+    let buildspec_path = vending::render::buildspec_path(customer_name, env_name);
+    let buildspec = committed(root, &loaded.files, &buildspec_path)?;
+    let appspec = committed(root, &loaded.files, &vending::render::appspec_path(customer_name, env_name))?;
+    let build = vending::spec::buildspec::read(&SourceFile::new(buildspec_path.clone(), buildspec))
+        .map_err(|d| anyhow::anyhow!("{} does not read back: {:?}", buildspec_path.display(), d.first()))?;
+
+    let work = root.join("target/vending-build").join(format!("{customer_name}-{env_name}"));
+    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let src = work.join("src");
+    let software = &customer.software;
+    let commit = checkout(root, &software.repository, &software.git_ref, &src)?;
+    println!(
+        "{who} | building {} at {} ({})",
+        vending::config::validate::redact_url_password(&software.repository),
+        software.git_ref,
+        &commit[..12.min(commit.len())]
+    );
+    let options = RunOptions {
+        src: src.clone(),
+        secrets: secrets(root, &build, &fleet.platform.region, local)?,
+        source_version: commit.clone(),
+        build_id: format!("{customer_name}-{env_name}:local-{}", std::process::id()),
+    };
+    let report = runner::run(&build, &options, &mut |line| println!("{who} | {line}"))?;
+    println!("{who} | build:");
+    print_report(&report);
+    if !report.succeeded() {
+        eprintln!("error: the build of {who} failed; no revision was made");
+        return Ok(Err(ExitCode::from(output::EXIT_PROBLEMS)));
+    }
+    let artifacts = vending_build::artifacts::collect(&src, &build.artifacts).context(who.clone())?;
+    let bundle = vending_build::bundle::bundle(&appspec, &artifacts)?;
+    let revision = work.join(format!("revision-{}.zip", &bundle.sha256[..16]));
+    vending_build::bundle::write(&bundle, &revision)?;
+    let record = BuildRecord {
+        customer: customer_name.to_string(),
+        environment: env_name.to_string(),
+        repository: vending::config::validate::redact_url_password(&software.repository),
+        git_ref: software.git_ref.clone(),
+        commit,
+        revision: revision.clone(),
+        sha256: bundle.sha256.clone(),
+        files: artifacts.len() + 1,
+    };
+    fs::write(work.join("build.json"), serde_json::to_vec_pretty(&record)?)?;
+    Ok(Ok(record))
 }

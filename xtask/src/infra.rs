@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use vending::config::model::Fleet;
@@ -42,8 +42,15 @@ pub struct DeployCommand {
     local: bool,
     /// Only the infrastructure (load balancing, instances, database, CodeDeploy), not a release
     /// of the software.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "software_only")]
     infra_only: bool,
+    /// Only a release of the software (build, upload, CodeDeploy), on infrastructure deployed
+    /// before.
+    #[arg(long)]
+    software_only: bool,
+    /// Release the software even when the revision is the one deployed last.
+    #[arg(long)]
+    redeploy: bool,
     /// Carry out replacements that lose data or traffic (a database, a load balancer).
     #[arg(long)]
     allow_destructive: bool,
@@ -154,34 +161,38 @@ fn apply(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validates the config, then reads and plans one environment.
-fn plan_environment(
-    root: &Path,
-    customer: &str,
-    env: &str,
-    local: bool,
-) -> anyhow::Result<Result<(tokio::runtime::Runtime, Clients, Planned), ExitCode>> {
-    let fleet = match fleet(root, Some(customer), Some(env))? {
-        Ok(fleet) => fleet,
-        Err(code) => return Ok(Err(code)),
-    };
-    let (customer, env) = fleet.environment(customer, env).context("not in the fleet")?;
+/// The runtime and clients for the platform's region, on AWS or the emulator.
+fn connect(root: &Path, fleet: &Fleet, local: bool) -> anyhow::Result<(tokio::runtime::Runtime, Clients)> {
     let runtime = vending_aws::runtime()?;
     let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &target(root, local)?));
     let clients = Clients::new(&config, local, None);
-    let planned = runtime.block_on(async {
-        let stack = infra::environment_stack(&clients, &fleet.platform, customer, env, local).await?;
-        infra::plan(&clients, stack).await
-    })?;
-    Ok(Ok((runtime, clients, planned)))
+    Ok((runtime, clients))
+}
+
+/// Reads and plans one environment of a validated fleet.
+fn plan_environment(
+    runtime: &tokio::runtime::Runtime,
+    clients: &Clients,
+    fleet: &Fleet,
+    customer: &str,
+    env: &str,
+    local: bool,
+) -> anyhow::Result<Planned> {
+    let (customer, env) = fleet.environment(customer, env).context("not in the fleet")?;
+    runtime.block_on(async {
+        let stack = infra::environment_stack(clients, &fleet.platform, customer, env, local).await?;
+        infra::plan(clients, stack).await
+    })
 }
 
 impl PlanCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let (_, _, planned) = match plan_environment(root, &self.customer, &self.env, self.local)? {
-            Ok(planned) => planned,
+        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
+            Ok(fleet) => fleet,
             Err(code) => return Ok(code),
         };
+        let (runtime, clients) = connect(root, &fleet, self.local)?;
+        let planned = plan_environment(&runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
         print_plan(&planned, self.json)?;
         Ok(plan_exit(&planned))
     }
@@ -189,14 +200,30 @@ impl PlanCommand {
 
 impl DeployCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        if !self.infra_only {
-            bail!("deploying the software is not built yet: pass --infra-only to deploy the infrastructure");
-        }
-        let (runtime, clients, planned) = match plan_environment(root, &self.customer, &self.env, self.local)? {
-            Ok(planned) => planned,
+        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
+            Ok(fleet) => fleet,
             Err(code) => return Ok(code),
         };
-        apply(&runtime, &clients, planned, self.allow_destructive)
+        let (runtime, clients) = connect(root, &fleet, self.local)?;
+        if !self.software_only {
+            let planned = plan_environment(&runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
+            let code = apply(&runtime, &clients, planned, self.allow_destructive)?;
+            if code != ExitCode::SUCCESS || self.infra_only {
+                return Ok(code);
+            }
+        }
+        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
+        let release = crate::software::Release {
+            root,
+            runtime: &runtime,
+            clients: &clients,
+
+            customer,
+            env,
+            local: self.local,
+            redeploy: self.redeploy,
+        };
+        release.run()
     }
 }
 
@@ -209,9 +236,7 @@ impl PlatformCommand {
         let local = match self.action {
             PlatformAction::Plan { local, .. } | PlatformAction::Deploy { local, .. } => local,
         };
-        let runtime = vending_aws::runtime()?;
-        let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &target(root, local)?));
-        let clients = Clients::new(&config, local, None);
+        let (runtime, clients) = connect(root, &fleet, local)?;
         let planned = runtime.block_on(async {
             let stack = infra::platform_stack(&clients, &fleet.platform, local).await?;
             infra::plan(&clients, stack).await

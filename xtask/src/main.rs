@@ -11,9 +11,11 @@ mod git;
 mod infra;
 mod interrupt;
 mod local;
+mod local_fleet;
 mod output;
 mod packer;
 mod parallel;
+mod software;
 mod validate;
 
 use std::path::PathBuf;

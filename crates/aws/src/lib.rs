@@ -5,6 +5,7 @@
 pub mod calls;
 pub mod ec2;
 pub mod infra;
+pub mod release;
 pub mod s3;
 pub mod secrets;
 

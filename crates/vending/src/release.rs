@@ -55,7 +55,8 @@ pub enum Outcome {
     Stopped(Snapshot),
 }
 
-fn is_final(status: &str) -> bool {
+/// Succeeded, Failed and Stopped: CodeDeploy does not change them again.
+pub fn is_final(status: &str) -> bool {
     matches!(status, "Succeeded" | "Failed" | "Stopped")
 }
 
@@ -120,4 +121,38 @@ pub fn explain(snapshot: &Snapshot) -> Vec<String> {
         None => lines.push("no automatic rollback was started".to_string()),
     }
     lines
+}
+
+/// Where a revision lives in the environment's bucket: named by its SHA-256, so the same bundle
+/// is uploaded once and "already deployed" is a comparison of keys.
+pub fn revision_key(sha256: &str) -> String {
+    format!("revisions/{sha256}.zip")
+}
+
+/// The SHA-256 in a revision key, when it is one of ours.
+pub fn revision_sha(key: &str) -> Option<&str> {
+    key.strip_prefix("revisions/")?
+        .strip_suffix(".zip")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Wall-clock time for `follow` outside tests.
+pub struct SystemClock {
+    start: std::time::Instant,
+}
+
+impl SystemClock {
+    pub fn start() -> SystemClock {
+        SystemClock { start: std::time::Instant::now() }
+    }
+}
+
+impl Clock for SystemClock {
+    fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn sleep(&mut self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
 }

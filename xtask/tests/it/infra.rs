@@ -46,9 +46,9 @@ fn plan_exit_codes_json_and_a_deploy_that_converges() {
         serde_json::json!({"kind": "bucket", "name": "vend-globex-dev", "action": "create", "destructive": false})
     );
 
-    let run = project.run_with(&["deploy", "globex", "dev", "--local"], &env);
-    assert_ne!(run.code, 0, "the software half is not built yet: {run:?}");
-    assert!(run.stderr.contains("--infra-only"), "{run:?}");
+    let run = project.run_with(&["deploy", "globex", "dev", "--local", "--infra-only", "--software-only"], &env);
+    assert_eq!(run.code, 2, "one or the other: {run:?}");
+    assert!(run.stderr.contains("cannot be used with"), "{run:?}");
 
     let run = project.run_with(&["deploy", "globex", "dev", "--local", "--infra-only"], &env);
     assert_eq!(run.code, 0, "{run:?}");

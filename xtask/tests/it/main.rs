@@ -4,6 +4,7 @@ mod ami;
 mod build;
 mod generate;
 mod infra;
+mod software;
 mod validate;
 
 use std::fs;

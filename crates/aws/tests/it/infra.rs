@@ -18,11 +18,11 @@ use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
 use vending_aws::Target;
 use vending_local::Moto;
 
-struct World {
-    moto: Moto,
-    clients: Clients,
-    log: CallLog,
-    fleet: Fleet,
+pub(crate) struct World {
+    pub(crate) moto: Moto,
+    pub(crate) clients: Clients,
+    pub(crate) log: CallLog,
+    pub(crate) fleet: Fleet,
 }
 
 fn sample_fleet() -> Fleet {
@@ -33,7 +33,7 @@ fn sample_fleet() -> Fleet {
 }
 
 /// A fresh emulator with the platform deployed and an AMI record for every sample environment.
-fn world() -> World {
+pub(crate) fn world() -> World {
     let moto = Moto::start(&crate::repo_root()).unwrap();
     let config = crate::block_on(vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint: moto.endpoint() }));
     let log = CallLog::default();
@@ -105,7 +105,7 @@ impl World {
         infra::apply(&self.clients, &mut planned, options).await.unwrap()
     }
 
-    async fn deploy(&self, customer: &str, env: &str) -> infra::Applied {
+    pub(crate) async fn deploy(&self, customer: &str, env: &str) -> infra::Applied {
         self.deploy_with(&self.fleet, customer, env, &options()).await
     }
 

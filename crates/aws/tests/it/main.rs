@@ -4,6 +4,7 @@
 mod calls;
 mod emulator;
 mod infra;
+mod release;
 
 use std::path::{Path, PathBuf};
 

@@ -265,4 +265,6 @@ pub struct Database {
 pub struct Deployment {
     pub config: String,
     pub auto_rollback: bool,
+    /// How long `deploy` follows a software deployment before it stops it.
+    pub timeout_minutes: u32,
 }

@@ -235,6 +235,7 @@ pub enum RawPort {
 pub struct RawDeployment {
     pub config: Option<String>,
     pub auto_rollback: Option<bool>,
+    pub timeout_minutes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

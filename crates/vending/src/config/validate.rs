@@ -847,10 +847,21 @@ fn thresholds(
     }
 }
 
+/// How long a software deployment is followed by default, and at most (a day).
+const DEFAULT_DEPLOYMENT_TIMEOUT: u32 = 60;
+const DEPLOYMENT_TIMEOUT_MAX: i64 = 1440;
+
 fn validate_deployment(layers: &[Layer<'_>], production: bool, c: &mut Checker) -> Option<Deployment> {
     let config = pick(layers, |l| l.deployment.as_ref().and_then(|d| d.config.clone()));
     let rollback = pick(layers, |l| l.deployment.as_ref().and_then(|d| d.auto_rollback));
-    let mut ok = true;
+    let timeout = match pick(layers, |l| l.deployment.as_ref().and_then(|d| d.timeout_minutes)) {
+        Some((value, layer)) => {
+            let path = format!("{}deployment.timeout_minutes", layer.prefix);
+            c.range(layer.file, &path, value, 1..=DEPLOYMENT_TIMEOUT_MAX, "")
+        }
+        None => Some(DEFAULT_DEPLOYMENT_TIMEOUT),
+    };
+    let mut ok = timeout.is_some();
     if let Some((config, layer)) = &config {
         let path = format!("{}deployment.config", layer.prefix);
         if config.starts_with("CodeDeployDefault.") && !DEPLOYMENT_CONFIGS.contains(&config.as_str()) {
@@ -887,6 +898,7 @@ fn validate_deployment(layers: &[Layer<'_>], production: bool, c: &mut Checker) 
     ok.then(|| Deployment {
         config: config.map_or_else(|| DEFAULT_DEPLOYMENT_CONFIG.to_string(), |(c, _)| c),
         auto_rollback: rollback.is_none_or(|(r, _)| r),
+        timeout_minutes: timeout.unwrap_or(DEFAULT_DEPLOYMENT_TIMEOUT),
     })
 }
 

@@ -1,0 +1,345 @@
+//! Releasing a revision through S3 and CodeDeploy: upload under a content-addressed key, find
+//! the group's last successful revision, register, create a deployment, and read its status for
+//! `vending::release::follow` (`AwsStatus`).
+
+use anyhow::Context;
+use aws_sdk_codedeploy::types::{
+    BundleType, DeploymentInfo, DeploymentTarget, LifecycleEventStatus, RevisionLocation, RevisionLocationType,
+    S3Location,
+};
+use vending::release::{InstanceFailure, Snapshot, SourceError, StatusSource};
+
+use crate::infra::{code, failed, Clients};
+
+/// A revision in the customer's bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub bucket: String,
+    pub key: String,
+    pub e_tag: Option<String>,
+}
+
+impl Revision {
+    fn location(&self) -> RevisionLocation {
+        let s3 = S3Location::builder()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .bundle_type(BundleType::Zip)
+            .set_e_tag(self.e_tag.clone())
+            .build();
+        RevisionLocation::builder().revision_type(RevisionLocationType::S3).s3_location(s3).build()
+    }
+}
+
+/// Uploads `path` to `bucket/key` unless the key is there already (the key names the content,
+/// so a second upload would change nothing). Returns the revision and whether it was uploaded.
+pub async fn upload(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+    path: &std::path::Path,
+    metadata: &[(&str, &str)],
+) -> anyhow::Result<(Revision, bool)> {
+    let context = || format!("s3://{bucket}/{key}");
+    match clients.s3.head_object().bucket(bucket).key(key).send().await {
+        Ok(head) => {
+            let revision = Revision { bucket: bucket.into(), key: key.into(), e_tag: head.e_tag };
+            return Ok((revision, false));
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+        Err(e) => return Err(failed("cannot read", e)).with_context(context),
+    }
+    let body = aws_sdk_s3::primitives::ByteStream::from_path(path)
+        .await
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut put = clients.s3.put_object().bucket(bucket).key(key).body(body).content_type("application/zip");
+    for (name, value) in metadata {
+        put = put.metadata(*name, *value);
+    }
+    let out = put.send().await.map_err(|e| failed("cannot upload", e)).with_context(context)?;
+    Ok((Revision { bucket: bucket.into(), key: key.into(), e_tag: out.e_tag }, true))
+}
+
+/// Downloads a revision (the local fleet's rollback redeploys the last good one from S3).
+pub async fn download(clients: &Clients, bucket: &str, key: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    let out = clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| failed("cannot download", e))
+        .with_context(|| format!("s3://{bucket}/{key}"))?;
+    let bytes = out.body.collect().await.with_context(|| format!("s3://{bucket}/{key}"))?.into_bytes();
+    let part = path.with_extension("part");
+    std::fs::write(&part, &bytes).with_context(|| format!("cannot write {}", part.display()))?;
+    std::fs::rename(&part, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The group's last successful deployment and the S3 key of its revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastSuccessful {
+    pub deployment_id: String,
+    pub key: Option<String>,
+}
+
+/// The deployment group's id, or an error that says to deploy the infrastructure first.
+pub async fn deployment_group_id(clients: &Clients, application: &str, group: &str) -> anyhow::Result<String> {
+    let out = clients
+        .codedeploy
+        .get_deployment_group()
+        .application_name(application)
+        .deployment_group_name(group)
+        .send()
+        .await;
+    match out {
+        Ok(out) => Ok(out.deployment_group_info.and_then(|i| i.deployment_group_id).unwrap_or_default()),
+        Err(e)
+            if matches!(
+                code(&e),
+                Some("DeploymentGroupDoesNotExistException" | "ApplicationDoesNotExistException")
+            ) =>
+        {
+            anyhow::bail!("deployment group {application}/{group} does not exist: deploy the infrastructure first")
+        }
+        Err(e) => Err(failed("cannot read the deployment group", e)),
+    }
+}
+
+/// What CodeDeploy records as the group's last successful deployment (none yet: `None`).
+pub async fn last_successful(
+    clients: &Clients,
+    application: &str,
+    group: &str,
+) -> anyhow::Result<Option<LastSuccessful>> {
+    let out = clients
+        .codedeploy
+        .get_deployment_group()
+        .application_name(application)
+        .deployment_group_name(group)
+        .send()
+        .await
+        .map_err(|e| failed("cannot read the deployment group", e))?;
+    let Some(id) = out.deployment_group_info.and_then(|i| i.last_successful_deployment).and_then(|d| d.deployment_id)
+    else {
+        return Ok(None);
+    };
+    let info = get(clients, &id).await?;
+    let key = info.revision.and_then(|r| r.s3_location).and_then(|s| s.key);
+    Ok(Some(LastSuccessful { deployment_id: id, key }))
+}
+
+/// Registers the revision with the application, so that it is listed with its description.
+pub async fn register(
+    clients: &Clients,
+    application: &str,
+    revision: &Revision,
+    description: &str,
+) -> anyhow::Result<()> {
+    clients
+        .codedeploy
+        .register_application_revision()
+        .application_name(application)
+        .revision(revision.location())
+        .description(description)
+        .send()
+        .await
+        .map_err(|e| failed("cannot register the revision", e))?;
+    Ok(())
+}
+
+/// Creates a deployment of `revision` on the group and returns its id.
+pub async fn create_deployment(
+    clients: &Clients,
+    application: &str,
+    group: &str,
+    revision: &Revision,
+    description: &str,
+) -> anyhow::Result<String> {
+    let out = clients
+        .codedeploy
+        .create_deployment()
+        .application_name(application)
+        .deployment_group_name(group)
+        .revision(revision.location())
+        .description(description)
+        .send()
+        .await;
+    match out {
+        Ok(out) => out.deployment_id.context("CodeDeploy returned no deployment id"),
+        Err(e) if code(&e) == Some("DeploymentLimitExceededException") => anyhow::bail!(
+            "another deployment to {application}/{group} is still running: wait for it, or stop it in CodeDeploy"
+        ),
+        Err(e) => Err(failed("cannot create the deployment", e)),
+    }
+}
+
+async fn get(clients: &Clients, id: &str) -> anyhow::Result<DeploymentInfo> {
+    clients
+        .codedeploy
+        .get_deployment()
+        .deployment_id(id)
+        .send()
+        .await
+        .map_err(|e| failed(&format!("cannot read deployment {id}"), e))?
+        .deployment_info
+        .with_context(|| format!("CodeDeploy returned nothing for deployment {id}"))
+}
+
+async fn targets(clients: &Clients, id: &str) -> anyhow::Result<Vec<DeploymentTarget>> {
+    let mut ids = Vec::new();
+    let mut next = None;
+    loop {
+        let out = clients
+            .codedeploy
+            .list_deployment_targets()
+            .deployment_id(id)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| failed("cannot list the deployment's instances", e))?;
+        ids.extend(out.target_ids.unwrap_or_default());
+        next = out.next_token;
+        if next.is_none() {
+            break;
+        }
+    }
+    let mut targets = Vec::new();
+    // BatchGetDeploymentTargets takes at most 25 ids.
+    for chunk in ids.chunks(25) {
+        let out = clients
+            .codedeploy
+            .batch_get_deployment_targets()
+            .deployment_id(id)
+            .set_target_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| failed("cannot read the deployment's instances", e))?;
+        targets.extend(out.deployment_targets.unwrap_or_default());
+    }
+    Ok(targets)
+}
+
+/// A deployment as `follow` sees it: the status and overview, the lifecycle event running, what
+/// failed where (with the log tail AWS keeps), and the rollback with its status.
+pub fn snapshot(info: &DeploymentInfo, targets: &[DeploymentTarget], rollback_status: Option<&str>) -> Snapshot {
+    let overview = info.deployment_overview();
+    let count = |get: fn(&aws_sdk_codedeploy::types::DeploymentOverview) -> i64| {
+        overview.map_or(0, |o| u32::try_from(get(o)).unwrap_or(0))
+    };
+    let done = count(|o| o.succeeded()) + count(|o| o.failed()) + count(|o| o.skipped());
+    let total = done + count(|o| o.pending()) + count(|o| o.in_progress()) + count(|o| o.ready());
+    let mut current_event = None;
+    let mut instance_failures = Vec::new();
+    for target in targets.iter().filter_map(|t| t.instance_target()) {
+        let instance = target.target_id().unwrap_or("an instance").to_string();
+        for event in target.lifecycle_events() {
+            let name = event.lifecycle_event_name().unwrap_or_default();
+            match event.status() {
+                Some(LifecycleEventStatus::InProgress) if current_event.is_none() => {
+                    current_event = Some(format!("{name} on {instance}"));
+                }
+                Some(LifecycleEventStatus::Failed) => {
+                    let diagnostics = event.diagnostics();
+                    let script =
+                        diagnostics.and_then(|d| d.script_name()).map(|s| format!(" ({s})")).unwrap_or_default();
+                    instance_failures.push(InstanceFailure {
+                        instance: instance.clone(),
+                        event: name.to_string(),
+                        message: format!("{}{script}", diagnostics.and_then(|d| d.message()).unwrap_or("no message")),
+                        log_tail: diagnostics.and_then(|d| d.log_tail()).unwrap_or_default().to_string(),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+    let error = info
+        .error_information()
+        .map(|e| format!("{}: {}", e.code().map(|c| c.as_str()).unwrap_or("error"), e.message().unwrap_or_default()));
+    let rollback = info
+        .rollback_info()
+        .and_then(|r| r.rollback_deployment_id())
+        .map(|id| (id.to_string(), rollback_status.unwrap_or("started").to_string()));
+    Snapshot {
+        status: info.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        instances_done: done,
+        instances_total: total,
+        current_event,
+        error,
+        instance_failures,
+        rollback,
+    }
+}
+
+/// CodeDeploy as `follow`'s status source: GetDeployment every poll; the instances
+/// (ListDeploymentTargets, BatchGetDeploymentTargets) while it runs and when it failed; the
+/// rollback deployment's status when one started.
+pub struct AwsStatus<'a> {
+    pub runtime: &'a tokio::runtime::Runtime,
+    pub clients: &'a Clients,
+    pub deployment_id: String,
+}
+
+impl AwsStatus<'_> {
+    async fn read(&self) -> anyhow::Result<Snapshot> {
+        let info = get(self.clients, &self.deployment_id).await?;
+        let status = info.status().map(|s| s.as_str()).unwrap_or_default();
+        let targets = match status {
+            "InProgress" | "Failed" | "Stopped" => targets(self.clients, &self.deployment_id).await?,
+            _ => Vec::new(),
+        };
+        let rollback_status = match info.rollback_info().and_then(|r| r.rollback_deployment_id()) {
+            Some(id) => get(self.clients, id).await?.status().map(|s| s.as_str().to_string()),
+            None => None,
+        };
+        Ok(snapshot(&info, &targets, rollback_status.as_deref()))
+    }
+}
+
+impl StatusSource for AwsStatus<'_> {
+    fn snapshot(&mut self) -> Result<Snapshot, SourceError> {
+        self.runtime.block_on(self.read()).map_err(Into::into)
+    }
+
+    fn stop(&mut self) -> Result<(), SourceError> {
+        self.runtime
+            .block_on(
+                self.clients
+                    .codedeploy
+                    .stop_deployment()
+                    .deployment_id(&self.deployment_id)
+                    .auto_rollback_enabled(true)
+                    .send(),
+            )
+            .map_err(|e| failed("cannot stop the deployment", e))?;
+        Ok(())
+    }
+}
+
+/// The Auto Scaling group's instances that a deployment goes to (in service or starting), by id.
+pub async fn group_instances(clients: &Clients, asg: &str) -> anyhow::Result<Vec<String>> {
+    let out = clients
+        .asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(asg)
+        .send()
+        .await
+        .map_err(|e| failed(&format!("cannot read Auto Scaling group {asg}"), e))?;
+    let group = out
+        .auto_scaling_groups()
+        .first()
+        .with_context(|| format!("Auto Scaling group {asg} does not exist: deploy the infrastructure first"))?;
+    let mut ids: Vec<String> = group
+        .instances()
+        .iter()
+        .filter(|i| {
+            let state = i.lifecycle_state().map(|s| s.as_str()).unwrap_or_default();
+            state == "InService" || state.starts_with("Pending")
+        })
+        .filter_map(|i| i.instance_id().map(str::to_string))
+        .collect();
+    ids.sort();
+    Ok(ids)
+}

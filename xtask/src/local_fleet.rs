@@ -1,0 +1,227 @@
+//! `deploy --local`: the local CodeDeploy agent as the fleet. The emulator keeps the deployment's
+//! record (it never runs it: its deployments stay `Created`), so each instance of the Auto Scaling
+//! group gets a sandbox folder, `target/vending-local/fleet/<customer>-<env>/<instance-id>/`, and
+//! the agent deploys the revision into them one instance at a time. At the first failure it
+//! stops and, when the group rolls back, redeploys the last good revision (downloaded from the
+//! bucket) to the instances it touched, as a CodeDeploy rollback does: under a deployment of
+//! its own.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use vending::release::{self, InstanceFailure, Snapshot};
+use vending_aws::infra::Clients;
+use vending_aws::release as aws_release;
+use vending_build::agent::{self, Deployment};
+
+pub struct LocalFleet<'a> {
+    pub root: &'a Path,
+    pub who: String,
+    pub runtime: &'a tokio::runtime::Runtime,
+    pub clients: &'a Clients,
+    pub customer: &'a str,
+    pub env: &'a str,
+    pub bucket: &'a str,
+    pub application: &'a str,
+    pub group: &'a str,
+    pub group_id: &'a str,
+    pub asg: &'a str,
+    pub auto_rollback: bool,
+}
+
+/// The local fleet's last successful deployment (what CodeDeploy's deployment group records as
+/// `lastSuccessfulDeployment`, which the emulator never sets).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct LastGood {
+    deployment_id: String,
+    sha256: String,
+    key: String,
+    instances: Vec<String>,
+}
+
+/// How one pass of the agent over the instances ended.
+enum Pass {
+    Succeeded,
+    /// The index of the instance that failed, and what the agent said.
+    Failed(usize, agent::Failure),
+}
+
+impl LocalFleet<'_> {
+    fn dir(&self) -> PathBuf {
+        self.root.join("target/vending-local/fleet").join(format!("{}-{}", self.customer, self.env))
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.dir().join("last-successful.json")
+    }
+
+    fn last_good(&self) -> Option<LastGood> {
+        let text = fs::read_to_string(self.record_path()).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// The instances of the group, in the emulator.
+    pub fn instances(&self) -> anyhow::Result<Vec<String>> {
+        let instances = self.runtime.block_on(aws_release::group_instances(self.clients, self.asg))?;
+        if instances.is_empty() {
+            anyhow::bail!(
+                "{}: Auto Scaling group {} has no instances to deploy to (capacity.min and desired are 0?)",
+                self.who,
+                self.asg
+            );
+        }
+        Ok(instances)
+    }
+
+    /// The deployment that put this revision on exactly these instances, when the last one did.
+    pub fn deployed(&self, sha256: &str, instances: &[String]) -> Option<String> {
+        let last = self.last_good()?;
+        let all_there = instances.iter().all(|i| self.dir().join(i).is_dir());
+        (last.sha256 == sha256 && last.instances == instances && all_there).then_some(last.deployment_id)
+    }
+
+    fn agent_pass(
+        &self,
+        deployment_id: &str,
+        revision: &Path,
+        instances: &[String],
+        label: &str,
+    ) -> anyhow::Result<Pass> {
+        let deployment = Deployment {
+            id: deployment_id.to_string(),
+            application: self.application.to_string(),
+            group_name: self.group.to_string(),
+            group_id: self.group_id.to_string(),
+        };
+        let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+        for (index, instance) in instances.iter().enumerate() {
+            let done = u32::try_from(index).unwrap_or(u32::MAX);
+            let progress = Snapshot {
+                status: "InProgress".into(),
+                instances_done: done,
+                instances_total: total,
+                current_event: Some(format!("local agent on {instance}")),
+                ..Snapshot::default()
+            };
+            println!("{} | {label}{}", self.who, release::progress(&progress));
+            let sandbox = self.dir().join(instance);
+            let report = agent::deploy(&sandbox, revision, &deployment, &mut |line| {
+                println!("{} | {instance} | {line}", self.who)
+            })
+            .with_context(|| format!("{}: the local agent on {instance}", self.who))?;
+            if let Some(failure) = report.failure {
+                return Ok(Pass::Failed(index, failure));
+            }
+        }
+        Ok(Pass::Succeeded)
+    }
+
+    /// Deploys the revision to every instance, one at a time. `Ok(false)`: it failed, and the
+    /// error output said where and how the rollback went.
+    pub fn deploy(
+        &self,
+        deployment_id: &str,
+        revision: &Path,
+        sha256: &str,
+        key: &str,
+        instances: &[String],
+    ) -> anyhow::Result<bool> {
+        let who = &self.who;
+        println!(
+            "{who} | local fleet: the local CodeDeploy agent runs the hooks in {} (one sandbox per instance, one \
+             instance at a time); the emulator's deployment record stays Created",
+            self.dir().display()
+        );
+        let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
+        let (index, failure) = match self.agent_pass(deployment_id, revision, instances, "")? {
+            Pass::Succeeded => {
+                let record = LastGood {
+                    deployment_id: deployment_id.to_string(),
+                    sha256: sha256.to_string(),
+                    key: key.to_string(),
+                    instances: instances.to_vec(),
+                };
+                fs::create_dir_all(self.dir())?;
+                let part = self.record_path().with_extension("part");
+                fs::write(&part, serde_json::to_vec_pretty(&record)?)?;
+                fs::rename(&part, self.record_path())?;
+                let done = Snapshot {
+                    status: "Succeeded".into(),
+                    instances_done: total,
+                    instances_total: total,
+                    ..Snapshot::default()
+                };
+                println!("{who} | {}", release::progress(&done));
+                println!("{who} | deployment {deployment_id} succeeded on the local fleet");
+                return Ok(true);
+            }
+            Pass::Failed(index, failure) => (index, failure),
+        };
+        let instance = &instances[index];
+        let mut snapshot = Snapshot {
+            status: "Failed".into(),
+            instances_done: u32::try_from(index + 1).unwrap_or(u32::MAX),
+            instances_total: total,
+            current_event: None,
+            error: Some(format!(
+                "HEALTH_CONSTRAINTS: the deployment stopped at {instance}: {} failed (the local agent's script error code {})",
+                failure.event, failure.code
+            )),
+            instance_failures: vec![InstanceFailure {
+                instance: instance.clone(),
+                event: failure.event.to_string(),
+                message: failure.message.clone(),
+                log_tail: failure.log_tail.join("\n"),
+            }],
+            rollback: None,
+        };
+        println!("{who} | {}", release::progress(&snapshot));
+        if self.auto_rollback {
+            snapshot.rollback = self.roll_back(deployment_id, &instances[..=index])?;
+        }
+        crate::software::report_failure(who, deployment_id, "failed", &snapshot);
+        if snapshot.rollback.is_none() {
+            let why = if self.auto_rollback {
+                "there is no earlier successful revision to roll back to"
+            } else {
+                "deployment.auto_rollback is off"
+            };
+            eprintln!("  ({why})");
+        }
+        Ok(false)
+    }
+
+    /// Redeploys the last good revision to the instances the failed deployment touched, under a
+    /// rollback deployment of its own. `None` when there is nothing to roll back to.
+    fn roll_back(&self, failed_id: &str, touched: &[String]) -> anyhow::Result<Option<(String, String)>> {
+        let Some(last) = self.last_good() else { return Ok(None) };
+        let who = &self.who;
+        let path = self.dir().join(format!("rollback-{}.zip", &last.sha256[..16]));
+        self.runtime.block_on(aws_release::download(self.clients, self.bucket, &last.key, &path))?;
+        let revision = aws_release::Revision { bucket: self.bucket.to_string(), key: last.key.clone(), e_tag: None };
+        let description = format!("{who}: automatic rollback of {failed_id} to revision sha256 {}", last.sha256);
+        let id = self.runtime.block_on(aws_release::create_deployment(
+            self.clients,
+            self.application,
+            self.group,
+            &revision,
+            &description,
+        ))?;
+        println!(
+            "{who} | automatic rollback {id}: revision {} (from {}) to {} instance(s)",
+            &last.sha256[..16],
+            last.deployment_id,
+            touched.len()
+        );
+        let status = match self.agent_pass(&id, &path, touched, "rollback ")? {
+            Pass::Succeeded => "Succeeded".to_string(),
+            Pass::Failed(index, failure) => {
+                format!("Failed on {}: {}: {}", touched[index], failure.event, failure.message)
+            }
+        };
+        println!("{who} | rollback {id}: {status}");
+        Ok(Some((id, status)))
+    }
+}

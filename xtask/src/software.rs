@@ -1,0 +1,181 @@
+//! The software half of `deploy`: build the revision, upload it under its content-addressed key,
+//! skip it when the group's last successful deployment has the same key, create a CodeDeploy
+//! deployment and follow it to its end. With `--local`, the emulator's CodeDeploy records the
+//! deployment but never runs it, so the local agent is the fleet (`local_fleet`).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use vending::config::model::{Customer, Environment};
+use vending::release::{self, Outcome, Snapshot, SystemClock};
+use vending_aws::infra::Clients;
+use vending_aws::release::{self as aws_release, AwsStatus};
+
+use crate::build::BuildRecord;
+use crate::local_fleet::LocalFleet;
+
+/// How often CodeDeploy is asked for the deployment's status.
+const POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Exit code of a deployment that failed, timed out or was stopped.
+const EXIT_FAILED: u8 = 1;
+
+pub struct Release<'a> {
+    pub root: &'a Path,
+    pub runtime: &'a tokio::runtime::Runtime,
+    pub clients: &'a Clients,
+    pub customer: &'a Customer,
+    pub env: &'a Environment,
+    pub local: bool,
+    /// Deploy even when the revision is the one deployed last.
+    pub redeploy: bool,
+}
+
+impl Release<'_> {
+    fn who(&self) -> String {
+        format!("{}/{}", self.customer.name, self.env.name)
+    }
+
+    pub fn run(&self) -> anyhow::Result<ExitCode> {
+        let who = self.who();
+        let names = &self.env.names;
+        let (application, group) = (&names.codedeploy_application, &names.deployment_group);
+        // Before building: without the infrastructure there is nothing to deploy to.
+        let group_id = self.runtime.block_on(aws_release::deployment_group_id(self.clients, application, group))?;
+        let record = match crate::build::build(self.root, &self.customer.name, &self.env.name, self.local)? {
+            Ok(record) => record,
+            Err(code) => return Ok(code),
+        };
+        let key = release::revision_key(&record.sha256);
+        let short = &record.sha256[..16];
+        let local_fleet = self.local.then(|| LocalFleet {
+            root: self.root,
+            who: who.clone(),
+            runtime: self.runtime,
+            clients: self.clients,
+            customer: &self.customer.name,
+            env: &self.env.name,
+            bucket: &names.bucket,
+            application,
+            group,
+            group_id: &group_id,
+            asg: &names.auto_scaling_group,
+            auto_rollback: self.env.deployment.auto_rollback,
+        });
+        let instances = match &local_fleet {
+            Some(fleet) => fleet.instances()?,
+            None => Vec::new(),
+        };
+
+        if !self.redeploy {
+            let deployed = match &local_fleet {
+                Some(fleet) => fleet.deployed(&record.sha256, &instances),
+                None => self
+                    .runtime
+                    .block_on(aws_release::last_successful(self.clients, application, group))?
+                    .filter(|last| last.key.as_deref() == Some(key.as_str()))
+                    .map(|last| last.deployment_id),
+            };
+            if let Some(id) = deployed {
+                println!("{who} | revision {short} is what {id} deployed last: nothing to release (--redeploy to deploy it again)");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+
+        let commit = record.commit.as_str();
+        let metadata = [("commit", commit), ("sha256", record.sha256.as_str())];
+        let (revision, uploaded) = self.runtime.block_on(aws_release::upload(
+            self.clients,
+            &names.bucket,
+            &key,
+            &record.revision,
+            &metadata,
+        ))?;
+        let verb = if uploaded { "uploaded to" } else { "already in" };
+        println!("{who} | revision {short} {verb} s3://{}/{key}", names.bucket);
+        let description = description(&record);
+        if self.local {
+            println!(
+                "{who} | the emulator has no RegisterApplicationRevision: the deployment names the revision alone"
+            );
+        } else {
+            self.runtime.block_on(aws_release::register(self.clients, application, &revision, &description))?;
+        }
+        let id = self.runtime.block_on(aws_release::create_deployment(
+            self.clients,
+            application,
+            group,
+            &revision,
+            &description,
+        ))?;
+        println!("{who} | deployment {id}: revision {short} to {application}/{group} ({})", self.env.deployment.config);
+
+        match &local_fleet {
+            Some(fleet) => {
+                let succeeded = fleet.deploy(&id, &record.revision, &record.sha256, &key, &instances)?;
+                Ok(if succeeded { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+            }
+            None => self.follow(&id),
+        }
+    }
+
+    /// Follows the deployment (and the rollback CodeDeploy starts after a failure) to its end.
+    fn follow(&self, id: &str) -> anyhow::Result<ExitCode> {
+        let who = self.who();
+        let deadline = Duration::from_secs(u64::from(self.env.deployment.timeout_minutes) * 60);
+        let mut source = AwsStatus { runtime: self.runtime, clients: self.clients, deployment_id: id.to_string() };
+        let outcome = release::follow(&mut source, &mut SystemClock::start(), deadline, POLL_INTERVAL, &mut |line| {
+            println!("{who} | {line}")
+        })
+        .map_err(|e| anyhow::anyhow!("{who}: following deployment {id}: {e}"))?;
+        let (mut snapshot, what) = match outcome {
+            Outcome::Succeeded => {
+                println!("{who} | deployment {id} succeeded");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Outcome::Failed(s) => (s, "failed"),
+            Outcome::TimedOut(s) => (s, "did not finish in time and was stopped"),
+            Outcome::Stopped(s) => (s, "was stopped"),
+        };
+        if let Some((rollback_id, status)) = snapshot.rollback.clone() {
+            if !release::is_final(&status) {
+                println!("{who} | following the automatic rollback {rollback_id}");
+                let mut source =
+                    AwsStatus { runtime: self.runtime, clients: self.clients, deployment_id: rollback_id.clone() };
+                let ended =
+                    release::follow(&mut source, &mut SystemClock::start(), deadline, POLL_INTERVAL, &mut |line| {
+                        println!("{who} | rollback {line}")
+                    })
+                    .map_err(|e| anyhow::anyhow!("{who}: following rollback {rollback_id}: {e}"))?;
+                snapshot.rollback = Some((rollback_id, outcome_status(&ended)));
+            }
+        }
+        report_failure(&who, id, what, &snapshot);
+        Ok(ExitCode::from(EXIT_FAILED))
+    }
+}
+
+/// What a deployment's description says: the commit and the revision.
+fn description(record: &BuildRecord) -> String {
+    format!(
+        "{}/{}: commit {} of {} ({}), revision sha256 {}",
+        record.customer, record.environment, record.commit, record.repository, record.git_ref, record.sha256
+    )
+}
+
+fn outcome_status(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Succeeded => "Succeeded".into(),
+        Outcome::Failed(s) | Outcome::Stopped(s) => s.status.clone(),
+        Outcome::TimedOut(s) => format!("{} (did not finish in time)", s.status),
+    }
+}
+
+/// The failure on stderr: what failed where, the log tail, and the rollback.
+pub fn report_failure(who: &str, id: &str, what: &str, snapshot: &Snapshot) {
+    eprintln!("error: {who}: deployment {id} {what}");
+    for line in release::explain(snapshot) {
+        eprintln!("  {line}");
+    }
+}

@@ -1,0 +1,119 @@
+//! `cargo xtask deploy <customer> <env> --local` end to end: the sample app built from its
+//! repository, uploaded under its content-addressed key, recorded as a CodeDeploy deployment in
+//! the emulator, and installed by the local agent in every instance's sandbox; a second deploy
+//! of the same revision does nothing; a deliberately broken ValidateService stops the release at
+//! the first instance and the rollback puts the last good revision back.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use vending_local::Moto;
+
+use crate::{packer_available, repo_root, Project};
+
+fn sandboxes(project: &Project) -> Vec<PathBuf> {
+    let fleet = project.path("target/vending-local/fleet/acme-dev");
+    let mut dirs: Vec<PathBuf> = fs::read_dir(&fleet)
+        .unwrap_or_else(|e| panic!("{}: {e}", fleet.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("i-"))
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn read(path: PathBuf) -> String {
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls_back_a_broken_one() {
+    if !packer_available() {
+        return;
+    }
+    let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
+    let project = Project::copy().with_apps();
+    // Two instances, so that "every instance" and "one at a time" mean something.
+    project.edit("customers/acme/dev.toml", "[capacity]\nmin = 1\nmax = 2", "[capacity]\nmin = 2\nmax = 2");
+    project.git_init("Initial");
+    let endpoint = moto.endpoint();
+    let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
+    for args in [&["platform", "deploy", "--local"][..], &["ami", "acme", "dev", "--local"]] {
+        let run = project.run_with(args, &env);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+    }
+
+    // Software before infrastructure: a clear error, nothing built.
+    let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("deploy the infrastructure first"), "{run:?}");
+    assert!(!run.stdout.contains("build:"), "nothing is built: {run:?}");
+
+    // The whole thing: infrastructure, then the release.
+    let run = project.run_with(&["deploy", "acme", "dev", "--local"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("acme/dev: 10 resource(s) changed"), "{run:?}");
+    assert!(run.stdout.contains("uploaded to s3://vend-acme-dev/revisions/"), "{run:?}");
+    assert!(run.stdout.contains("the local CodeDeploy agent runs the hooks"), "{run:?}");
+    assert!(run.stdout.contains("InProgress: 1/2 instances"), "{run:?}");
+    assert!(run.stdout.contains("Succeeded: 2/2 instances"), "{run:?}");
+    assert!(run.stdout.contains("succeeded on the local fleet"), "{run:?}");
+    let instances = sandboxes(&project);
+    assert_eq!(instances.len(), 2, "one sandbox per instance: {instances:?}");
+    let first_build = read(instances[0].join("opt/acme-shop/BUILD"));
+    assert!(first_build.starts_with("acme-shop "), "{first_build}");
+    for sandbox in &instances {
+        assert_eq!(read(sandbox.join("opt/acme-shop/BUILD")), first_build, "the same revision everywhere");
+        assert!(read(sandbox.join("opt/acme-shop/app.py")).contains("def route"));
+        assert!(read(sandbox.join("etc/systemd/system/acme-shop.service")).contains("ExecStart="));
+        assert!(read(sandbox.join("run/acme-shop.started")).trim().len() > 8, "ApplicationStart ran");
+        let mode = fs::metadata(sandbox.join("opt/acme-shop/scripts/validate.sh")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755, "permissions applied");
+    }
+
+    // The same revision again: nothing to release, no agent run.
+    let run = project.run_with(&["deploy", "acme", "dev", "--local"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("acme/dev: no changes"), "{run:?}");
+    assert!(run.stdout.contains("nothing to release"), "{run:?}");
+    assert!(!run.stdout.contains("local agent on"), "{run:?}");
+
+    // A release whose ValidateService fails: stopped at the first instance, rolled back.
+    project.edit(
+        "apps/acme-shop/scripts/validate.sh",
+        "    echo \"sandbox: /health answers 200\"\n",
+        "    echo \"deliberately broken\" >&2\n    exit 1\n",
+    );
+    project.git(&["commit", "-qam", "Break ValidateService"]);
+    let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
+    assert_eq!(run.code, 1, "{run:?}");
+    let first = instances[0].file_name().unwrap().to_string_lossy().into_owned();
+    let second = instances[1].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(run.stderr.contains(&format!("{first}: ValidateService failed")), "{run:?}");
+    assert!(run.stderr.contains("deliberately broken"), "the log tail: {run:?}");
+    assert!(run.stderr.contains("automatic rollback"), "{run:?}");
+    assert!(run.stderr.contains(": Succeeded"), "the rollback ended well: {run:?}");
+    assert!(
+        !run.stdout.contains(&format!("local agent on {second}\n")),
+        "one at a time, stopped at the first: {run:?}"
+    );
+    for sandbox in &instances {
+        assert_eq!(read(sandbox.join("opt/acme-shop/BUILD")), first_build, "the last good revision is back");
+        assert!(!read(sandbox.join("opt/acme-shop/scripts/validate.sh")).contains("deliberately broken"));
+        assert!(sandbox.join("run/acme-shop.started").is_file(), "and started again");
+    }
+
+    // Fixed: the next release goes through, and is the one recorded.
+    project.edit(
+        "apps/acme-shop/scripts/validate.sh",
+        "    echo \"deliberately broken\" >&2\n    exit 1\n",
+        "    echo \"sandbox: fixed\"\n",
+    );
+    project.git(&["commit", "-qam", "Fix ValidateService"]);
+    let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    for sandbox in &instances {
+        assert!(read(sandbox.join("opt/acme-shop/scripts/validate.sh")).contains("sandbox: fixed"));
+    }
+}
