@@ -232,7 +232,7 @@ fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow
     }
     let sh = xshell::Shell::new()?;
     fn quiet(cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
-        cmd.quiet().env("GIT_TERMINAL_PROMPT", "0").ignore_stdout()
+        cmd.quiet().env("GIT_TERMINAL_PROMPT", "0").ignore_stdout().ignore_status()
     }
     let cloned = quiet(xshell::cmd!(sh, "git clone --quiet --no-checkout {remote} {dest}")).output()?;
     if !cloned.status.success() {

@@ -53,6 +53,32 @@ fn builds_the_sample_app_from_its_repository_into_a_reproducible_revision() {
 }
 
 #[test]
+fn the_configured_ref_is_built_and_bad_refs_or_repositories_are_clear_errors() {
+    let project = Project::copy().with_apps();
+    project.git_init("Initial");
+    // A branch that exists only in the source repository: the clone has it as origin/release.
+    project.git(&["checkout", "-q", "-b", "release"]);
+    project.edit("apps/globex-site/site/index.html", "</body>", "<p>release</p></body>");
+    project.git(&["commit", "-q", "-am", "release branch"]);
+    let release = project.git(&["rev-parse", "HEAD"]);
+    project.git(&["checkout", "-q", "main"]);
+    project.edit("customers/globex/customer.toml", "ref = \"main\"", "ref = \"release\"");
+    let run = project.run(&["build", "globex", "dev", "--json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(record(&run)["commit"], release.as_str());
+
+    project.edit("customers/globex/customer.toml", "ref = \"release\"", "ref = \"no-such-ref\"");
+    let run = project.run(&["build", "globex", "dev"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("has no ref `no-such-ref`: check software.ref"), "{run:?}");
+
+    project.edit("customers/globex/customer.toml", "repository = \".\"", "repository = \"no-such-dir\"");
+    let run = project.run(&["build", "globex", "dev"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("cannot clone no-such-dir"), "{run:?}");
+}
+
+#[test]
 fn parameter_store_values_come_from_the_emulator() {
     let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
     let project = Project::copy().with_apps();
