@@ -14,7 +14,7 @@ const CAPACITY: &[&str] = &["min", "max", "desired", "health_check_grace_period"
 const SCALING: &[&str] = &["cpu_target", "requests_per_target"];
 const HEALTH_CHECK: &[&str] =
     &["path", "port", "protocol", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "matcher"];
-const DEPLOYMENT: &[&str] = &["config", "auto_rollback"];
+const DEPLOYMENT: &[&str] = &["config", "auto_rollback", "timeout_minutes"];
 
 /// Allowed keys under `path` (array indices written `[]`), or empty when the path is not a table
 /// of fixed keys.
