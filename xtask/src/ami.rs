@@ -118,8 +118,10 @@ impl Ami {
         // `packer validate` runs while the AWS checks wait on the network.
         // The SDK is set up only now, so that its setup is hidden behind `packer validate` too.
         let runtime = vending_aws::runtime()?;
+        let cache = root.join(crate::packer::CACHE_DIR);
         let s3 = std::thread::scope(|scope| {
-            let validation = scope.spawn(|| crate::packer::validate_with(&work, &packer, &template, only, &variables));
+            let validation =
+                scope.spawn(|| crate::packer::validate_with(&work, &cache, &packer, &template, only, &variables));
             let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
             let s3 = vending_aws::s3::client(&config, self.local);
             let ec2 = vending_aws::ec2::client(&config);
@@ -140,7 +142,9 @@ impl Ami {
                 }
                 anyhow::Ok(())
             })?;
-            validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            if !validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))? {
+                println!("{who} | packer validate: passed before with this template, build and variables (cached)");
+            }
             anyhow::Ok(s3)
         })?;
         let outcome = crate::packer::build(&work, &packer, &template, only, &variables, &env_vars, &who)?;

@@ -20,6 +20,9 @@ use xshell::{cmd, Shell};
 pub const NOT_INSTALLED: &str =
     "`packer` is not installed or not on PATH; install it (Debian: `apt-get install packer`) to check the templates";
 
+/// Where `packer validate` results are remembered, by content.
+pub const CACHE_DIR: &str = "target/vending-cache/packer-validate";
+
 pub fn find() -> Option<PathBuf> {
     which::which("packer").ok()
 }
@@ -46,7 +49,7 @@ pub fn version(root: &Path, binary: &Path) -> anyhow::Result<String> {
 
 pub fn validate_all(root: &Path, binary: &Path, templates: &[&GeneratedFile]) -> anyhow::Result<Report> {
     let version = version(root, binary)?;
-    let cache_dir = root.join("target/vending-cache/packer-validate");
+    let cache_dir = root.join(CACHE_DIR);
     fs::create_dir_all(&cache_dir).with_context(|| format!("cannot create {}", cache_dir.display()))?;
     let key = |file: &GeneratedFile| {
         let mut hash = Sha256::new();
@@ -144,7 +147,61 @@ pub fn var_args(variables: &[(String, String)]) -> Vec<String> {
 }
 
 /// `packer validate` of a committed template with the build's variables.
+/// `packer validate` of one template with a build's variables, in `dir`. Skipped when the same
+/// Packer binary passed the same template bytes, build and variables before: the result is
+/// recorded under `cache_dir` (an empty file named by their hash), as `validate_all` does.
+/// Returns whether Packer ran.
 pub fn validate_with(
+    dir: &Path,
+    cache_dir: &Path,
+    binary: &Path,
+    template: &Path,
+    only: &str,
+    variables: &[(String, String)],
+) -> anyhow::Result<bool> {
+    let key = validation_key(binary, template, only, variables)?;
+    let entry = cache_dir.join(&key);
+    if entry.is_file() {
+        return Ok(false);
+    }
+    run_validate(dir, binary, template, only, variables)?;
+    // Losing an entry only costs a rerun.
+    let _ = fs::create_dir_all(cache_dir).and_then(|()| fs::write(&entry, b""));
+    Ok(true)
+}
+
+/// What a validation result depends on: the binary (path, size, modification time: a Packer
+/// upgrade changes them), the template's bytes, the build and the variables.
+fn validation_key(
+    binary: &Path,
+    template: &Path,
+    only: &str,
+    variables: &[(String, String)],
+) -> anyhow::Result<String> {
+    let meta = fs::metadata(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).unwrap_or_default();
+    let bytes = fs::read(template).with_context(|| format!("cannot read {}", template.display()))?;
+    let mut hash = Sha256::new();
+    for part in [
+        binary.as_os_str().as_encoded_bytes(),
+        &meta.len().to_le_bytes(),
+        &modified.as_nanos().to_le_bytes(),
+        &bytes,
+        only.as_bytes(),
+    ] {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    for (name, value) in variables {
+        for part in [name.as_bytes(), value.as_bytes()] {
+            hash.update((part.len() as u64).to_le_bytes());
+            hash.update(part);
+        }
+    }
+    Ok(format!("build-{:x}", hash.finalize()))
+}
+
+fn run_validate(
     dir: &Path,
     binary: &Path,
     template: &Path,

@@ -110,9 +110,20 @@ fn builds_tags_and_records_the_ami_then_moves_the_record() {
         assert!(vending_aws::ec2::describe_image(&ec2, &first_ami).await.unwrap().is_some(), "the first AMI is kept");
     });
 
+    assert!(!run.stdout.contains("(cached)"), "a new commit's variables are validated: {run:?}");
+
+    // The same commit again: the validation is remembered, the build is not.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let run = project.run_with(&["ami", "acme", "prod", "--local", "--json"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("packer validate: passed before"), "{run:?}");
+    let third = record_of(&run);
+    assert_ne!(third.amis, second.amis, "a build all the same");
+    assert_ne!(third.packer_run_uuid, second.packer_run_uuid);
+
     let run = project.run_with(&["ami", "acme", "prod", "--local", "--show"], &env);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains(&format!("eu-west-1: {second_ami}")), "{run:?}");
+    assert!(run.stdout.contains(&format!("eu-west-1: {}", third.amis["eu-west-1"])), "{run:?}");
     assert!(run.stdout.contains("message: Second build"), "{run:?}");
 }
 
