@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use aws_sdk_codedeploy::types::{
-    BundleType, DeploymentInfo, DeploymentTarget, LifecycleEventStatus, RevisionLocation, RevisionLocationType,
-    S3Location,
+    BundleType, DeploymentGroupInfo, DeploymentInfo, DeploymentTarget, LifecycleEventStatus, RevisionLocation,
+    RevisionLocationType, S3Location,
 };
 use vending::release::{InstanceFailure, Snapshot, SourceError, StatusSource};
 
@@ -84,8 +84,8 @@ pub struct LastSuccessful {
     pub key: Option<String>,
 }
 
-/// The deployment group's id, or an error that says to deploy the infrastructure first.
-pub async fn deployment_group_id(clients: &Clients, application: &str, group: &str) -> anyhow::Result<String> {
+/// The deployment group, or an error that says to deploy the infrastructure first.
+async fn group_info(clients: &Clients, application: &str, group: &str) -> anyhow::Result<DeploymentGroupInfo> {
     let out = clients
         .codedeploy
         .get_deployment_group()
@@ -94,7 +94,7 @@ pub async fn deployment_group_id(clients: &Clients, application: &str, group: &s
         .send()
         .await;
     match out {
-        Ok(out) => Ok(out.deployment_group_info.and_then(|i| i.deployment_group_id).unwrap_or_default()),
+        Ok(out) => out.deployment_group_info.context("CodeDeploy returned no deployment group"),
         Err(e)
             if matches!(
                 code(&e),
@@ -107,22 +107,19 @@ pub async fn deployment_group_id(clients: &Clients, application: &str, group: &s
     }
 }
 
+/// The deployment group's id (and so a check that it exists).
+pub async fn deployment_group_id(clients: &Clients, application: &str, group: &str) -> anyhow::Result<String> {
+    Ok(group_info(clients, application, group).await?.deployment_group_id.unwrap_or_default())
+}
+
 /// What CodeDeploy records as the group's last successful deployment (none yet: `None`).
 pub async fn last_successful(
     clients: &Clients,
     application: &str,
     group: &str,
 ) -> anyhow::Result<Option<LastSuccessful>> {
-    let out = clients
-        .codedeploy
-        .get_deployment_group()
-        .application_name(application)
-        .deployment_group_name(group)
-        .send()
-        .await
-        .map_err(|e| failed("cannot read the deployment group", e))?;
-    let Some(id) = out.deployment_group_info.and_then(|i| i.last_successful_deployment).and_then(|d| d.deployment_id)
-    else {
+    let info = group_info(clients, application, group).await?;
+    let Some(id) = info.last_successful_deployment.and_then(|d| d.deployment_id) else {
         return Ok(None);
     };
     let info = get(clients, &id).await?;
