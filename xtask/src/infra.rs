@@ -217,7 +217,7 @@ impl DeployCommand {
             root,
             runtime: &runtime,
             clients: &clients,
-
+            platform: &fleet.platform,
             customer,
             env,
             local: self.local,

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use vending::config::model::{Customer, Environment};
+use vending::config::model::{Customer, Environment, Platform};
 use vending::release::{self, Outcome, Snapshot, SystemClock};
 use vending_aws::infra::Clients;
 use vending_aws::release::{self as aws_release, AwsStatus};
@@ -25,6 +25,7 @@ pub struct Release<'a> {
     pub root: &'a Path,
     pub runtime: &'a tokio::runtime::Runtime,
     pub clients: &'a Clients,
+    pub platform: &'a Platform,
     pub customer: &'a Customer,
     pub env: &'a Environment,
     pub local: bool,
@@ -110,6 +111,12 @@ impl Release<'_> {
             &description,
         ))?;
         println!("{who} | deployment {id}: revision {short} to {application}/{group} ({})", self.env.deployment.config);
+        if !self.local {
+            let region = &self.platform.region;
+            println!(
+                "{who} | https://{region}.console.aws.amazon.com/codesuite/codedeploy/deployments/{id}?region={region}"
+            );
+        }
 
         match &local_fleet {
             Some(fleet) => {
