@@ -61,18 +61,24 @@ enum AppspecAction {
         application: String,
         #[arg(long, default_value = "LocalFleet")]
         deployment_group: String,
+        /// Go on when the last revision's ApplicationStop (or block-traffic) script fails, as
+        /// CodeDeploy's `ignoreApplicationStopFailures` does.
+        #[arg(long)]
+        ignore_application_stop_failures: bool,
     },
 }
 
 impl AppspecCommand {
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let AppspecAction::Run { revision, sandbox, application, deployment_group } = self.action;
+        let AppspecAction::Run { revision, sandbox, application, deployment_group, ignore_application_stop_failures } =
+            self.action;
         let id = format!("d-local{}", std::process::id());
         let deployment = vending_build::agent::Deployment {
             id: id.clone(),
             application,
             group_id: format!("local-{deployment_group}"),
             group_name: deployment_group,
+            ignore_application_stop_failures,
         };
         println!(
             "local agent: deploying {} into {} ({id}); hooks run here, not on AWS",
@@ -84,6 +90,7 @@ impl AppspecCommand {
             let status = match event.status {
                 vending_build::agent::EventStatus::Succeeded => "Succeeded",
                 vending_build::agent::EventStatus::Failed => "Failed",
+                vending_build::agent::EventStatus::FailedIgnored => "Failed (ignored)",
                 vending_build::agent::EventStatus::Skipped => "Skipped",
             };
             println!("  {:<20} {status}", event.event);

@@ -51,6 +51,10 @@ pub struct DeployCommand {
     /// Release the software even when the revision is the one deployed last.
     #[arg(long)]
     redeploy: bool,
+    /// Go on when the running revision's ApplicationStop (or block-traffic) script fails
+    /// (CodeDeploy's `ignoreApplicationStopFailures`): the way past a broken stop script.
+    #[arg(long)]
+    ignore_application_stop_failures: bool,
     /// Carry out replacements that lose data or traffic (a database, a load balancer).
     #[arg(long)]
     allow_destructive: bool,
@@ -222,6 +226,7 @@ impl DeployCommand {
             env,
             local: self.local,
             redeploy: self.redeploy,
+            ignore_application_stop_failures: self.ignore_application_stop_failures,
         };
         release.run()
     }

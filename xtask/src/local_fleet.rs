@@ -29,6 +29,7 @@ pub struct LocalFleet<'a> {
     pub group_id: &'a str,
     pub asg: &'a str,
     pub auto_rollback: bool,
+    pub ignore_application_stop_failures: bool,
 }
 
 /// The local fleet's last successful deployment (what CodeDeploy's deployment group records as
@@ -94,6 +95,7 @@ impl LocalFleet<'_> {
             application: self.application.to_string(),
             group_name: self.group.to_string(),
             group_id: self.group_id.to_string(),
+            ignore_application_stop_failures: self.ignore_application_stop_failures,
         };
         let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
         for (index, instance) in instances.iter().enumerate() {
@@ -208,6 +210,7 @@ impl LocalFleet<'_> {
             self.group,
             &revision,
             &description,
+            self.ignore_application_stop_failures,
         ))?;
         println!(
             "{who} | automatic rollback {id}: revision {} (from {}) to {} instance(s)",

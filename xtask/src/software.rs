@@ -31,6 +31,8 @@ pub struct Release<'a> {
     pub local: bool,
     /// Deploy even when the revision is the one deployed last.
     pub redeploy: bool,
+    /// CodeDeploy's `ignoreApplicationStopFailures`.
+    pub ignore_application_stop_failures: bool,
 }
 
 impl Release<'_> {
@@ -63,6 +65,7 @@ impl Release<'_> {
             group_id: &group_id,
             asg: &names.auto_scaling_group,
             auto_rollback: self.env.deployment.auto_rollback,
+            ignore_application_stop_failures: self.ignore_application_stop_failures,
         });
         let instances = match &local_fleet {
             Some(fleet) => fleet.instances()?,
@@ -109,6 +112,7 @@ impl Release<'_> {
             group,
             &revision,
             &description,
+            self.ignore_application_stop_failures,
         ))?;
         println!("{who} | deployment {id}: revision {short} to {application}/{group} ({})", self.env.deployment.config);
         if !self.local {

@@ -153,6 +153,7 @@ pub async fn create_deployment(
     group: &str,
     revision: &Revision,
     description: &str,
+    ignore_application_stop_failures: bool,
 ) -> anyhow::Result<String> {
     let out = clients
         .codedeploy
@@ -161,6 +162,7 @@ pub async fn create_deployment(
         .deployment_group_name(group)
         .revision(revision.location())
         .description(description)
+        .ignore_application_stop_failures(ignore_application_stop_failures)
         .send()
         .await;
     match out {

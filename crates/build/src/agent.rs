@@ -36,12 +36,18 @@ pub struct Deployment {
     pub application: String,
     pub group_name: String,
     pub group_id: String,
+    /// CodeDeploy's `ignoreApplicationStopFailures`: a failing BeforeBlockTraffic,
+    /// AfterBlockTraffic or ApplicationStop script (the last revision's) does not fail the
+    /// deployment; the way out when a broken stop script would block every later deployment.
+    pub ignore_application_stop_failures: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventStatus {
     Succeeded,
     Failed,
+    /// Failed, and the deployment went on (`ignore_application_stop_failures`).
+    FailedIgnored,
     Skipped,
 }
 
@@ -203,6 +209,10 @@ pub fn deploy(
         };
         match result {
             Ok(count) => events.push(EventReport { event, status: EventStatus::Succeeded, count }),
+            Err(f) if *from_previous && deployment.ignore_application_stop_failures => {
+                out(&format!("[agent] {event} failed, ignored (ignoreApplicationStopFailures): {}", f.message));
+                events.push(EventReport { event, status: EventStatus::FailedIgnored, count: 0 });
+            }
             Err(f) => {
                 out(&format!("[agent] {event} FAILED: {}", f.message));
                 events.push(EventReport { event, status: EventStatus::Failed, count: 0 });

@@ -116,4 +116,26 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     for sandbox in &instances {
         assert!(read(sandbox.join("opt/acme-shop/scripts/validate.sh")).contains("sandbox: fixed"));
     }
+
+    // The classic trap: a release whose stop script fails deploys fine (ApplicationStop comes
+    // from the revision before it), then blocks every later release, until its failures are
+    // ignored.
+    let broken_stop = "    rm -f \"$ROOT/run/acme-shop.started\"\n    exit 0\n";
+    project.edit("apps/acme-shop/scripts/stop.sh", broken_stop, "    echo \"cannot stop\" >&2\n    exit 1\n");
+    project.git(&["commit", "-qam", "Break ApplicationStop"]);
+    let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    project.edit("apps/acme-shop/app.py", "\"Anvil\"", "\"Anvil XL\"");
+    project.git(&["commit", "-qam", "A bigger anvil"]);
+    let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&format!("{first}: ApplicationStop failed")), "{run:?}");
+    assert!(run.stderr.contains("cannot stop"), "{run:?}");
+    let run = project
+        .run_with(&["deploy", "acme", "dev", "--local", "--software-only", "--ignore-application-stop-failures"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("ApplicationStop failed, ignored (ignoreApplicationStopFailures)"), "{run:?}");
+    for sandbox in &instances {
+        assert!(read(sandbox.join("opt/acme-shop/app.py")).contains("Anvil XL"));
+    }
 }

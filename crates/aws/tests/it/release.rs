@@ -135,7 +135,9 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     assert!(!instances.is_empty() && instances.iter().all(|i| i.starts_with("i-")), "{instances:?}");
     assert_eq!(runtime.block_on(release::last_successful(clients, app, group)).unwrap(), None);
 
-    let id = runtime.block_on(release::create_deployment(clients, app, group, &revision, "globex/dev: test")).unwrap();
+    let id = runtime
+        .block_on(release::create_deployment(clients, app, group, &revision, "globex/dev: test", false))
+        .unwrap();
     let mut status = AwsStatus { runtime: &runtime, clients, deployment_id: id.clone() };
     let snapshot = status.snapshot().unwrap();
     // The emulator records the deployment and never runs it.

@@ -36,7 +36,13 @@ impl Revision {
 }
 
 fn deployment(id: &str) -> Deployment {
-    Deployment { id: id.into(), application: "shop".into(), group_name: "shop-dev".into(), group_id: "dg-1".into() }
+    Deployment {
+        id: id.into(),
+        application: "shop".into(),
+        group_name: "shop-dev".into(),
+        group_id: "dg-1".into(),
+        ignore_application_stop_failures: false,
+    }
 }
 
 fn run(sandbox: &Path, revision: &Revision, id: &str) -> Report {
@@ -246,4 +252,32 @@ fn an_invalid_appspec_deploys_nothing() {
     let error = deploy(sandbox.path(), revision.path(), &deployment("d-1"), &mut |_| {}).unwrap_err();
     assert!(format!("{error:#}").contains("the AppSpec file is invalid"), "{error:#}");
     let _ = PathBuf::new();
+}
+
+#[test]
+fn a_broken_stop_script_blocks_the_next_deployment_unless_its_failures_are_ignored() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let appspec = "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /opt/shop\nhooks:\n  ApplicationStop:\n    - location: stop.sh\n";
+    let broken = Revision::new(appspec).file("app/index.html", "v1").script("stop.sh", "echo cannot stop >&2\nexit 3");
+    assert!(run(sandbox.path(), &broken, "d-1").succeeded(), "no ApplicationStop on a first deployment");
+    let fixed = Revision::new(appspec).file("app/index.html", "v2").script("stop.sh", "exit 0");
+
+    // The last revision's stop script runs, fails, and the new revision is not installed.
+    let blocked = run(sandbox.path(), &fixed, "d-2");
+    let failure = blocked.failure.clone().expect("ApplicationStop fails");
+    assert_eq!(failure.event, "ApplicationStop");
+    assert_eq!(failure.log_tail, ["cannot stop"]);
+    assert_eq!(std::fs::read_to_string(sandbox.path().join("opt/shop/index.html")).unwrap(), "v1");
+
+    // With ignoreApplicationStopFailures the deployment goes on and says what it ignored.
+    let mut lines = Vec::new();
+    let deployment = Deployment { ignore_application_stop_failures: true, ..deployment("d-3") };
+    let report = deploy(sandbox.path(), fixed.path(), &deployment, &mut |l| lines.push(l.to_string())).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert!(statuses(&report).contains(&("ApplicationStop", EventStatus::FailedIgnored)), "{report:?}");
+    assert!(lines.iter().any(|l| l.contains("ApplicationStop failed, ignored")), "{lines:?}");
+    assert_eq!(std::fs::read_to_string(sandbox.path().join("opt/shop/index.html")).unwrap(), "v2");
+
+    // The fixed revision is now the last successful one: its stop script runs next time.
+    assert!(run(sandbox.path(), &fixed, "d-4").succeeded());
 }
