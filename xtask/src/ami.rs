@@ -51,8 +51,7 @@ impl Ami {
         let platform = &fleet.platform;
         let who = format!("{}/{}", self.customer, self.env);
 
-        let target =
-            if self.local { Target::Local { endpoint: vending_local::local_endpoint(root)? } } else { Target::Aws };
+        let target = crate::local::target(root, self.local)?;
         let record_key = AmiRecord::current_key(&self.customer, &self.env);
 
         if self.show {

@@ -12,7 +12,6 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use vending::config::model::Build;
 use vending::SourceFile;
-use vending_aws::Target;
 use vending_build::runner::{self, Report, RunOptions, Status};
 
 use crate::output::{self, Format, Summary};
@@ -161,7 +160,7 @@ fn secrets(
     if build.parameter_store.is_empty() && build.secrets_manager.is_empty() {
         return Ok(Default::default());
     }
-    let target = if local { Target::Local { endpoint: vending_local::local_endpoint(root)? } } else { Target::Aws };
+    let target = crate::local::target(root, local)?;
     let runtime = vending_aws::runtime()?;
     runtime.block_on(async {
         let config = vending_aws::sdk_config(region, &target).await;

@@ -11,7 +11,6 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use vending::config::model::Fleet;
 use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
-use vending_aws::Target;
 
 use crate::output::{self, Format};
 use crate::validate::{load_fleet, Selection};
@@ -101,10 +100,6 @@ fn fleet(root: &Path, customer: Option<&str>, env: Option<&str>) -> anyhow::Resu
     Ok(Ok(fleet))
 }
 
-fn target(root: &Path, local: bool) -> anyhow::Result<Target> {
-    Ok(if local { Target::Local { endpoint: vending_local::local_endpoint(root)? } } else { Target::Aws })
-}
-
 #[derive(Serialize)]
 struct PlanJson<'a> {
     stack: &'a str,
@@ -168,7 +163,7 @@ fn apply(
 /// The runtime and clients for the platform's region, on AWS or the emulator.
 fn connect(root: &Path, fleet: &Fleet, local: bool) -> anyhow::Result<(tokio::runtime::Runtime, Clients)> {
     let runtime = vending_aws::runtime()?;
-    let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &target(root, local)?));
+    let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &crate::local::target(root, local)?));
     let clients = Clients::new(&config, local, None);
     Ok((runtime, clients))
 }

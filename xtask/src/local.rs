@@ -56,3 +56,13 @@ impl Local {
         Ok(ExitCode::SUCCESS)
     }
 }
+
+/// Where a command's AWS calls go: the emulator with `--local` (`AWS_ENDPOINT_URL`, else the
+/// server of `local up`), AWS otherwise.
+pub fn target(root: &std::path::Path, local: bool) -> anyhow::Result<vending_aws::Target> {
+    Ok(if local {
+        vending_aws::Target::Local { endpoint: vending_local::local_endpoint(root)? }
+    } else {
+        vending_aws::Target::Aws
+    })
+}

@@ -12,24 +12,15 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use vending::release::{self, InstanceFailure, Snapshot};
-use vending_aws::infra::Clients;
 use vending_aws::release as aws_release;
 use vending_build::agent::{self, Deployment};
 
+use crate::software::Release;
+
 pub struct LocalFleet<'a> {
-    pub root: &'a Path,
-    pub who: String,
-    pub runtime: &'a tokio::runtime::Runtime,
-    pub clients: &'a Clients,
-    pub customer: &'a str,
-    pub env: &'a str,
-    pub bucket: &'a str,
-    pub application: &'a str,
-    pub group: &'a str,
+    pub release: &'a Release<'a>,
+    /// The deployment group's id in the emulator (the agent keeps its state under it).
     pub group_id: &'a str,
-    pub asg: &'a str,
-    pub auto_rollback: bool,
-    pub ignore_application_stop_failures: bool,
 }
 
 /// The local fleet's last successful deployment (what CodeDeploy's deployment group records as
@@ -51,7 +42,8 @@ enum Pass {
 
 impl LocalFleet<'_> {
     fn dir(&self) -> PathBuf {
-        self.root.join("target/vending-local/fleet").join(format!("{}-{}", self.customer, self.env))
+        let r = self.release;
+        r.root.join("target/vending-local/fleet").join(format!("{}-{}", r.customer.name, r.env.name))
     }
 
     fn record_path(&self) -> PathBuf {
@@ -65,12 +57,15 @@ impl LocalFleet<'_> {
 
     /// The instances of the group, in the emulator.
     pub fn instances(&self) -> anyhow::Result<Vec<String>> {
-        let instances = self.runtime.block_on(aws_release::group_instances(self.clients, self.asg))?;
+        let instances = self
+            .release
+            .runtime
+            .block_on(aws_release::group_instances(self.release.clients, &self.release.env.names.auto_scaling_group))?;
         if instances.is_empty() {
             anyhow::bail!(
                 "{}: Auto Scaling group {} has no instances to deploy to (capacity.min and desired are 0?)",
-                self.who,
-                self.asg
+                self.release.who(),
+                &self.release.env.names.auto_scaling_group
             );
         }
         Ok(instances)
@@ -92,10 +87,10 @@ impl LocalFleet<'_> {
     ) -> anyhow::Result<Pass> {
         let deployment = Deployment {
             id: deployment_id.to_string(),
-            application: self.application.to_string(),
-            group_name: self.group.to_string(),
+            application: self.release.env.names.codedeploy_application.clone(),
+            group_name: self.release.env.names.deployment_group.clone(),
             group_id: self.group_id.to_string(),
-            ignore_application_stop_failures: self.ignore_application_stop_failures,
+            ignore_application_stop_failures: self.release.ignore_application_stop_failures,
         };
         let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
         for (index, instance) in instances.iter().enumerate() {
@@ -107,12 +102,12 @@ impl LocalFleet<'_> {
                 current_event: Some(format!("local agent on {instance}")),
                 ..Snapshot::default()
             };
-            println!("{} | {label}{}", self.who, release::progress(&progress));
+            println!("{} | {label}{}", self.release.who(), release::progress(&progress));
             let sandbox = self.dir().join(instance);
             let report = agent::deploy(&sandbox, revision, &deployment, &mut |line| {
-                println!("{} | {instance} | {line}", self.who)
+                println!("{} | {instance} | {line}", self.release.who())
             })
-            .with_context(|| format!("{}: the local agent on {instance}", self.who))?;
+            .with_context(|| format!("{}: the local agent on {instance}", self.release.who()))?;
             if let Some(failure) = report.failure {
                 return Ok(Pass::Failed(index, failure));
             }
@@ -130,7 +125,7 @@ impl LocalFleet<'_> {
         key: &str,
         instances: &[String],
     ) -> anyhow::Result<bool> {
-        let who = &self.who;
+        let who = &self.release.who();
         println!(
             "{who} | local fleet: the local CodeDeploy agent runs the hooks in {} (one sandbox per instance, one \
              instance at a time); the emulator's deployment record stays Created",
@@ -180,12 +175,12 @@ impl LocalFleet<'_> {
             rollback: None,
         };
         println!("{who} | {}", release::progress(&snapshot));
-        if self.auto_rollback {
+        if self.release.env.deployment.auto_rollback {
             snapshot.rollback = self.roll_back(deployment_id, &instances[..=index])?;
         }
         crate::software::report_failure(who, deployment_id, "failed", &snapshot);
         if snapshot.rollback.is_none() {
-            let why = if self.auto_rollback {
+            let why = if self.release.env.deployment.auto_rollback {
                 "there is no earlier successful revision to roll back to"
             } else {
                 "deployment.auto_rollback is off"
@@ -199,18 +194,24 @@ impl LocalFleet<'_> {
     /// rollback deployment of its own. `None` when there is nothing to roll back to.
     fn roll_back(&self, failed_id: &str, touched: &[String]) -> anyhow::Result<Option<(String, String)>> {
         let Some(last) = self.last_good() else { return Ok(None) };
-        let who = &self.who;
+        let who = &self.release.who();
         let path = self.dir().join(format!("rollback-{}.zip", &last.sha256[..16]));
-        self.runtime.block_on(aws_release::download(self.clients, self.bucket, &last.key, &path))?;
-        let revision = aws_release::Revision { bucket: self.bucket.to_string(), key: last.key.clone(), e_tag: None };
+        self.release.runtime.block_on(aws_release::download(
+            self.release.clients,
+            &self.release.env.names.bucket,
+            &last.key,
+            &path,
+        ))?;
+        let revision =
+            aws_release::Revision { bucket: self.release.env.names.bucket.clone(), key: last.key.clone(), e_tag: None };
         let description = format!("{who}: automatic rollback of {failed_id} to revision sha256 {}", last.sha256);
-        let id = self.runtime.block_on(aws_release::create_deployment(
-            self.clients,
-            self.application,
-            self.group,
+        let id = self.release.runtime.block_on(aws_release::create_deployment(
+            self.release.clients,
+            &self.release.env.names.codedeploy_application,
+            &self.release.env.names.deployment_group,
             &revision,
             &description,
-            self.ignore_application_stop_failures,
+            self.release.ignore_application_stop_failures,
         ))?;
         println!(
             "{who} | automatic rollback {id}: revision {} (from {}) to {} instance(s)",

@@ -36,7 +36,7 @@ pub struct Release<'a> {
 }
 
 impl Release<'_> {
-    fn who(&self) -> String {
+    pub fn who(&self) -> String {
         format!("{}/{}", self.customer.name, self.env.name)
     }
 
@@ -45,28 +45,15 @@ impl Release<'_> {
         let names = &self.env.names;
         let (application, group) = (&names.codedeploy_application, &names.deployment_group);
         // Before building: without the infrastructure there is nothing to deploy to.
-        let group_id = self.runtime.block_on(aws_release::deployment_group_id(self.clients, application, group))?;
+        let deployment_group =
+            self.runtime.block_on(aws_release::deployment_group(self.clients, application, group))?;
         let record = match crate::build::build(self.root, &self.customer.name, &self.env.name, self.local)? {
             Ok(record) => record,
             Err(code) => return Ok(code),
         };
         let key = release::revision_key(&record.sha256);
         let short = &record.sha256[..16];
-        let local_fleet = self.local.then(|| LocalFleet {
-            root: self.root,
-            who: who.clone(),
-            runtime: self.runtime,
-            clients: self.clients,
-            customer: &self.customer.name,
-            env: &self.env.name,
-            bucket: &names.bucket,
-            application,
-            group,
-            group_id: &group_id,
-            asg: &names.auto_scaling_group,
-            auto_rollback: self.env.deployment.auto_rollback,
-            ignore_application_stop_failures: self.ignore_application_stop_failures,
-        });
+        let local_fleet = self.local.then(|| LocalFleet { release: self, group_id: &deployment_group.id });
         let instances = match &local_fleet {
             Some(fleet) => fleet.instances()?,
             None => Vec::new(),
@@ -75,11 +62,14 @@ impl Release<'_> {
         if !self.redeploy {
             let deployed = match &local_fleet {
                 Some(fleet) => fleet.deployed(&record.sha256, &instances),
-                None => self
-                    .runtime
-                    .block_on(aws_release::last_successful(self.clients, application, group))?
-                    .filter(|last| last.key.as_deref() == Some(key.as_str()))
-                    .map(|last| last.deployment_id),
+                None => match &deployment_group.last_successful_deployment {
+                    Some(id) => self
+                        .runtime
+                        .block_on(aws_release::revision_key_of(self.clients, id))?
+                        .filter(|last| *last == key)
+                        .map(|_| id.clone()),
+                    None => None,
+                },
             };
             if let Some(id) = deployed {
                 println!("{who} | revision {short} is what {id} deployed last: nothing to release (--redeploy to deploy it again)");

@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use aws_sdk_codedeploy::types::{
-    BundleType, DeploymentGroupInfo, DeploymentInfo, DeploymentTarget, LifecycleEventStatus, RevisionLocation,
-    RevisionLocationType, S3Location,
+    BundleType, DeploymentInfo, DeploymentTarget, LifecycleEventStatus, RevisionLocation, RevisionLocationType,
+    S3Location,
 };
 use vending::release::{InstanceFailure, Snapshot, SourceError, StatusSource};
 
@@ -77,15 +77,15 @@ pub async fn download(clients: &Clients, bucket: &str, key: &str, path: &std::pa
     std::fs::rename(&part, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// The group's last successful deployment and the S3 key of its revision.
+/// A deployment group as a release needs it: its id, and its last successful deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastSuccessful {
-    pub deployment_id: String,
-    pub key: Option<String>,
+pub struct Group {
+    pub id: String,
+    pub last_successful_deployment: Option<String>,
 }
 
 /// The deployment group, or an error that says to deploy the infrastructure first.
-async fn group_info(clients: &Clients, application: &str, group: &str) -> anyhow::Result<DeploymentGroupInfo> {
+pub async fn deployment_group(clients: &Clients, application: &str, group: &str) -> anyhow::Result<Group> {
     let out = clients
         .codedeploy
         .get_deployment_group()
@@ -93,8 +93,8 @@ async fn group_info(clients: &Clients, application: &str, group: &str) -> anyhow
         .deployment_group_name(group)
         .send()
         .await;
-    match out {
-        Ok(out) => out.deployment_group_info.context("CodeDeploy returned no deployment group"),
+    let info = match out {
+        Ok(out) => out.deployment_group_info.context("CodeDeploy returned no deployment group")?,
         Err(e)
             if matches!(
                 code(&e),
@@ -103,28 +103,18 @@ async fn group_info(clients: &Clients, application: &str, group: &str) -> anyhow
         {
             anyhow::bail!("deployment group {application}/{group} does not exist: deploy the infrastructure first")
         }
-        Err(e) => Err(failed("cannot read the deployment group", e)),
-    }
-}
-
-/// The deployment group's id (and so a check that it exists).
-pub async fn deployment_group_id(clients: &Clients, application: &str, group: &str) -> anyhow::Result<String> {
-    Ok(group_info(clients, application, group).await?.deployment_group_id.unwrap_or_default())
-}
-
-/// What CodeDeploy records as the group's last successful deployment (none yet: `None`).
-pub async fn last_successful(
-    clients: &Clients,
-    application: &str,
-    group: &str,
-) -> anyhow::Result<Option<LastSuccessful>> {
-    let info = group_info(clients, application, group).await?;
-    let Some(id) = info.last_successful_deployment.and_then(|d| d.deployment_id) else {
-        return Ok(None);
+        Err(e) => return Err(failed("cannot read the deployment group", e)),
     };
-    let info = get(clients, &id).await?;
-    let key = info.revision.and_then(|r| r.s3_location).and_then(|s| s.key);
-    Ok(Some(LastSuccessful { deployment_id: id, key }))
+    Ok(Group {
+        id: info.deployment_group_id.unwrap_or_default(),
+        last_successful_deployment: info.last_successful_deployment.and_then(|d| d.deployment_id),
+    })
+}
+
+/// The S3 key of the revision a deployment deployed.
+pub async fn revision_key_of(clients: &Clients, deployment_id: &str) -> anyhow::Result<Option<String>> {
+    let info = get(clients, deployment_id).await?;
+    Ok(info.revision.and_then(|r| r.s3_location).and_then(|s| s.key))
 }
 
 /// Registers the revision with the application, so that it is listed with its description.

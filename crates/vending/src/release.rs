@@ -129,13 +129,6 @@ pub fn revision_key(sha256: &str) -> String {
     format!("revisions/{sha256}.zip")
 }
 
-/// The SHA-256 in a revision key, when it is one of ours.
-pub fn revision_sha(key: &str) -> Option<&str> {
-    key.strip_prefix("revisions/")?
-        .strip_suffix(".zip")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
 /// Wall-clock time for `follow` outside tests.
 pub struct SystemClock {
     start: std::time::Instant,

@@ -111,7 +111,7 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     std::fs::write(&zip, b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").unwrap();
     let sha = "ab".repeat(32);
     let key = vending::release::revision_key(&sha);
-    assert_eq!(vending::release::revision_sha(&key), Some(sha.as_str()));
+    assert_eq!(key, format!("revisions/{sha}.zip"));
 
     let (bucket, app, group) = ("vend-globex-dev", "globex", "globex-dev");
     let (revision, uploaded) =
@@ -128,12 +128,13 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     runtime.block_on(release::download(clients, bucket, &key, &back)).unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&zip).unwrap());
 
-    assert!(!runtime.block_on(release::deployment_group_id(clients, app, group)).unwrap().is_empty());
-    let missing = runtime.block_on(release::deployment_group_id(clients, app, "globex-nope")).unwrap_err();
+    let found = runtime.block_on(release::deployment_group(clients, app, group)).unwrap();
+    assert!(!found.id.is_empty());
+    assert_eq!(found.last_successful_deployment, None);
+    let missing = runtime.block_on(release::deployment_group(clients, app, "globex-nope")).unwrap_err();
     assert!(format!("{missing:#}").contains("deploy the infrastructure first"), "{missing:#}");
     let instances = runtime.block_on(release::group_instances(clients, "globex-dev")).unwrap();
     assert!(!instances.is_empty() && instances.iter().all(|i| i.starts_with("i-")), "{instances:?}");
-    assert_eq!(runtime.block_on(release::last_successful(clients, app, group)).unwrap(), None);
 
     let id = runtime
         .block_on(release::create_deployment(clients, app, group, &revision, "globex/dev: test", false))
@@ -142,6 +143,7 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     let snapshot = status.snapshot().unwrap();
     // The emulator records the deployment and never runs it.
     assert_eq!(snapshot.status, "Created");
+    assert_eq!(runtime.block_on(release::revision_key_of(clients, &id)).unwrap(), Some(key.clone()));
     let listed = runtime
         .block_on(clients.codedeploy.list_deployments().application_name(app).deployment_group_name(group).send())
         .unwrap();
