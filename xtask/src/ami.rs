@@ -38,6 +38,14 @@ pub struct Ami {
 
 impl Ami {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        // git runs while the config loads: a build needs both before `packer validate` can start.
+        let git = (!self.show).then(|| {
+            let (a, b) = (root.to_path_buf(), root.to_path_buf());
+            (
+                std::thread::spawn(move || crate::git::head_commit(&a)),
+                std::thread::spawn(move || crate::git::is_dirty(&b)),
+            )
+        });
         let selection = Selection { customer: Some(self.customer.clone()), env: Some(self.env.clone()) };
         let loaded = load_fleet(root, &selection)?;
         if loaded.has_errors() {
@@ -80,8 +88,8 @@ impl Ami {
         }
 
         let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
-        let commit = crate::git::head_commit(root)?;
-        let dirty = crate::git::is_dirty(root)?;
+        let (commit, dirty) = git.context("no git read")?;
+        let (commit, dirty) = (crate::parallel::join(commit)?, crate::parallel::join(dirty)?);
         if dirty && !self.allow_dirty {
             bail!("the working tree has uncommitted changes: commit them first, or pass --allow-dirty (the AMI is then tagged Dirty=true)");
         }
@@ -92,6 +100,8 @@ impl Ami {
             (vending::config::model::AmiRef::Id(id), false) => (id.clone(), Vec::new()),
         };
         let mut variables = ami::packer_variables(&commit, dirty);
+        let data: Vec<String> = variables.iter().map(|(name, _)| name.clone()).collect();
+        let data: Vec<&str> = data.iter().map(String::as_str).collect();
         let (only, mut env_vars) = (if self.local { LOCAL_BUILD } else { AWS_BUILD }, Vec::new());
         if let Target::Local { endpoint } = &target {
             variables.push(("ec2_endpoint".into(), endpoint.clone()));
@@ -119,8 +129,8 @@ impl Ami {
         let runtime = vending_aws::runtime()?;
         let cache = root.join(crate::packer::CACHE_DIR);
         let s3 = std::thread::scope(|scope| {
-            let validation =
-                scope.spawn(|| crate::packer::validate_with(&work, &cache, &packer, &template, only, &variables));
+            let validation = scope
+                .spawn(|| crate::packer::validate_with(&work, &cache, &packer, &template, only, &variables, &data));
             let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
             let s3 = vending_aws::s3::client(&config, self.local);
             let ec2 = vending_aws::ec2::client(&config);
@@ -142,7 +152,7 @@ impl Ami {
                 anyhow::Ok(())
             })?;
             if !validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))? {
-                println!("{who} | packer validate: passed before with this template, build and variables (cached)");
+                println!("{who} | packer validate: passed before with this template, build and settings (cached; commit text does not change validity)");
             }
             anyhow::Ok(s3)
         })?;

@@ -208,7 +208,7 @@ impl BenchAmi {
         sh.change_dir(&bare_dir);
 
         // One unmeasured build of each warms the emulator's EC2 module and the disk cache.
-        let (mut bare, mut cold, mut tool) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bare, mut cold, mut commits, mut tool) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..=self.runs {
             // AMI names carry the time to the second; two builds in one second would collide.
             std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -236,17 +236,24 @@ impl BenchAmi {
                 ensure!(out.status.success(), "xtask ami failed: {}", String::from_utf8_lossy(&out.stderr));
                 Ok(ms)
             };
-            // A commit's first build: `packer validate` runs (no remembered result).
+            // The first build of a template: `packer validate` runs (no remembered result).
             let cache = project.join(crate::packer::CACHE_DIR);
             if cache.exists() {
                 fs::remove_dir_all(&cache)?;
             }
             let cold_ms = tool_run()?;
-            // The same commit again (a retry): the validation result is remembered.
+            // A new commit, the template unchanged: the usual build.
+            let message = format!("bench round {i}");
+            xshell::cmd!(sh, "git -C {project} -c user.name=bench -c user.email=bench@example.com commit -q --allow-empty -m {message}")
+                .quiet()
+                .run()?;
+            let commit_ms = tool_run()?;
+            // The same commit again (a retry).
             let tool_ms = tool_run()?;
             if i > 0 {
                 bare.push(bare_ms);
                 cold.push(cold_ms);
+                commits.push(commit_ms);
                 tool.push(tool_ms);
             }
         }
@@ -261,7 +268,8 @@ impl BenchAmi {
             bare.len()
         );
         for (what, runs) in [
-            ("a commit's first build (packer validate runs)", &mut cold),
+            ("a template's first build (packer validate runs)", &mut cold),
+            ("a new commit, same template (validation remembered)", &mut commits),
             ("the same commit again (validation remembered)", &mut tool),
         ] {
             let tool_median = median(runs);

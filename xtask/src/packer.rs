@@ -146,11 +146,13 @@ pub fn var_args(variables: &[(String, String)]) -> Vec<String> {
     variables.iter().flat_map(|(name, value)| ["-var".to_string(), format!("{name}={value}")]).collect()
 }
 
-/// `packer validate` of a committed template with the build's variables.
 /// `packer validate` of one template with a build's variables, in `dir`. Skipped when the same
-/// Packer binary passed the same template bytes, build and variables before: the result is
+/// Packer binary passed the same template bytes, build and settings before: the result is
 /// recorded under `cache_dir` (an empty file named by their hash), as `validate_all` does.
-/// Returns whether Packer ran.
+/// `data` names the variables whose values are only data (commit text copied into the
+/// description and tags, see `vending::ami::packer_variables`): they are validated with the
+/// values of the run that misses the cache but left out of its key, because no value of theirs
+/// changes whether the template is valid. Returns whether Packer ran.
 pub fn validate_with(
     dir: &Path,
     cache_dir: &Path,
@@ -158,8 +160,10 @@ pub fn validate_with(
     template: &Path,
     only: &str,
     variables: &[(String, String)],
+    data: &[&str],
 ) -> anyhow::Result<bool> {
-    let key = validation_key(binary, template, only, variables)?;
+    let settings: Vec<_> = variables.iter().filter(|(name, _)| !data.contains(&name.as_str())).cloned().collect();
+    let key = validation_key(binary, template, only, &settings)?;
     let entry = cache_dir.join(&key);
     if entry.is_file() {
         return Ok(false);
@@ -171,7 +175,7 @@ pub fn validate_with(
 }
 
 /// What a validation result depends on: the binary (path, size, modification time: a Packer
-/// upgrade changes them), the template's bytes, the build and the variables.
+/// upgrade changes them), the template's bytes, the build and the variables that configure it.
 fn validation_key(
     binary: &Path,
     template: &Path,

@@ -77,10 +77,12 @@ fn write_launcher(venv: &Path) -> anyhow::Result<PathBuf> {
     Ok(launcher)
 }
 
-/// A running emulator. Dropping it stops the server.
+/// A running emulator. Dropping it stops the server; its log is removed unless the thread is
+/// panicking (a failed test keeps it, under `target/vending-local/emulators/`).
 pub struct Moto {
     child: Child,
     pub port: u16,
+    log: PathBuf,
 }
 
 impl Moto {
@@ -88,11 +90,18 @@ impl Moto {
     pub fn start(root: &Path) -> anyhow::Result<Moto> {
         let server = ensure_installed(root)?;
         let port = free_port()?;
-        let log =
-            fs::File::create(root.join(format!("target/moto-{port}.log"))).context("cannot create the emulator log")?;
-        let child = spawn(&server, port, Stdio::from(log), false)?;
-        let moto = Moto { child, port };
-        wait_ready(port)?;
+        let logs = root.join("target/vending-local/emulators");
+        fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+        let log = logs.join(format!("moto-{port}.log"));
+        let file = fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+        let child = spawn(&server, port, Stdio::from(file), false)?;
+        let moto = Moto { child, port, log };
+        if let Err(e) = wait_ready(port) {
+            let log = fs::read_to_string(&moto.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!("{e}; the end of its log:\n{}", tail.join("\n"));
+        }
         Ok(moto)
     }
 
@@ -105,6 +114,9 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = fs::remove_file(&self.log);
+        }
     }
 }
 

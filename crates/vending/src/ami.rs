@@ -50,6 +50,11 @@ fn truncate_chars(text: &str, limit: usize) -> &str {
 
 /// The variables `cargo xtask ami` hands to Packer. The message is cut so that the whole
 /// description fits EC2's 255 characters (the template's own `substr` then changes nothing).
+///
+/// Their values are data: strings copied into the description, the tags and the manifest, with
+/// `{{` neutralized and the message cut to fit. No value of theirs changes whether a template is
+/// valid, so a `packer validate` that passed for one commit holds for the next (`ami` remembers
+/// it by the template and the other variables only).
 pub fn packer_variables(commit: &Commit, dirty: bool) -> Vec<(String, String)> {
     let id = neutralize_template(&commit.id);
     let time = neutralize_template(&commit.time);

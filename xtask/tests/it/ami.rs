@@ -48,6 +48,7 @@ fn builds_tags_and_records_the_ami_then_moves_the_record() {
 
     let run = project.run_with(&["ami", "acme", "prod", "--local", "--json"], &env);
     assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("(cached)"), "the first build validates, with the hostile message: {run:?}");
     assert!(run.stdout.contains("acme/prod | local mode: building against the emulator"), "{run:?}");
     assert!(
         run.stdout.contains("acme/prod | ==> amazon-ebs.local"),
@@ -110,7 +111,8 @@ fn builds_tags_and_records_the_ami_then_moves_the_record() {
         assert!(vending_aws::ec2::describe_image(&ec2, &first_ami).await.unwrap().is_some(), "the first AMI is kept");
     });
 
-    assert!(!run.stdout.contains("(cached)"), "a new commit's variables are validated: {run:?}");
+    // Commit text is data: the template and build passed `packer validate` before.
+    assert!(run.stdout.contains("packer validate: passed before"), "{run:?}");
 
     // The same commit again: the validation is remembered, the build is not.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -121,10 +123,20 @@ fn builds_tags_and_records_the_ami_then_moves_the_record() {
     assert_ne!(third.amis, second.amis, "a build all the same");
     assert_ne!(third.packer_run_uuid, second.packer_run_uuid);
 
+    // A changed template is validated again.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    project.edit("customers/acme/customer.toml", "display_name = \"ACME Corporation\"", "display_name = \"ACME\"");
+    project.run(&["generate"]);
+    project.git(&["commit", "-q", "-am", "Shorter display name"]);
+    let run = project.run_with(&["ami", "acme", "prod", "--local", "--json"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("(cached)"), "a new template is validated: {run:?}");
+    let third = record_of(&run);
+
     let run = project.run_with(&["ami", "acme", "prod", "--local", "--show"], &env);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains(&format!("eu-west-1: {}", third.amis["eu-west-1"])), "{run:?}");
-    assert!(run.stdout.contains("message: Second build"), "{run:?}");
+    assert!(run.stdout.contains("message: Shorter display name"), "{run:?}");
 }
 
 #[test]
