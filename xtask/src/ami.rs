@@ -135,7 +135,7 @@ impl Ami {
             let s3 = vending_aws::s3::client(&config, self.local);
             let ec2 = vending_aws::ec2::client(&config);
             runtime.block_on(async {
-                if vending_aws::s3::ensure_state_bucket(&s3, &platform.state_bucket, &platform.region).await? {
+                if vending_aws::s3::ensure_state_bucket(&s3, platform).await? {
                     println!("created the state bucket s3://{}", platform.state_bucket);
                 }
                 if !matches!(platform.ami.base, vending::config::model::AmiRef::Id(_)) || self.local {

@@ -3,12 +3,8 @@
 use anyhow::{bail, Context};
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{
-    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, PublicAccessBlockConfiguration,
-    ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    VersioningConfiguration,
-};
 use aws_sdk_s3::Client;
+use vending::config::model::Platform;
 
 use crate::describe_error;
 
@@ -26,9 +22,11 @@ pub fn logged_client(config: &SdkConfig, local: bool, log: Option<&crate::calls:
     Client::from_conf(builder.build())
 }
 
-/// Makes sure the state bucket exists: versioned (so every record keeps its history), encrypted,
-/// public access blocked. Returns whether it had to be created.
-pub async fn ensure_state_bucket(client: &Client, bucket: &str, region: &str) -> anyhow::Result<bool> {
+/// Makes sure the platform's state bucket exists. A missing one is created exactly as
+/// `platform deploy` makes it (versioned, encrypted, public access blocked, TLS only, tagged), so
+/// that deploy later finds nothing to change. Returns whether it had to be created.
+pub async fn ensure_state_bucket(client: &Client, platform: &Platform) -> anyhow::Result<bool> {
+    let (bucket, region) = (platform.state_bucket.as_str(), platform.region.as_str());
     match client.head_bucket().bucket(bucket).send().await {
         Ok(_) => return Ok(false),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
@@ -41,50 +39,10 @@ pub async fn ensure_state_bucket(client: &Client, bucket: &str, region: &str) ->
             }
         }
     }
-    let mut create = client.create_bucket().bucket(bucket);
-    if region != "us-east-1" {
-        create = create.create_bucket_configuration(
-            CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build(),
-        );
-    }
-    match create.send().await {
-        Ok(_) => {}
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => return Ok(false),
-        Err(e) => bail!("cannot create the state bucket `{bucket}`: {}", describe_error(&e)),
-    }
-    client
-        .put_bucket_versioning()
-        .bucket(bucket)
-        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
-        .send()
+    let desired = vending::plan::state_bucket_desired(platform);
+    crate::infra::storage::apply_bucket(client, region, &desired, true, &[])
         .await
-        .map_err(|e| anyhow::anyhow!("cannot turn on versioning of `{bucket}`: {}", describe_error(&e)))?;
-    let rule = ServerSideEncryptionRule::builder()
-        .apply_server_side_encryption_by_default(
-            ServerSideEncryptionByDefault::builder().sse_algorithm(ServerSideEncryption::Aes256).build()?,
-        )
-        .build();
-    client
-        .put_bucket_encryption()
-        .bucket(bucket)
-        .server_side_encryption_configuration(ServerSideEncryptionConfiguration::builder().rules(rule).build()?)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot turn on encryption of `{bucket}`: {}", describe_error(&e)))?;
-    client
-        .put_public_access_block()
-        .bucket(bucket)
-        .public_access_block_configuration(
-            PublicAccessBlockConfiguration::builder()
-                .block_public_acls(true)
-                .ignore_public_acls(true)
-                .block_public_policy(true)
-                .restrict_public_buckets(true)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot block public access to `{bucket}`: {}", describe_error(&e)))?;
+        .with_context(|| format!("cannot create the state bucket `{bucket}`"))?;
     Ok(true)
 }
 

@@ -387,10 +387,17 @@ pub fn desired(
 /// What the platform shares: the state bucket and, unless the platform file names an existing
 /// listener by ARN, the shared load balancer with its two listeners.
 pub fn platform_desired(platform: &Platform, ids: &Resolved) -> Vec<Desired> {
-    let mut tags = platform.tags.clone();
-    tags.insert("ManagedBy".into(), crate::config::validate::MANAGED_BY.into());
-    let tags = tags_text(&tags);
-    let mut out = vec![Desired {
+    let mut out = vec![state_bucket_desired(platform)];
+    if let ListenerRef::Lookup { load_balancer, port } = &platform.shared_alb.listener {
+        out.extend(load_balancer_stack(load_balancer, *port, ids, &platform_tags(platform)));
+    }
+    out
+}
+
+/// The platform's state bucket (AMI records, deploy state): versioned, so every record keeps its
+/// history; `ami` creates it this way when it runs before `platform deploy`.
+pub fn state_bucket_desired(platform: &Platform) -> Desired {
+    Desired {
         inputs: BTreeMap::new(),
         kind: Kind::Bucket,
         name: platform.state_bucket.clone(),
@@ -400,13 +407,15 @@ pub fn platform_desired(platform: &Platform, ids: &Resolved) -> Vec<Desired> {
             ("encryption", "AES256".into()),
             ("public_access_block", "all".into()),
             ("tls_only_policy", "true".into()),
-            ("tags", tags.clone()),
+            ("tags", platform_tags(platform)),
         ]),
-    }];
-    if let ListenerRef::Lookup { load_balancer, port } = &platform.shared_alb.listener {
-        out.extend(load_balancer_stack(load_balancer, *port, ids, &tags));
     }
-    out
+}
+
+fn platform_tags(platform: &Platform) -> String {
+    let mut tags = platform.tags.clone();
+    tags.insert("ManagedBy".into(), crate::config::validate::MANAGED_BY.into());
+    tags_text(&tags)
 }
 
 /// An application load balancer with port 80 redirecting to HTTPS and an HTTPS listener that

@@ -10,7 +10,7 @@ mod compute;
 mod database;
 mod elb;
 mod resolve;
-mod storage;
+pub(crate) mod storage;
 
 use std::collections::BTreeMap;
 
@@ -264,7 +264,7 @@ async fn change_one(
     }
     let current = if matches!(action, Action::Update(_)) { current } else { None };
     match d.kind {
-        Kind::Bucket => storage::apply_bucket(clients, stack, d, current.is_none(), &changed).await?,
+        Kind::Bucket => storage::apply_bucket(&clients.s3, &stack.region, d, current.is_none(), &changed).await?,
         Kind::TargetGroup => elb::apply_target_group(clients, d, current.as_ref(), &changed).await?,
         Kind::LoadBalancer => elb::apply_load_balancer(clients, d, current.as_ref(), &changed).await?,
         Kind::HttpListener | Kind::HttpsListener => elb::apply_listener(clients, live, d, current.as_ref()).await?,

@@ -9,7 +9,7 @@ use aws_sdk_s3::types::{
     Tag, Tagging, VersioningConfiguration,
 };
 
-use super::{code, desired_tags, failed, field, tags_text, Clients, Found, Stack};
+use super::{code, desired_tags, failed, field, tags_text, Clients, Found};
 use vending::plan::Desired;
 
 pub async fn read_bucket(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
@@ -106,21 +106,20 @@ fn tls_only_policy(bucket: &str) -> String {
 }
 
 pub async fn apply_bucket(
-    clients: &Clients,
-    stack: &Stack,
+    s3: &aws_sdk_s3::Client,
+    region: &str,
     d: &Desired,
     create: bool,
     changed: &[String],
 ) -> anyhow::Result<()> {
-    let s3 = &clients.s3;
     let bucket = d.name.as_str();
     let set = |f: &str| create || changed.iter().any(|c| c == f);
     if create {
         let mut request = s3.create_bucket().bucket(bucket);
-        if stack.region != "us-east-1" {
+        if region != "us-east-1" {
             request = request.create_bucket_configuration(
                 CreateBucketConfiguration::builder()
-                    .location_constraint(BucketLocationConstraint::from(stack.region.as_str()))
+                    .location_constraint(BucketLocationConstraint::from(region))
                     .build(),
             );
         }

@@ -25,7 +25,7 @@ pub(crate) struct World {
     pub(crate) fleet: Fleet,
 }
 
-fn sample_fleet() -> Fleet {
+pub(crate) fn sample_fleet() -> Fleet {
     let sources = vending::project::read_fleet(&crate::repo_root(), None).unwrap();
     let (fleet, diagnostics) = validate_fleet(&sources);
     assert!(diagnostics.iter().all(|d| d.severity != vending::Severity::Error), "{diagnostics:?}");
