@@ -1,29 +1,41 @@
-//! Ctrl-C while Packer runs: Packer gets one SIGINT, cleans up what it created (key pair,
-//! security group, instance), and the command then exits non-zero. Packer runs in its own
-//! process group, so the terminal's Ctrl-C reaches only us and Packer is told exactly once.
+//! Ctrl-C, for the commands that must not simply die on it.
+//!
+//! - While Packer runs: Packer gets one SIGINT, cleans up what it created (key pair, security
+//!   group, instance), and the command then exits non-zero. Packer runs in its own process group,
+//!   so the terminal's Ctrl-C reaches only us and Packer is told exactly once.
+//! - While a deployment is followed: the first Ctrl-C is seen by the command (`presses`), which
+//!   asks for the deployment to stop and follows the stop; a second one leaves at once (exit 130)
+//!   with the words given to `set_leave_note`.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::Once;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::{Mutex, Once};
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static PRESSES: AtomicU32 = AtomicU32::new(0);
 static CHILD: AtomicI32 = AtomicI32::new(0);
+static LEAVE_NOTE: Mutex<Option<String>> = Mutex::new(None);
 static INSTALL: Once = Once::new();
 
 pub fn install() -> anyhow::Result<()> {
     let mut result = Ok(());
     INSTALL.call_once(|| {
         result = ctrlc::set_handler(|| {
-            if INTERRUPTED.swap(true, Ordering::SeqCst) {
-                eprintln!("waiting for packer to clean up; it stops by itself");
-                return;
-            }
+            let presses = PRESSES.fetch_add(1, Ordering::SeqCst) + 1;
             let pid = CHILD.load(Ordering::SeqCst);
             if pid > 0 {
+                if presses > 1 {
+                    eprintln!("waiting for packer to clean up; it stops by itself");
+                    return;
+                }
                 eprintln!("interrupted: asking packer to stop and clean up");
                 // SAFETY: kill(2) with a pid we spawned and a valid signal has no memory effects.
                 unsafe {
                     libc::kill(pid, libc::SIGINT);
                 }
+            } else if presses > 1 {
+                if let Some(note) = LEAVE_NOTE.lock().unwrap_or_else(|p| p.into_inner()).as_deref() {
+                    eprintln!("{note}");
+                }
+                std::process::exit(130);
             }
         });
     });
@@ -38,6 +50,16 @@ pub fn clear_child() {
     CHILD.store(0, Ordering::SeqCst);
 }
 
+/// What a second Ctrl-C prints before the command leaves.
+pub fn set_leave_note(note: String) {
+    *LEAVE_NOTE.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+}
+
+/// How many times Ctrl-C was pressed since `install`.
+pub fn presses() -> u32 {
+    PRESSES.load(Ordering::SeqCst)
+}
+
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    presses() > 0
 }

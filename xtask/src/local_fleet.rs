@@ -38,6 +38,8 @@ enum Pass {
     Succeeded,
     /// The index of the instance that failed, and what the agent said.
     Failed(usize, agent::Failure),
+    /// Ctrl-C was pressed: the pass stopped before the instance at this index.
+    Interrupted(usize),
 }
 
 impl LocalFleet<'_> {
@@ -84,6 +86,7 @@ impl LocalFleet<'_> {
         revision: &Path,
         instances: &[String],
         label: &str,
+        stoppable: bool,
     ) -> anyhow::Result<Pass> {
         let deployment = Deployment {
             id: deployment_id.to_string(),
@@ -94,6 +97,9 @@ impl LocalFleet<'_> {
         };
         let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
         for (index, instance) in instances.iter().enumerate() {
+            if stoppable && crate::interrupt::interrupted() {
+                return Ok(Pass::Interrupted(index));
+            }
             let done = u32::try_from(index).unwrap_or(u32::MAX);
             let progress = Snapshot {
                 status: "InProgress".into(),
@@ -132,7 +138,11 @@ impl LocalFleet<'_> {
             self.dir().display()
         );
         let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
-        let (index, failure) = match self.agent_pass(deployment_id, revision, instances, "")? {
+        let pass = self.agent_pass(deployment_id, revision, instances, "", true)?;
+        // Ctrl-C also reaches the hook scripts (they share the terminal): a hook that failed
+        // then failed because of it.
+        let interrupted = crate::interrupt::interrupted();
+        let (touched, failure) = match pass {
             Pass::Succeeded => {
                 let record = LastGood {
                     deployment_id: deployment_id.to_string(),
@@ -154,31 +164,39 @@ impl LocalFleet<'_> {
                 println!("{who} | deployment {deployment_id} succeeded on the local fleet");
                 return Ok(true);
             }
-            Pass::Failed(index, failure) => (index, failure),
+            Pass::Failed(index, failure) => (index + 1, Some((&instances[index], failure))),
+            Pass::Interrupted(index) => (index, None),
         };
-        let instance = &instances[index];
-        let mut snapshot = Snapshot {
-            status: "Failed".into(),
-            instances_done: u32::try_from(index + 1).unwrap_or(u32::MAX),
-            instances_total: total,
-            current_event: None,
-            error: Some(format!(
+        let error = match &failure {
+            Some((instance, failure)) => format!(
                 "HEALTH_CONSTRAINTS: the deployment stopped at {instance}: {} failed (the local agent's script error code {})",
                 failure.event, failure.code
-            )),
-            instance_failures: vec![InstanceFailure {
-                instance: instance.clone(),
-                event: failure.event.to_string(),
-                message: failure.message.clone(),
-                log_tail: failure.log_tail.join("\n"),
-            }],
+            ),
+            None => format!("stopped on Ctrl-C after {touched} of {total} instance(s)"),
+        };
+        let mut snapshot = Snapshot {
+            status: if interrupted { "Stopped" } else { "Failed" }.into(),
+            instances_done: u32::try_from(touched).unwrap_or(u32::MAX),
+            instances_total: total,
+            current_event: None,
+            error: Some(error),
+            instance_failures: failure
+                .map(|(instance, failure)| InstanceFailure {
+                    instance: instance.clone(),
+                    event: failure.event.to_string(),
+                    message: failure.message.clone(),
+                    log_tail: failure.log_tail.join("\n"),
+                })
+                .into_iter()
+                .collect(),
             rollback: None,
         };
         println!("{who} | {}", release::progress(&snapshot));
-        if self.release.env.deployment.auto_rollback {
-            snapshot.rollback = self.roll_back(deployment_id, &instances[..=index])?;
+        if self.release.env.deployment.auto_rollback && touched > 0 {
+            snapshot.rollback = self.roll_back(deployment_id, &instances[..touched])?;
         }
-        crate::software::report_failure(who, deployment_id, "failed", &snapshot);
+        let what = if interrupted { "was stopped on Ctrl-C" } else { "failed" };
+        crate::software::report_failure(who, deployment_id, what, &snapshot);
         if snapshot.rollback.is_none() {
             let why = if self.release.env.deployment.auto_rollback {
                 "there is no earlier successful revision to roll back to"
@@ -219,11 +237,12 @@ impl LocalFleet<'_> {
             last.deployment_id,
             touched.len()
         );
-        let status = match self.agent_pass(&id, &path, touched, "rollback ")? {
+        let status = match self.agent_pass(&id, &path, touched, "rollback ", false)? {
             Pass::Succeeded => "Succeeded".to_string(),
             Pass::Failed(index, failure) => {
                 format!("Failed on {}: {}: {}", touched[index], failure.event, failure.message)
             }
+            Pass::Interrupted(index) => format!("Stopped after {index} instance(s)"),
         };
         println!("{who} | rollback {id}: {status}");
         Ok(Some((id, status)))

@@ -18,7 +18,7 @@ use crate::local_fleet::LocalFleet;
 /// How often CodeDeploy is asked for the deployment's status.
 const POLL_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Exit code of a deployment that failed, timed out or was stopped.
+/// Exit code of a deployment that failed, timed out or was stopped (on Ctrl-C too).
 const EXIT_FAILED: u8 = 1;
 
 pub struct Release<'a> {
@@ -105,12 +105,19 @@ impl Release<'_> {
             self.ignore_application_stop_failures,
         ))?;
         println!("{who} | deployment {id}: revision {short} to {application}/{group} ({})", self.env.deployment.config);
+        let region = &self.platform.region;
+        let console =
+            format!("https://{region}.console.aws.amazon.com/codesuite/codedeploy/deployments/{id}?region={region}");
         if !self.local {
-            let region = &self.platform.region;
-            println!(
-                "{who} | https://{region}.console.aws.amazon.com/codesuite/codedeploy/deployments/{id}?region={region}"
-            );
+            println!("{who} | {console}");
         }
+        // From here Ctrl-C stops the deployment (and a second one leaves it running).
+        crate::interrupt::install()?;
+        crate::interrupt::set_leave_note(if self.local {
+            format!("{who}: left the local fleet in the middle of deployment {id}; deploy again to repair it")
+        } else {
+            format!("{who}: left deployment {id} to finish on its own: {console}")
+        });
 
         match &local_fleet {
             Some(fleet) => {
@@ -126,10 +133,12 @@ impl Release<'_> {
         let who = self.who();
         let deadline = Duration::from_secs(u64::from(self.env.deployment.timeout_minutes) * 60);
         let mut source = AwsStatus { runtime: self.runtime, clients: self.clients, deployment_id: id.to_string() };
-        let outcome = release::follow(&mut source, &mut SystemClock::start(), deadline, POLL_INTERVAL, &mut |line| {
-            println!("{who} | {line}")
-        })
-        .map_err(|e| anyhow::anyhow!("{who}: following deployment {id}: {e}"))?;
+        let interrupted = crate::interrupt::interrupted;
+        let outcome =
+            release::follow(&mut source, &mut Clock::start(), deadline, POLL_INTERVAL, &interrupted, &mut |line| {
+                println!("{who} | {line}")
+            })
+            .map_err(|e| anyhow::anyhow!("{who}: following deployment {id}: {e}"))?;
         let (mut snapshot, what) = match outcome {
             Outcome::Succeeded => {
                 println!("{who} | deployment {id} succeeded");
@@ -138,17 +147,23 @@ impl Release<'_> {
             Outcome::Failed(s) => (s, "failed"),
             Outcome::TimedOut(s) => (s, "did not finish in time and was stopped"),
             Outcome::Stopped(s) => (s, "was stopped"),
+            Outcome::Interrupted(s) => (s, "was stopped on Ctrl-C"),
         };
         if let Some((rollback_id, status)) = snapshot.rollback.clone() {
             if !release::is_final(&status) {
                 println!("{who} | following the automatic rollback {rollback_id}");
                 let mut source =
                     AwsStatus { runtime: self.runtime, clients: self.clients, deployment_id: rollback_id.clone() };
-                let ended =
-                    release::follow(&mut source, &mut SystemClock::start(), deadline, POLL_INTERVAL, &mut |line| {
-                        println!("{who} | rollback {line}")
-                    })
-                    .map_err(|e| anyhow::anyhow!("{who}: following rollback {rollback_id}: {e}"))?;
+                // A rollback is not stopped on Ctrl-C: a second one leaves it to finish.
+                let ended = release::follow(
+                    &mut source,
+                    &mut Clock::start(),
+                    deadline,
+                    POLL_INTERVAL,
+                    &|| false,
+                    &mut |line| println!("{who} | rollback {line}"),
+                )
+                .map_err(|e| anyhow::anyhow!("{who}: following rollback {rollback_id}: {e}"))?;
                 snapshot.rollback = Some((rollback_id, outcome_status(&ended)));
             }
         }
@@ -170,6 +185,35 @@ fn outcome_status(outcome: &Outcome) -> String {
         Outcome::Succeeded => "Succeeded".into(),
         Outcome::Failed(s) | Outcome::Stopped(s) => s.status.clone(),
         Outcome::TimedOut(s) => format!("{} (did not finish in time)", s.status),
+        Outcome::Interrupted(s) => format!("{} (stopped on Ctrl-C)", s.status),
+    }
+}
+
+/// Wall-clock time whose sleeps end early when Ctrl-C is pressed, so that the stop is asked at
+/// once rather than at the next poll.
+struct Clock(SystemClock);
+
+impl Clock {
+    fn start() -> Clock {
+        Clock(SystemClock::start())
+    }
+}
+
+impl release::Clock for Clock {
+    fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+
+    fn sleep(&mut self, duration: Duration) {
+        let presses = crate::interrupt::presses();
+        let end = std::time::Instant::now() + duration;
+        while crate::interrupt::presses() == presses {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
     }
 }
 

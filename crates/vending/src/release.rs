@@ -53,6 +53,24 @@ pub enum Outcome {
     TimedOut(Snapshot),
     /// Stopped by someone else.
     Stopped(Snapshot),
+    /// The user interrupted (Ctrl-C): the deployment was asked to stop.
+    Interrupted(Snapshot),
+}
+
+/// Why `follow` asked the deployment to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Deadline,
+    Interrupted,
+}
+
+impl StopReason {
+    fn outcome(self, snapshot: Snapshot) -> Outcome {
+        match self {
+            StopReason::Deadline => Outcome::TimedOut(snapshot),
+            StopReason::Interrupted => Outcome::Interrupted(snapshot),
+        }
+    }
 }
 
 /// Succeeded, Failed and Stopped: CodeDeploy does not change them again.
@@ -66,17 +84,20 @@ pub fn progress(s: &Snapshot) -> String {
     format!("{}: {}/{} instances{event}", s.status, s.instances_done, s.instances_total)
 }
 
-/// Polls until the deployment ends or `deadline` passes (then stops it and waits, up to one more
-/// `deadline`, for it to say so). Progress lines go to `out` when they change.
+/// Polls until the deployment ends. When `deadline` passes, or `interrupted` says the user asked
+/// (Ctrl-C), the deployment is stopped (CodeDeploy then rolls back what it changed, when the group
+/// says so) and followed, up to one more `deadline`, until it says so. Progress lines go to `out`
+/// when they change.
 pub fn follow(
     source: &mut dyn StatusSource,
     clock: &mut dyn Clock,
     deadline: Duration,
     interval: Duration,
+    interrupted: &dyn Fn() -> bool,
     out: &mut dyn FnMut(&str),
 ) -> Result<Outcome, SourceError> {
     let mut last = String::new();
-    let mut stop_asked = false;
+    let mut stop: Option<(Duration, StopReason)> = None;
     loop {
         let snapshot = source.snapshot()?;
         let line = progress(&snapshot);
@@ -85,19 +106,27 @@ pub fn follow(
             last = line;
         }
         if is_final(&snapshot.status) {
-            return Ok(match snapshot.status.as_str() {
-                "Succeeded" => Outcome::Succeeded,
-                "Failed" => Outcome::Failed(snapshot),
-                _ if stop_asked => Outcome::TimedOut(snapshot),
-                _ => Outcome::Stopped(snapshot),
+            return Ok(match (snapshot.status.as_str(), stop) {
+                ("Succeeded", _) => Outcome::Succeeded,
+                ("Failed", _) => Outcome::Failed(snapshot),
+                (_, Some((_, reason))) => reason.outcome(snapshot),
+                (_, None) => Outcome::Stopped(snapshot),
             });
         }
-        if !stop_asked && clock.elapsed() >= deadline {
-            out(&format!("the deployment did not finish within {} s: stopping it", deadline.as_secs()));
-            source.stop()?;
-            stop_asked = true;
-        } else if stop_asked && clock.elapsed() >= deadline * 2 {
-            return Ok(Outcome::TimedOut(snapshot));
+        let now = clock.elapsed();
+        match stop {
+            None if interrupted() => {
+                out("interrupted: stopping the deployment (Ctrl-C again leaves it to finish on its own)");
+                source.stop()?;
+                stop = Some((now, StopReason::Interrupted));
+            }
+            None if now >= deadline => {
+                out(&format!("the deployment did not finish within {} s: stopping it", deadline.as_secs()));
+                source.stop()?;
+                stop = Some((now, StopReason::Deadline));
+            }
+            Some((asked, reason)) if now >= asked + deadline => return Ok(reason.outcome(snapshot)),
+            _ => {}
         }
         clock.sleep(interval);
     }

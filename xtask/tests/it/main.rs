@@ -60,13 +60,18 @@ impl Project {
     }
 
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        Run::from(self.command(args, env).output().unwrap())
+    }
+
+    /// The command `run_with` runs, for a test that must act while it runs.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
         // `--root .` from inside the project: relative roots must work as well as absolute ones.
         command.current_dir(self.dir.path()).arg("--root").arg(".").args(args).env_remove("AWS_ENDPOINT_URL");
         for (name, value) in env {
             command.env(name, value);
         }
-        Run::from(command.output().unwrap())
+        command
     }
 
     /// Makes the copy a git repository with one commit, as `ami` needs.

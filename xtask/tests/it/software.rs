@@ -2,7 +2,7 @@
 //! repository, uploaded under its content-addressed key, recorded as a CodeDeploy deployment in
 //! the emulator, and installed by the local agent in every instance's sandbox; a second deploy
 //! of the same revision does nothing; a deliberately broken ValidateService stops the release at
-//! the first instance and the rollback puts the last good revision back.
+//! the first instance and the rollback puts the last good revision back; so does Ctrl-C.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -138,4 +138,58 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     for sandbox in &instances {
         assert!(read(sandbox.join("opt/acme-shop/app.py")).contains("Anvil XL"));
     }
+
+    // Ctrl-C in the middle of a release: the instance at work finishes its hook, no other
+    // instance starts, and the rollback puts the last good revision back. A second Ctrl-C leaves.
+    project.edit("apps/acme-shop/scripts/stop.sh", "    echo \"cannot stop\" >&2\n    exit 1\n", broken_stop);
+    project.edit(
+        "apps/acme-shop/scripts/validate.sh",
+        "    echo \"sandbox: fixed\"\n",
+        "    echo \"sandbox: fixed\"\n    touch \"$ROOT/../validating\"\n    sleep 3\n",
+    );
+    project.edit("apps/acme-shop/app.py", "\"Anvil XL\"", "\"Anvil XXL\"");
+    project.git(&["commit", "-qam", "The biggest anvil, validated slowly"]);
+    let args = ["deploy", "acme", "dev", "--local", "--software-only", "--ignore-application-stop-failures"];
+    let run = interrupt_while_validating(&project, &args, &env, 1);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains(&format!("InProgress: 0/2 instances, local agent on {first}")), "{run:?}");
+    assert!(
+        !run.stdout.contains(&format!("InProgress: 1/2 instances, local agent on {second}")),
+        "the second instance is not started: {run:?}"
+    );
+    assert!(run.stderr.contains("was stopped on Ctrl-C"), "{run:?}");
+    assert!(run.stderr.contains("stopped on Ctrl-C after 1 of 2 instance(s)"), "{run:?}");
+    assert!(run.stderr.contains(": Succeeded"), "the rollback ended well: {run:?}");
+    for sandbox in &instances {
+        let app = read(sandbox.join("opt/acme-shop/app.py"));
+        assert!(app.contains("Anvil XL") && !app.contains("Anvil XXL"), "the last good revision everywhere");
+    }
+
+    let run = interrupt_while_validating(&project, &args, &env, 2);
+    assert_eq!(run.code, 130, "{run:?}");
+    assert!(run.stderr.contains("left the local fleet in the middle of deployment"), "{run:?}");
+}
+
+/// Runs `args`, waits until a sandbox's ValidateService script says it runs, and presses
+/// Ctrl-C `presses` times (SIGINT to the command alone: the script goes on).
+fn interrupt_while_validating(project: &Project, args: &[&str], env: &[(&str, &str)], presses: u32) -> crate::Run {
+    let marker = project.path("target/vending-local/fleet/acme-dev/validating");
+    let _ = fs::remove_file(&marker);
+    let child = project
+        .command(args, env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "ValidateService never ran");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for _ in 0..presses {
+        let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    crate::Run::from(child.wait_with_output().unwrap())
 }

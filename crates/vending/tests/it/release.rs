@@ -51,13 +51,28 @@ fn at(status: &str, done: u32, event: Option<&str>) -> Snapshot {
 }
 
 fn run(steps: Vec<Snapshot>, stopped: Option<Snapshot>) -> (Outcome, Vec<String>, u32) {
+    run_interrupted_at(steps, stopped, None)
+}
+
+/// `interrupt_at`: the poll (counted from 1) at which the user presses Ctrl-C.
+fn run_interrupted_at(
+    steps: Vec<Snapshot>,
+    stopped: Option<Snapshot>,
+    interrupt_at: Option<u32>,
+) -> (Outcome, Vec<String>, u32) {
     let mut source = Script { steps, at: 0, stopped, stops: 0 };
     let mut clock = FakeClock(Duration::ZERO);
     let mut lines = Vec::new();
-    let outcome = follow(&mut source, &mut clock, Duration::from_secs(60), Duration::from_secs(5), &mut |l| {
-        lines.push(l.to_string())
-    })
-    .unwrap();
+    let polls = std::cell::Cell::new(0);
+    let interrupted = || {
+        polls.set(polls.get() + 1);
+        interrupt_at.is_some_and(|at| polls.get() >= at)
+    };
+    let outcome =
+        follow(&mut source, &mut clock, Duration::from_secs(60), Duration::from_secs(5), &interrupted, &mut |l| {
+            lines.push(l.to_string())
+        })
+        .unwrap();
     (outcome, lines, source.stops)
 }
 
@@ -137,4 +152,41 @@ fn a_deployment_stopped_by_someone_else() {
     let (outcome, _, stops) = run(vec![at("InProgress", 0, None), at("Stopped", 0, None)], None);
     assert_eq!(stops, 0);
     assert!(matches!(outcome, Outcome::Stopped(_)));
+}
+
+#[test]
+fn ctrl_c_stops_the_deployment_and_follows_the_stop() {
+    let stopped = Snapshot { rollback: Some(("d-RB".into(), "InProgress".into())), ..at("Stopped", 1, None) };
+    let (outcome, lines, stops) = run_interrupted_at(
+        vec![at("InProgress", 0, Some("BeforeInstall")), at("InProgress", 1, Some("AfterInstall"))],
+        Some(stopped.clone()),
+        Some(2),
+    );
+    assert_eq!(stops, 1, "stopped once");
+    assert_eq!(outcome, Outcome::Interrupted(stopped));
+    assert_eq!(
+        lines,
+        [
+            "InProgress: 0/2 instances, BeforeInstall",
+            "InProgress: 1/2 instances, AfterInstall",
+            "interrupted: stopping the deployment (Ctrl-C again leaves it to finish on its own)",
+            "Stopped: 1/2 instances",
+        ]
+    );
+}
+
+#[test]
+fn a_deployment_that_ends_before_the_stop_keeps_its_own_outcome() {
+    // Ctrl-C came, but CodeDeploy finished the deployment before it took the stop.
+    let (outcome, _, stops) =
+        run_interrupted_at(vec![at("InProgress", 1, Some("ValidateService")), at("Succeeded", 2, None)], None, Some(1));
+    assert_eq!(stops, 1);
+    assert_eq!(outcome, Outcome::Succeeded);
+}
+
+#[test]
+fn an_interrupted_deployment_that_will_not_stop_is_left_after_a_deadline() {
+    let (outcome, _, stops) = run_interrupted_at(vec![at("InProgress", 1, Some("AfterInstall"))], None, Some(1));
+    assert_eq!(stops, 1, "asked once, however long it takes");
+    assert!(matches!(outcome, Outcome::Interrupted(s) if s.status == "InProgress"));
 }
