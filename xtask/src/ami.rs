@@ -138,16 +138,16 @@ impl Ami {
                 if vending_aws::s3::ensure_state_bucket(&s3, platform).await? {
                     println!("created the state bucket s3://{}", platform.state_bucket);
                 }
-                if !matches!(platform.ami.base, vending::config::model::AmiRef::Id(_)) || self.local {
-                    if vending_aws::ec2::find_image(&ec2, &base_name, &owners).await?.is_none() {
-                        let owners =
-                            if owners.is_empty() { String::new() } else { format!(" owned by {}", owners.join(", ")) };
-                        bail!(
-                            "base AMI `{base_name}`{owners} not found in {}: check {} in customers/platform.toml",
-                            platform.region,
-                            if self.local { "ami.local_base_name" } else { "ami.base" }
-                        );
-                    }
+                if (!matches!(platform.ami.base, vending::config::model::AmiRef::Id(_)) || self.local)
+                    && vending_aws::ec2::find_image(&ec2, &base_name, &owners).await?.is_none()
+                {
+                    let owners =
+                        if owners.is_empty() { String::new() } else { format!(" owned by {}", owners.join(", ")) };
+                    bail!(
+                        "base AMI `{base_name}`{owners} not found in {}: check {} in customers/platform.toml",
+                        platform.region,
+                        if self.local { "ami.local_base_name" } else { "ami.base" }
+                    );
                 }
                 anyhow::Ok(())
             })?;

@@ -63,7 +63,7 @@ pub async fn fetch(
     if !secrets_manager.is_empty() {
         let client = aws_sdk_secretsmanager::Client::new(config);
         for (variable, reference) in secrets_manager {
-            let secret = parse_secret_ref(reference).with_context(|| format!("{variable}"))?;
+            let secret = parse_secret_ref(reference).with_context(|| variable.to_string())?;
             let found = client
                 .get_secret_value()
                 .secret_id(&secret.id)

@@ -931,7 +931,7 @@ fn validate_database(raw: &RawDatabase, file: &File<'_>, production: bool, c: &m
         "e.g. instance_class = \"db.t4g.medium\"",
     );
     if let Some(class) = &instance_class {
-        if !class.strip_prefix("db.").is_some_and(|rest| instance_type_rule(rest).is_ok()) {
+        if class.strip_prefix("db.").is_none_or(|rest| instance_type_rule(rest).is_err()) {
             c.error(
                 file,
                 "database.instance_class",

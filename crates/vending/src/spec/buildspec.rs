@@ -323,10 +323,8 @@ impl Checker<'_, '_> {
                     }
                 }
                 "discard-paths" | "enable-symlinks" => self.yes_no(value_node, &key_path),
-                "name" | "base-directory" | "s3-prefix" => {
-                    if scalar_text(value_node).is_none() {
-                        self.error(value_node, &key_path, format!("`{key_path}` must be a string"));
-                    }
+                "name" | "base-directory" | "s3-prefix" if scalar_text(value_node).is_none() => {
+                    self.error(value_node, &key_path, format!("`{key_path}` must be a string"));
                 }
                 "secondary-artifacts" => {
                     for (id, _, artifact) in self.mapping(value_node, &key_path) {
