@@ -293,17 +293,20 @@ impl StatusSource for AwsStatus<'_> {
     }
 
     fn stop(&mut self) -> Result<(), SourceError> {
-        self.runtime
-            .block_on(
-                self.clients
-                    .codedeploy
-                    .stop_deployment()
-                    .deployment_id(&self.deployment_id)
-                    .auto_rollback_enabled(true)
-                    .send(),
-            )
-            .map_err(|e| failed("cannot stop the deployment", e))?;
-        Ok(())
+        let stopped = self.runtime.block_on(
+            self.clients
+                .codedeploy
+                .stop_deployment()
+                .deployment_id(&self.deployment_id)
+                .auto_rollback_enabled(true)
+                .send(),
+        );
+        match stopped {
+            Ok(_) => Ok(()),
+            // It ended between the last poll and the stop: the next poll says how.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_deployment_already_completed_exception()) => Ok(()),
+            Err(e) => Err(failed("cannot stop the deployment", e).into()),
+        }
     }
 }
 
