@@ -4,15 +4,16 @@
 //!   group, instance), and the command then exits non-zero. Packer runs in its own process group,
 //!   so the terminal's Ctrl-C reaches only us and Packer is told exactly once.
 //! - While a deployment is followed: the first Ctrl-C is seen by the command (`presses`), which
-//!   asks for the deployment to stop and follows the stop; a second one leaves at once (exit 130)
-//!   with the words given to `set_leave_note`.
+//!   asks for the deployment to stop and follows the stop; a second one leaves at once (exit 130).
+//!   What each press prints is set with `set_notes`.
 
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::sync::{Mutex, Once};
 
 static PRESSES: AtomicU32 = AtomicU32::new(0);
 static CHILD: AtomicI32 = AtomicI32::new(0);
-static LEAVE_NOTE: Mutex<Option<String>> = Mutex::new(None);
+/// What the first and the second press print (no child running).
+static NOTES: Mutex<(Option<String>, Option<String>)> = Mutex::new((None, None));
 static INSTALL: Once = Once::new();
 
 pub fn install() -> anyhow::Result<()> {
@@ -31,11 +32,15 @@ pub fn install() -> anyhow::Result<()> {
                 unsafe {
                     libc::kill(pid, libc::SIGINT);
                 }
-            } else if presses > 1 {
-                if let Some(note) = LEAVE_NOTE.lock().unwrap_or_else(|p| p.into_inner()).as_deref() {
+            } else {
+                let notes = NOTES.lock().unwrap_or_else(|p| p.into_inner());
+                let note = if presses == 1 { &notes.0 } else { &notes.1 };
+                if let Some(note) = note {
                     eprintln!("{note}");
                 }
-                std::process::exit(130);
+                if presses > 1 {
+                    std::process::exit(130);
+                }
             }
         });
     });
@@ -50,9 +55,10 @@ pub fn clear_child() {
     CHILD.store(0, Ordering::SeqCst);
 }
 
-/// What a second Ctrl-C prints before the command leaves.
-pub fn set_leave_note(note: String) {
-    *LEAVE_NOTE.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+/// What the first Ctrl-C prints (when the command does not say it itself), and what the second
+/// prints before the command leaves.
+pub fn set_notes(first: Option<String>, leave: String) {
+    *NOTES.lock().unwrap_or_else(|p| p.into_inner()) = (first, Some(leave));
 }
 
 /// How many times Ctrl-C was pressed since `install`.

@@ -113,11 +113,18 @@ impl Release<'_> {
         }
         // From here Ctrl-C stops the deployment (and a second one leaves it running).
         crate::interrupt::install()?;
-        crate::interrupt::set_leave_note(if self.local {
-            format!("{who}: left the local fleet in the middle of deployment {id}; deploy again to repair it")
+        if self.local {
+            crate::interrupt::set_notes(
+                Some(format!(
+                    "{who}: interrupted: the instance at work finishes its hook, then the deployment stops and rolls \
+                     back (Ctrl-C again leaves at once)"
+                )),
+                format!("{who}: left the local fleet in the middle of deployment {id}; deploy again to repair it"),
+            );
         } else {
-            format!("{who}: left deployment {id} to finish on its own: {console}")
-        });
+            // `follow` says what the first press does.
+            crate::interrupt::set_notes(None, format!("{who}: left deployment {id} to finish on its own: {console}"));
+        }
 
         match &local_fleet {
             Some(fleet) => {

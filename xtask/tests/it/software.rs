@@ -157,6 +157,7 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
         !run.stdout.contains(&format!("InProgress: 1/2 instances, local agent on {second}")),
         "the second instance is not started: {run:?}"
     );
+    assert!(run.stderr.contains("interrupted: the instance at work finishes its hook"), "said at once: {run:?}");
     assert!(run.stderr.contains("was stopped on Ctrl-C"), "{run:?}");
     assert!(run.stderr.contains("stopped on Ctrl-C after 1 of 2 instance(s)"), "{run:?}");
     assert!(run.stderr.contains(": Succeeded"), "the rollback ended well: {run:?}");
