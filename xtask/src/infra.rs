@@ -13,6 +13,7 @@ use vending::config::model::Fleet;
 use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
 
 use crate::output::{self, Format};
+use crate::software::Release;
 use crate::validate::{load_fleet, Selection};
 
 /// `plan`: something to change.
@@ -57,6 +58,19 @@ pub struct DeployCommand {
     /// Carry out replacements that lose data or traffic (a database, a load balancer).
     #[arg(long)]
     allow_destructive: bool,
+}
+
+/// Deploy again the revision that ran before the current one (the newest other successful one).
+#[derive(Args)]
+pub struct RollbackCommand {
+    customer: String,
+    env: String,
+    /// Use the local AWS emulator (see `cargo xtask local up`).
+    #[arg(long)]
+    local: bool,
+    /// Go on when the running revision's ApplicationStop script fails (see `deploy`).
+    #[arg(long)]
+    ignore_application_stop_failures: bool,
 }
 
 /// Plan or deploy what all customers share: the state bucket and the shared load balancer.
@@ -211,19 +225,25 @@ impl DeployCommand {
                 return Ok(code);
             }
         }
-        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
-        let release = crate::software::Release {
-            root,
-            runtime: &runtime,
-            clients: &clients,
-            platform: &fleet.platform,
-            customer,
-            env,
-            local: self.local,
+        let release = Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
+        Release {
             redeploy: self.redeploy,
             ignore_application_stop_failures: self.ignore_application_stop_failures,
+            ..release
+        }
+        .run()
+    }
+}
+
+impl RollbackCommand {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
+            Ok(fleet) => fleet,
+            Err(code) => return Ok(code),
         };
-        release.run()
+        let (runtime, clients) = connect(root, &fleet, self.local)?;
+        let release = Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
+        Release { ignore_application_stop_failures: self.ignore_application_stop_failures, ..release }.roll_back()
     }
 }
 

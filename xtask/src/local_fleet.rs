@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use vending::release::{self, InstanceFailure, Snapshot};
+use vending::release::{self, Deployed, InstanceFailure, Snapshot};
 use vending_aws::release as aws_release;
 use vending_build::agent::{self, Deployment};
 
@@ -23,8 +23,11 @@ pub struct LocalFleet<'a> {
     pub group_id: &'a str,
 }
 
-/// The local fleet's last successful deployment (what CodeDeploy's deployment group records as
-/// `lastSuccessfulDeployment`, which the emulator never sets).
+/// How many successful deployments the local fleet remembers.
+const HISTORY_LIMIT: usize = 20;
+
+/// A successful deployment of the local fleet (the last one is what CodeDeploy's deployment group
+/// records as `lastSuccessfulDeployment`, which the emulator never sets).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct LastGood {
     deployment_id: String,
@@ -48,13 +51,43 @@ impl LocalFleet<'_> {
         r.root.join("target/vending-local/fleet").join(format!("{}-{}", r.customer.name, r.env.name))
     }
 
-    fn record_path(&self) -> PathBuf {
-        self.dir().join("last-successful.json")
+    fn history_path(&self) -> PathBuf {
+        self.dir().join("successful.json")
+    }
+
+    /// The successful deployments, oldest first (at most `HISTORY_LIMIT`).
+    fn successful(&self) -> Vec<LastGood> {
+        let Ok(text) = fs::read_to_string(self.history_path()) else { return Vec::new() };
+        serde_json::from_str(&text).unwrap_or_default()
     }
 
     fn last_good(&self) -> Option<LastGood> {
-        let text = fs::read_to_string(self.record_path()).ok()?;
-        serde_json::from_str(&text).ok()
+        self.successful().pop()
+    }
+
+    fn record_success(&self, record: LastGood) -> anyhow::Result<()> {
+        let mut all = self.successful();
+        all.push(record);
+        let drop = all.len().saturating_sub(HISTORY_LIMIT);
+        all.drain(..drop);
+        fs::create_dir_all(self.dir())?;
+        let part = self.history_path().with_extension("part");
+        fs::write(&part, serde_json::to_vec_pretty(&all)?)?;
+        fs::rename(&part, self.history_path())?;
+        Ok(())
+    }
+
+    /// The running revision's key and the successful deployments (what CodeDeploy keeps as the
+    /// group's history), for `rollback`.
+    pub fn history(&self) -> (Option<String>, Vec<Deployed>) {
+        let all = self.successful();
+        let current = all.last().map(|last| last.key.clone());
+        let deployed = all
+            .into_iter()
+            .enumerate()
+            .map(|(at, d)| Deployed { id: d.deployment_id, created: i64::try_from(at).unwrap_or(i64::MAX), key: d.key })
+            .collect();
+        (current, deployed)
     }
 
     /// The instances of the group, in the emulator.
@@ -150,10 +183,7 @@ impl LocalFleet<'_> {
                     key: key.to_string(),
                     instances: instances.to_vec(),
                 };
-                fs::create_dir_all(self.dir())?;
-                let part = self.record_path().with_extension("part");
-                fs::write(&part, serde_json::to_vec_pretty(&record)?)?;
-                fs::rename(&part, self.record_path())?;
+                self.record_success(record)?;
                 let done = Snapshot {
                     status: "Succeeded".into(),
                     instances_done: total,

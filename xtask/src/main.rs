@@ -43,6 +43,7 @@ enum Command {
     Local(local::Local),
     Plan(infra::PlanCommand),
     Deploy(infra::DeployCommand),
+    Rollback(infra::RollbackCommand),
     Platform(infra::PlatformCommand),
     Build(build::BuildCommand),
     Buildspec(build::BuildspecCommand),
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
     let root = std::path::absolute(&root).unwrap_or(root);
     // `plan` exits 2 for "changes", so its errors exit 1 (README.md, "Exit codes").
     let error_code = match cli.command {
-        Command::Plan(_) | Command::Platform(_) | Command::Deploy(_) => output::EXIT_PROBLEMS,
+        Command::Plan(_) | Command::Platform(_) | Command::Deploy(_) | Command::Rollback(_) => output::EXIT_PROBLEMS,
         _ => output::EXIT_CANNOT_RUN,
     };
     let result = match cli.command {
@@ -67,6 +68,7 @@ fn main() -> ExitCode {
         Command::Local(cmd) => cmd.run(&root),
         Command::Plan(cmd) => cmd.run(&root),
         Command::Deploy(cmd) => cmd.run(&root),
+        Command::Rollback(cmd) => cmd.run(&root),
         Command::Platform(cmd) => cmd.run(&root),
         Command::Build(cmd) => cmd.run(&root),
         Command::Buildspec(cmd) => cmd.run(&root),

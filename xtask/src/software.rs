@@ -4,10 +4,13 @@
 //! deployment but never runs it, so the local agent is the fleet (`local_fleet`).
 
 use std::path::Path;
+
+use anyhow::Context;
+use sha2::Digest;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use vending::config::model::{Customer, Environment, Platform};
+use vending::config::model::{Customer, Environment, Fleet, Platform};
 use vending::release::{self, Outcome, Snapshot, SystemClock};
 use vending_aws::infra::Clients;
 use vending_aws::release::{self as aws_release, AwsStatus};
@@ -35,18 +38,50 @@ pub struct Release<'a> {
     pub ignore_application_stop_failures: bool,
 }
 
-impl Release<'_> {
+impl<'a> Release<'a> {
+    /// The release of one environment of a validated fleet (neither `redeploy` nor ignoring
+    /// ApplicationStop failures).
+    pub fn of(
+        root: &'a Path,
+        runtime: &'a tokio::runtime::Runtime,
+        clients: &'a Clients,
+        fleet: &'a Fleet,
+        customer: &str,
+        env: &str,
+        local: bool,
+    ) -> anyhow::Result<Release<'a>> {
+        let (customer, env) = fleet.environment(customer, env).context("not in the fleet")?;
+        Ok(Release {
+            root,
+            runtime,
+            clients,
+            platform: &fleet.platform,
+            customer,
+            env,
+            local,
+            redeploy: false,
+            ignore_application_stop_failures: false,
+        })
+    }
+
     pub fn who(&self) -> String {
         format!("{}/{}", self.customer.name, self.env.name)
     }
 
+    /// The environment's deployment group, or an error that says to deploy the infrastructure.
+    fn deployment_group(&self) -> anyhow::Result<aws_release::Group> {
+        let names = &self.env.names;
+        self.runtime.block_on(aws_release::deployment_group(
+            self.clients,
+            &names.codedeploy_application,
+            &names.deployment_group,
+        ))
+    }
+
     pub fn run(&self) -> anyhow::Result<ExitCode> {
         let who = self.who();
-        let names = &self.env.names;
-        let (application, group) = (&names.codedeploy_application, &names.deployment_group);
         // Before building: without the infrastructure there is nothing to deploy to.
-        let deployment_group =
-            self.runtime.block_on(aws_release::deployment_group(self.clients, application, group))?;
+        let deployment_group = self.deployment_group()?;
         let record = match crate::build::build(self.root, &self.customer.name, &self.env.name, self.local)? {
             Ok(record) => record,
             Err(code) => return Ok(code),
@@ -77,31 +112,108 @@ impl Release<'_> {
             }
         }
 
-        let commit = record.commit.as_str();
-        let metadata = [("commit", commit), ("sha256", record.sha256.as_str())];
-        let (revision, uploaded) = self.runtime.block_on(aws_release::upload(
-            self.clients,
-            &names.bucket,
-            &key,
-            &record.revision,
-            &metadata,
-        ))?;
+        let revision = Revision {
+            path: &record.revision,
+            sha256: &record.sha256,
+            commit: &record.commit,
+            description: description(&record),
+        };
+        self.deploy_revision(local_fleet.as_ref(), &instances, &revision)
+    }
+
+    /// Rolls back to the revision deployed successfully before the running one (the newest other
+    /// revision: rolling back twice goes back and forth). The revision comes from the bucket,
+    /// checked against the SHA-256 its key names, and is deployed as a release is.
+    pub fn roll_back(&self) -> anyhow::Result<ExitCode> {
+        let who = self.who();
+        let names = &self.env.names;
+        let (application, group) = (&names.codedeploy_application, &names.deployment_group);
+        let deployment_group = self.deployment_group()?;
+        let local_fleet = self.local.then(|| LocalFleet { release: self, group_id: &deployment_group.id });
+        let (current, succeeded) = match &local_fleet {
+            Some(fleet) => fleet.history(),
+            None => {
+                let current = match &deployment_group.last_successful_deployment {
+                    Some(id) => self.runtime.block_on(aws_release::revision_key_of(self.clients, id))?,
+                    None => None,
+                };
+                (current, self.runtime.block_on(aws_release::succeeded_deployments(self.clients, application, group))?)
+            }
+        };
+        let Some(current) = current else {
+            anyhow::bail!("{who} has no successful deployment yet: nothing to roll back from");
+        };
+        let Some(target) = release::rollback_target(&current, &succeeded) else {
+            anyhow::bail!("{who} has no earlier successful revision than the running one: nothing to roll back to");
+        };
+        let sha256 = release::revision_sha(&target.key).with_context(|| {
+            format!("{who}: deployment {} deployed {}, not a revision of this tool", target.id, target.key)
+        })?;
+        let dir = self.root.join("target/vending-rollback");
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(format!("{sha256}.zip"));
+        self.runtime.block_on(aws_release::download(self.clients, &names.bucket, &target.key, &path))?;
+        let found = format!("{:x}", sha2::Sha256::digest(std::fs::read(&path)?));
+        anyhow::ensure!(
+            found == sha256,
+            "s3://{}/{} holds a file whose SHA-256 is {found}, not the one its name says: it was changed after the upload",
+            names.bucket,
+            target.key
+        );
+        let from = release::revision_sha(&current).map_or(current.as_str(), |sha| &sha[..16]);
+        println!(
+            "{who} | rolling back from revision {from} to revision {} (deployed before by {})",
+            &sha256[..16],
+            target.id
+        );
+        let instances = match &local_fleet {
+            Some(fleet) => fleet.instances()?,
+            None => Vec::new(),
+        };
+        let revision = Revision {
+            path: &path,
+            sha256,
+            commit: "",
+            description: format!("{who}: rollback to revision sha256 {sha256} (deployed before by {})", target.id),
+        };
+        self.deploy_revision(local_fleet.as_ref(), &instances, &revision)
+    }
+
+    /// Uploads a revision (unless its key is there), registers it, creates the deployment and
+    /// follows it (or has the local fleet deploy it).
+    fn deploy_revision(
+        &self,
+        local_fleet: Option<&LocalFleet>,
+        instances: &[String],
+        revision: &Revision,
+    ) -> anyhow::Result<ExitCode> {
+        let who = self.who();
+        let names = &self.env.names;
+        let (application, group) = (&names.codedeploy_application, &names.deployment_group);
+        let key = release::revision_key(revision.sha256);
+        let short = &revision.sha256[..16];
+        let mut metadata = vec![("sha256", revision.sha256)];
+        if !revision.commit.is_empty() {
+            metadata.push(("commit", revision.commit));
+        }
+        let (location, uploaded) =
+            self.runtime.block_on(aws_release::upload(self.clients, &names.bucket, &key, revision.path, &metadata))?;
         let verb = if uploaded { "uploaded to" } else { "already in" };
         println!("{who} | revision {short} {verb} s3://{}/{key}", names.bucket);
-        let description = description(&record);
+        let description = &revision.description;
         if self.local {
             println!(
                 "{who} | the emulator has no RegisterApplicationRevision: the deployment names the revision alone"
             );
         } else {
-            self.runtime.block_on(aws_release::register(self.clients, application, &revision, &description))?;
+            self.runtime.block_on(aws_release::register(self.clients, application, &location, description))?;
         }
         let id = self.runtime.block_on(aws_release::create_deployment(
             self.clients,
             application,
             group,
-            &revision,
-            &description,
+            &location,
+            description,
             self.ignore_application_stop_failures,
         ))?;
         println!("{who} | deployment {id}: revision {short} to {application}/{group} ({})", self.env.deployment.config);
@@ -126,9 +238,9 @@ impl Release<'_> {
             crate::interrupt::set_notes(None, format!("{who}: left deployment {id} to finish on its own: {console}"));
         }
 
-        match &local_fleet {
+        match local_fleet {
             Some(fleet) => {
-                let succeeded = fleet.deploy(&id, &record.revision, &record.sha256, &key, &instances)?;
+                let succeeded = fleet.deploy(&id, revision.path, revision.sha256, &key, instances)?;
                 Ok(if succeeded { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
             }
             None => self.follow(&id),
@@ -177,6 +289,15 @@ impl Release<'_> {
         report_failure(&who, id, what, &snapshot);
         Ok(ExitCode::from(EXIT_FAILED))
     }
+}
+
+/// A revision on disk, ready to be released.
+struct Revision<'a> {
+    path: &'a Path,
+    sha256: &'a str,
+    /// The commit it was built from (empty when not known here: a rollback).
+    commit: &'a str,
+    description: String,
 }
 
 /// What a deployment's description says: the commit and the revision.

@@ -4,10 +4,10 @@
 
 use anyhow::Context;
 use aws_sdk_codedeploy::types::{
-    BundleType, DeploymentInfo, DeploymentTarget, LifecycleEventStatus, RevisionLocation, RevisionLocationType,
-    S3Location,
+    BundleType, DeploymentInfo, DeploymentStatus, DeploymentTarget, LifecycleEventStatus, RevisionLocation,
+    RevisionLocationType, S3Location,
 };
-use vending::release::{InstanceFailure, Snapshot, SourceError, StatusSource};
+use vending::release::{Deployed, InstanceFailure, Snapshot, SourceError, StatusSource};
 
 use crate::infra::{code, failed, Clients};
 
@@ -334,4 +334,40 @@ pub async fn group_instances(clients: &Clients, asg: &str) -> anyhow::Result<Vec
         .collect();
     ids.sort();
     Ok(ids)
+}
+
+/// The group's successful deployments, with their time and revision (what `rollback` chooses
+/// from). CodeDeploy keeps the history; the emulator's deployments never succeed.
+pub async fn succeeded_deployments(clients: &Clients, application: &str, group: &str) -> anyhow::Result<Vec<Deployed>> {
+    let mut pages = clients
+        .codedeploy
+        .list_deployments()
+        .application_name(application)
+        .deployment_group_name(group)
+        .include_only_statuses(DeploymentStatus::Succeeded)
+        .into_paginator()
+        .send();
+    let mut ids = Vec::new();
+    while let Some(page) = pages.next().await {
+        ids.extend(page.map_err(|e| failed("cannot list the deployments", e))?.deployments.unwrap_or_default());
+    }
+    let mut out = Vec::new();
+    // BatchGetDeployments takes 25 ids at a time.
+    for chunk in ids.chunks(25) {
+        let batch = clients
+            .codedeploy
+            .batch_get_deployments()
+            .set_deployment_ids(Some(chunk.to_vec()))
+            .send()
+            .await
+            .map_err(|e| failed("cannot read the deployments", e))?;
+        out.extend(batch.deployments_info.unwrap_or_default().into_iter().filter_map(|info| {
+            Some(Deployed {
+                id: info.deployment_id?,
+                created: info.create_time.map_or(0, |t| t.secs()),
+                key: info.revision?.s3_location?.key?,
+            })
+        }));
+    }
+    Ok(out)
 }

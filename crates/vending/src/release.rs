@@ -158,6 +158,28 @@ pub fn revision_key(sha256: &str) -> String {
     format!("revisions/{sha256}.zip")
 }
 
+/// The SHA-256 a revision key names (`revision_key`'s inverse); `None` for another key.
+pub fn revision_sha(key: &str) -> Option<&str> {
+    let sha = key.strip_prefix("revisions/")?.strip_suffix(".zip")?;
+    (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sha)
+}
+
+/// A successful deployment, as `rollback` weighs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployed {
+    pub id: String,
+    /// Creation time, seconds since the epoch (only compared).
+    pub created: i64,
+    /// The revision's key in the environment's bucket.
+    pub key: String,
+}
+
+/// What `rollback` deploys: the newest successful deployment of a revision other than the one
+/// running (`current_key`), so that rolling back twice goes back and forth between two revisions.
+pub fn rollback_target<'a>(current_key: &str, succeeded: &'a [Deployed]) -> Option<&'a Deployed> {
+    succeeded.iter().filter(|d| d.key != current_key).max_by_key(|d| d.created)
+}
+
 /// Wall-clock time for `follow` outside tests.
 pub struct SystemClock {
     start: std::time::Instant,

@@ -2,7 +2,8 @@
 //! repository, uploaded under its content-addressed key, recorded as a CodeDeploy deployment in
 //! the emulator, and installed by the local agent in every instance's sandbox; a second deploy
 //! of the same revision does nothing; a deliberately broken ValidateService stops the release at
-//! the first instance and the rollback puts the last good revision back; so does Ctrl-C.
+//! the first instance and the rollback puts the last good revision back; so does Ctrl-C; and
+//! `rollback` goes back to the revision before.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -71,6 +72,11 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
         let mode = fs::metadata(sandbox.join("opt/acme-shop/scripts/validate.sh")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755, "permissions applied");
     }
+
+    // One revision ever deployed: nothing to roll back to.
+    let run = project.run_with(&["rollback", "acme", "dev", "--local"], &env);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no earlier successful revision than the running one"), "{run:?}");
 
     // The same revision again: nothing to release, no agent run.
     let run = project.run_with(&["deploy", "acme", "dev", "--local"], &env);
@@ -169,6 +175,26 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     let run = interrupt_while_validating(&project, &args, &env, 2);
     assert_eq!(run.code, 130, "{run:?}");
     assert!(run.stderr.contains("left the local fleet in the middle of deployment"), "{run:?}");
+
+    // Rollback: the revision that ran before the current one ("A bigger anvil"), from the bucket,
+    // to every instance (which also repairs the fleet left in the middle above); again: forward.
+    // Stop scripts of revisions before are broken (see above), hence the flag.
+    let rollback = ["rollback", "acme", "dev", "--local", "--ignore-application-stop-failures"];
+    let run = project.run_with(&rollback, &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("rolling back from revision"), "{run:?}");
+    assert!(run.stdout.contains("already in s3://vend-acme-dev/revisions/"), "{run:?}");
+    assert!(run.stdout.contains("Succeeded: 2/2 instances"), "{run:?}");
+    for sandbox in &instances {
+        let app = read(sandbox.join("opt/acme-shop/app.py"));
+        assert!(app.contains("\"Anvil\"") && !app.contains("Anvil X"), "the revision before everywhere");
+    }
+    let run = project.run_with(&rollback, &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    for sandbox in &instances {
+        let app = read(sandbox.join("opt/acme-shop/app.py"));
+        assert!(app.contains("Anvil XL") && !app.contains("Anvil XXL"), "and back: {sandbox:?}");
+    }
 }
 
 /// Runs `args`, waits until a sandbox's ValidateService script says it runs, and presses

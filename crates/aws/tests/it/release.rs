@@ -148,6 +148,9 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
         .block_on(clients.codedeploy.list_deployments().application_name(app).deployment_group_name(group).send())
         .unwrap();
     assert!(listed.deployments().contains(&id));
+    // What `rollback` chooses from: the successful deployments, which the emulator never has.
+    let succeeded = runtime.block_on(release::succeeded_deployments(clients, app, group)).unwrap();
+    assert_eq!(succeeded, Vec::new(), "a Created deployment is no rollback target");
 
     let mut unknown = AwsStatus { runtime: &runtime, clients, deployment_id: "d-NOTTHERE".into() };
     let error = unknown.snapshot().unwrap_err().to_string();

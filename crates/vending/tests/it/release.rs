@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use vending::release::{explain, follow, Clock, InstanceFailure, Outcome, Snapshot, SourceError, StatusSource};
+use vending::release::{
+    explain, follow, revision_key, revision_sha, rollback_target, Clock, Deployed, InstanceFailure, Outcome, Snapshot,
+    SourceError, StatusSource,
+};
 
 struct Script {
     steps: Vec<Snapshot>,
@@ -189,4 +192,32 @@ fn an_interrupted_deployment_that_will_not_stop_is_left_after_a_deadline() {
     let (outcome, _, stops) = run_interrupted_at(vec![at("InProgress", 1, Some("AfterInstall"))], None, Some(1));
     assert_eq!(stops, 1, "asked once, however long it takes");
     assert!(matches!(outcome, Outcome::Interrupted(s) if s.status == "InProgress"));
+}
+
+#[test]
+fn rollback_goes_to_the_newest_other_revision() {
+    let key = |c: char| revision_key(&c.to_string().repeat(64));
+    let deployed = |id: &str, created: i64, c: char| Deployed { id: id.into(), created, key: key(c) };
+    let history = [
+        deployed("d-1", 100, 'a'),
+        deployed("d-2", 200, 'b'),
+        deployed("d-3", 300, 'c'),
+        deployed("d-4", 400, 'c'), // a redeploy of the running revision
+    ];
+    // Listed in any order: the newest other revision wins.
+    let mut shuffled = history.clone();
+    shuffled.reverse();
+    shuffled.swap(0, 2);
+    assert_eq!(rollback_target(&key('c'), &shuffled).map(|d| d.id.as_str()), Some("d-2"));
+    // After rolling back to b (d-5), the next rollback goes to c again.
+    let mut after = history.to_vec();
+    after.push(deployed("d-5", 500, 'b'));
+    assert_eq!(rollback_target(&key('b'), &after).map(|d| d.id.as_str()), Some("d-4"));
+    // Nothing else ever ran: nothing to roll back to.
+    assert_eq!(rollback_target(&key('c'), &history[2..]), None);
+    assert_eq!(rollback_target(&key('c'), &[]), None);
+
+    assert_eq!(revision_sha(&key('a')), Some("a".repeat(64).as_str()));
+    assert_eq!(revision_sha("revisions/short.zip"), None);
+    assert_eq!(revision_sha("other/aaaa.zip"), None);
 }
