@@ -1,15 +1,15 @@
 //! The software half of `deploy`: build the revision, upload it under its content-addressed key,
 //! skip it when the group's last successful deployment has the same key, create a CodeDeploy
-//! deployment and follow it to its end. With `--local`, the emulator's CodeDeploy records the
+//! deployment and follow it to its end (Ctrl-C stops it). `rollback` releases the revision before
+//! the running one through the same path. With `--local`, the emulator's CodeDeploy records the
 //! deployment but never runs it, so the local agent is the fleet (`local_fleet`).
 
 use std::path::Path;
-
-use anyhow::Context;
-use sha2::Digest;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
+use sha2::Digest;
 use vending::config::model::{Customer, Environment, Fleet, Platform};
 use vending::release::{self, Outcome, Snapshot, SystemClock};
 use vending_aws::infra::Clients;
