@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -129,8 +129,11 @@ impl Ami {
         let runtime = vending_aws::runtime()?;
         let cache = root.join(crate::packer::CACHE_DIR);
         let s3 = std::thread::scope(|scope| {
-            let validation = scope
-                .spawn(|| crate::packer::validate_with(&work, &cache, &packer, &template, only, &variables, &data));
+            let validation = scope.spawn(|| {
+                let started = Instant::now();
+                crate::packer::validate_with(&work, &cache, &packer, &template, only, &variables, &data)
+                    .map(|ran| ran.then(|| started.elapsed()))
+            });
             let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
             let s3 = vending_aws::s3::client(&config, self.local);
             let ec2 = vending_aws::ec2::client(&config);
@@ -151,12 +154,15 @@ impl Ami {
                 }
                 anyhow::Ok(())
             })?;
-            if !validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))? {
-                println!("{who} | packer validate: passed before with this template, build and settings (cached; commit text does not change validity)");
+            match validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))? {
+                Some(took) => println!("{who} | packer validate: passed in {}", duration(took)),
+                None => println!("{who} | packer validate: passed before with this template, build and settings (cached; commit text does not change validity)"),
             }
             anyhow::Ok(s3)
         })?;
+        let started = Instant::now();
         let outcome = crate::packer::build(&work, &packer, &template, only, &variables, &env_vars, &who)?;
+        let build_took = started.elapsed();
         if outcome.interrupted {
             bail!("interrupted: packer was asked to stop and clean up its temporary key pair, security group and instance (it exited with {}); no AMI was recorded", outcome.status);
         }
@@ -168,6 +174,7 @@ impl Ami {
             );
         }
 
+        println!("{who} | packer build: finished in {}", duration(build_took));
         let manifest = fs::read_to_string(&manifest_path)
             .with_context(|| format!("packer wrote no manifest at {}", manifest_path.display()))?;
         let artifact = ami::parse_manifest(&manifest)
@@ -217,5 +224,14 @@ impl Ami {
         println!("  message: {}", record.commit.subject());
         println!("  built:   {} by {} (packer run {})", record.built_at, record.build, record.packer_run_uuid);
         Ok(())
+    }
+}
+
+/// `254 ms` under ten seconds, `12.3 s` above, `4 min 05 s` above a minute (builds on AWS).
+pub fn duration(d: std::time::Duration) -> String {
+    match d.as_millis() {
+        ms @ 0..10_000 => format!("{ms} ms"),
+        ms @ 10_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {:02} s", d.as_secs() / 60, d.as_secs() % 60),
     }
 }

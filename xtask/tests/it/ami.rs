@@ -49,6 +49,8 @@ fn builds_tags_and_records_the_ami_then_moves_the_record() {
     let run = project.run_with(&["ami", "acme", "prod", "--local", "--json"], &env);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!run.stdout.contains("(cached)"), "the first build validates, with the hostile message: {run:?}");
+    assert!(run.stdout.contains("acme/prod | packer validate: passed in "), "{run:?}");
+    assert!(run.stdout.contains("acme/prod | packer build: finished in "), "{run:?}");
     assert!(run.stdout.contains("acme/prod | local mode: building against the emulator"), "{run:?}");
     assert!(
         run.stdout.contains("acme/prod | ==> amazon-ebs.local"),
