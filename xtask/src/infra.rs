@@ -32,7 +32,7 @@ pub struct PlanCommand {
     json: bool,
 }
 
-/// Create or update a customer environment's infrastructure.
+/// Deploy a customer environment: its infrastructure, then a release of its software.
 #[derive(Args)]
 pub struct DeployCommand {
     customer: String,
