@@ -60,7 +60,7 @@ pub struct DeployCommand {
     allow_destructive: bool,
 }
 
-/// Deploy again the revision that ran before the current one (the newest other successful one).
+/// Deploy again the revision released before the latest release (or `--to` a revision).
 #[derive(Args)]
 pub struct RollbackCommand {
     customer: String,
@@ -71,6 +71,10 @@ pub struct RollbackCommand {
     /// Go on when the running revision's ApplicationStop script fails (see `deploy`).
     #[arg(long)]
     ignore_application_stop_failures: bool,
+    /// Roll back to this revision instead: the start of its SHA-256 (as the output of `deploy`
+    /// shows it), among the group's successful deployments.
+    #[arg(long, value_name = "SHA256_PREFIX")]
+    to: Option<String>,
 }
 
 /// Plan or deploy what all customers share: the state bucket and the shared load balancer.
@@ -243,7 +247,8 @@ impl RollbackCommand {
         };
         let (runtime, clients) = connect(root, &fleet, self.local)?;
         let release = Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
-        Release { ignore_application_stop_failures: self.ignore_application_stop_failures, ..release }.roll_back()
+        Release { ignore_application_stop_failures: self.ignore_application_stop_failures, ..release }
+            .roll_back(self.to.as_deref())
     }
 }
 

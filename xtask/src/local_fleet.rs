@@ -15,7 +15,7 @@ use vending::release::{self, Deployed, InstanceFailure, Snapshot};
 use vending_aws::release as aws_release;
 use vending_build::agent::{self, Deployment};
 
-use crate::software::Release;
+use crate::software::{Release, Revision};
 
 pub struct LocalFleet<'a> {
     pub release: &'a Release<'a>,
@@ -34,6 +34,9 @@ struct LastGood {
     sha256: String,
     key: String,
     instances: Vec<String>,
+    /// Deployed by `rollback`: not a release.
+    #[serde(default)]
+    rollback: bool,
 }
 
 /// How one pass of the agent over the instances ended.
@@ -85,7 +88,12 @@ impl LocalFleet<'_> {
         let deployed = all
             .into_iter()
             .enumerate()
-            .map(|(at, d)| Deployed { id: d.deployment_id, created: i64::try_from(at).unwrap_or(i64::MAX), key: d.key })
+            .map(|(at, d)| Deployed {
+                id: d.deployment_id,
+                created: i64::try_from(at).unwrap_or(i64::MAX),
+                key: d.key,
+                rollback: d.rollback,
+            })
             .collect();
         (current, deployed)
     }
@@ -159,8 +167,7 @@ impl LocalFleet<'_> {
     pub fn deploy(
         &self,
         deployment_id: &str,
-        revision: &Path,
-        sha256: &str,
+        revision: &Revision,
         key: &str,
         instances: &[String],
     ) -> anyhow::Result<bool> {
@@ -171,7 +178,7 @@ impl LocalFleet<'_> {
             self.dir().display()
         );
         let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
-        let pass = self.agent_pass(deployment_id, revision, instances, "", true)?;
+        let pass = self.agent_pass(deployment_id, revision.path, instances, "", true)?;
         // Ctrl-C also reaches the hook scripts (they share the terminal): a hook that failed
         // then failed because of it.
         let interrupted = crate::interrupt::interrupted();
@@ -179,9 +186,10 @@ impl LocalFleet<'_> {
             Pass::Succeeded => {
                 let record = LastGood {
                     deployment_id: deployment_id.to_string(),
-                    sha256: sha256.to_string(),
+                    sha256: revision.sha256.to_string(),
                     key: key.to_string(),
                     instances: instances.to_vec(),
+                    rollback: revision.rollback,
                 };
                 self.record_success(record)?;
                 let done = Snapshot {

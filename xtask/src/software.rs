@@ -117,14 +117,17 @@ impl<'a> Release<'a> {
             sha256: &record.sha256,
             commit: &record.commit,
             description: description(&record),
+            rollback: false,
         };
         self.deploy_revision(local_fleet.as_ref(), &instances, &revision)
     }
 
-    /// Rolls back to the revision deployed successfully before the running one (the newest other
-    /// revision: rolling back twice goes back and forth). The revision comes from the bucket,
-    /// checked against the SHA-256 its key names, and is deployed as a release is.
-    pub fn roll_back(&self) -> anyhow::Result<ExitCode> {
+    /// Rolls back to the revision released before the latest release, or with `to` to the
+    /// revision whose SHA-256 starts with it. A rollback is not a release, so running it again
+    /// finds its revision running and changes nothing; `deploy` goes forward again. The revision
+    /// comes from the bucket, checked against the SHA-256 its key names, and is deployed as a
+    /// release is.
+    pub fn roll_back(&self, to: Option<&str>) -> anyhow::Result<ExitCode> {
         let who = self.who();
         let names = &self.env.names;
         let (application, group) = (&names.codedeploy_application, &names.deployment_group);
@@ -143,12 +146,24 @@ impl<'a> Release<'a> {
         let Some(current) = current else {
             anyhow::bail!("{who} has no successful deployment yet: nothing to roll back from");
         };
-        let Some(target) = release::rollback_target(&current, &succeeded) else {
-            anyhow::bail!("{who} has no earlier successful revision than the running one: nothing to roll back to");
+        let target = match to {
+            Some(prefix) => {
+                release::deployed_revision(&succeeded, prefix).map_err(|e| anyhow::anyhow!("{who}: {e}"))?
+            }
+            None => release::rollback_target(&succeeded)
+                .with_context(|| format!("{who} has released one revision only: nothing to roll back to"))?,
         };
         let sha256 = release::revision_sha(&target.key).with_context(|| {
             format!("{who}: deployment {} deployed {}, not a revision of this tool", target.id, target.key)
         })?;
+        if target.key == current {
+            println!(
+                "{who} | revision {} (deployed by {}) is the one running: nothing to roll back (`deploy` goes forward again)",
+                &sha256[..16],
+                target.id
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
         let dir = self.root.join("target/vending-rollback");
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(format!("{sha256}.zip"));
@@ -174,7 +189,8 @@ impl<'a> Release<'a> {
             path: &path,
             sha256,
             commit: "",
-            description: format!("{who}: rollback to revision sha256 {sha256} (deployed before by {})", target.id),
+            description: release::rollback_description(&who, sha256, &target.id),
+            rollback: true,
         };
         self.deploy_revision(local_fleet.as_ref(), &instances, &revision)
     }
@@ -240,7 +256,7 @@ impl<'a> Release<'a> {
 
         match local_fleet {
             Some(fleet) => {
-                let succeeded = fleet.deploy(&id, revision.path, revision.sha256, &key, instances)?;
+                let succeeded = fleet.deploy(&id, revision, &key, instances)?;
                 Ok(if succeeded { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
             }
             None => self.follow(&id),
@@ -292,12 +308,14 @@ impl<'a> Release<'a> {
 }
 
 /// A revision on disk, ready to be released.
-struct Revision<'a> {
-    path: &'a Path,
-    sha256: &'a str,
+pub struct Revision<'a> {
+    pub path: &'a Path,
+    pub sha256: &'a str,
     /// The commit it was built from (empty when not known here: a rollback).
     commit: &'a str,
     description: String,
+    /// Deployed by `rollback`: not a release.
+    pub rollback: bool,
 }
 
 /// What a deployment's description says: the commit and the revision.

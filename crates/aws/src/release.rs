@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use aws_sdk_codedeploy::types::{
-    BundleType, DeploymentInfo, DeploymentStatus, DeploymentTarget, LifecycleEventStatus, RevisionLocation,
-    RevisionLocationType, S3Location,
+    BundleType, DeploymentCreator, DeploymentInfo, DeploymentStatus, DeploymentTarget, LifecycleEventStatus,
+    RevisionLocation, RevisionLocationType, S3Location,
 };
 use vending::release::{Deployed, InstanceFailure, Snapshot, SourceError, StatusSource};
 
@@ -362,10 +362,13 @@ pub async fn succeeded_deployments(clients: &Clients, application: &str, group: 
             .await
             .map_err(|e| failed("cannot read the deployments", e))?;
         out.extend(batch.deployments_info.unwrap_or_default().into_iter().filter_map(|info| {
+            let rollback = info.creator == Some(DeploymentCreator::CodeDeployRollback)
+                || info.description.as_deref().is_some_and(vending::release::is_rollback_description);
             Some(Deployed {
                 id: info.deployment_id?,
                 created: info.create_time.map_or(0, |t| t.secs()),
                 key: info.revision?.s3_location?.key?,
+                rollback,
             })
         }));
     }

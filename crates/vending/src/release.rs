@@ -172,12 +172,53 @@ pub struct Deployed {
     pub created: i64,
     /// The revision's key in the environment's bucket.
     pub key: String,
+    /// A rollback (by `rollback`, or CodeDeploy's automatic one), not a release.
+    pub rollback: bool,
 }
 
-/// What `rollback` deploys: the newest successful deployment of a revision other than the one
-/// running (`current_key`), so that rolling back twice goes back and forth between two revisions.
-pub fn rollback_target<'a>(current_key: &str, succeeded: &'a [Deployed]) -> Option<&'a Deployed> {
-    succeeded.iter().filter(|d| d.key != current_key).max_by_key(|d| d.created)
+/// The description of a deployment made by `rollback` (how it is told from a release later).
+pub fn rollback_description(who: &str, sha256: &str, deployed_before_by: &str) -> String {
+    format!("{who}: rollback to revision sha256 {sha256} (deployed before by {deployed_before_by})")
+}
+
+/// Whether a deployment's description is one `rollback_description` wrote.
+pub fn is_rollback_description(description: &str) -> bool {
+    description.contains(": rollback to revision sha256 ")
+}
+
+/// What `rollback` deploys: the revision released before the latest release. Rollbacks are not
+/// releases, so a second `rollback` finds the same target, already running: it changes nothing.
+pub fn rollback_target(succeeded: &[Deployed]) -> Option<&Deployed> {
+    let mut releases: Vec<&Deployed> = succeeded.iter().filter(|d| !d.rollback).collect();
+    releases.sort_by_key(|d| std::cmp::Reverse(d.created));
+    let latest = releases.first()?;
+    releases.iter().find(|d| d.key != latest.key).copied()
+}
+
+/// The newest successful deployment of the revision whose SHA-256 starts with `prefix` (`rollback
+/// --to`). An error names the candidates when the prefix matches none or several revisions.
+pub fn deployed_revision<'a>(succeeded: &'a [Deployed], prefix: &str) -> Result<&'a Deployed, String> {
+    let prefix = prefix.to_ascii_lowercase();
+    let mut matching: Vec<&Deployed> =
+        succeeded.iter().filter(|d| revision_sha(&d.key).is_some_and(|sha| sha.starts_with(&prefix))).collect();
+    matching.sort_by_key(|d| std::cmp::Reverse(d.created));
+    let shas: std::collections::BTreeSet<&str> = matching.iter().filter_map(|d| revision_sha(&d.key)).collect();
+    match shas.len() {
+        1 => Ok(matching[0]),
+        0 => {
+            let known: std::collections::BTreeSet<&str> =
+                succeeded.iter().filter_map(|d| revision_sha(&d.key)).map(|sha| &sha[..12]).collect();
+            Err(format!(
+                "no successful deployment deployed a revision starting with `{prefix}` (deployed: {})",
+                if known.is_empty() { "none".to_string() } else { known.into_iter().collect::<Vec<_>>().join(", ") }
+            ))
+        }
+        _ => Err(format!(
+            "`{prefix}` starts {} revisions ({}): give more characters",
+            shas.len(),
+            shas.iter().map(|sha| &sha[..12]).collect::<Vec<_>>().join(", ")
+        )),
+    }
 }
 
 /// Wall-clock time for `follow` outside tests.

@@ -3,7 +3,7 @@
 //! the emulator, and installed by the local agent in every instance's sandbox; a second deploy
 //! of the same revision does nothing; a deliberately broken ValidateService stops the release at
 //! the first instance and the rollback puts the last good revision back; so does Ctrl-C; and
-//! `rollback` goes back to the revision before.
+//! `rollback` goes back to the revision released before (once: again changes nothing) or to one.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -76,7 +76,7 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     // One revision ever deployed: nothing to roll back to.
     let run = project.run_with(&["rollback", "acme", "dev", "--local"], &env);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("no earlier successful revision than the running one"), "{run:?}");
+    assert!(run.stderr.contains("has released one revision only: nothing to roll back to"), "{run:?}");
 
     // The same revision again: nothing to release, no agent run.
     let run = project.run_with(&["deploy", "acme", "dev", "--local"], &env);
@@ -176,24 +176,37 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     assert_eq!(run.code, 130, "{run:?}");
     assert!(run.stderr.contains("left the local fleet in the middle of deployment"), "{run:?}");
 
-    // Rollback: the revision that ran before the current one ("A bigger anvil"), from the bucket,
-    // to every instance (which also repairs the fleet left in the middle above); again: forward.
-    // Stop scripts of revisions before are broken (see above), hence the flag.
+    // Rollback: the revision released before the latest release ("A bigger anvil"), from the
+    // bucket, to every instance (which also repairs the fleet left in the middle above). Again:
+    // nothing to do. `--to` the latest release: forward. Stop scripts of revisions before are
+    // broken (see above), hence the flag.
     let rollback = ["rollback", "acme", "dev", "--local", "--ignore-application-stop-failures"];
     let run = project.run_with(&rollback, &env);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("rolling back from revision"), "{run:?}");
     assert!(run.stdout.contains("already in s3://vend-acme-dev/revisions/"), "{run:?}");
     assert!(run.stdout.contains("Succeeded: 2/2 instances"), "{run:?}");
+    let latest = run
+        .stdout
+        .split_once("rolling back from revision ")
+        .map(|(_, rest)| rest[..16].to_string())
+        .unwrap_or_else(|| panic!("{run:?}"));
     for sandbox in &instances {
         let app = read(sandbox.join("opt/acme-shop/app.py"));
         assert!(app.contains("\"Anvil\"") && !app.contains("Anvil X"), "the revision before everywhere");
     }
     let run = project.run_with(&rollback, &env);
     assert_eq!(run.code, 0, "{run:?}");
-    for sandbox in &instances {
-        let app = read(sandbox.join("opt/acme-shop/app.py"));
-        assert!(app.contains("Anvil XL") && !app.contains("Anvil XXL"), "and back: {sandbox:?}");
+    assert!(run.stdout.contains("is the one running: nothing to roll back"), "{run:?}");
+    assert!(!run.stdout.contains("local agent on"), "{run:?}");
+    let forward = [&rollback[..], &["--to", &latest]].concat();
+    for again in [false, true] {
+        let run = project.run_with(&forward, &env);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(run.stdout.contains("is the one running: nothing to roll back"), again, "{run:?}");
+        for sandbox in &instances {
+            let app = read(sandbox.join("opt/acme-shop/app.py"));
+            assert!(app.contains("Anvil XL") && !app.contains("Anvil XXL"), "forward again: {sandbox:?}");
+        }
     }
 }
 

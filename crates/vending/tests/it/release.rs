@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use vending::release::{
-    explain, follow, revision_key, revision_sha, rollback_target, Clock, Deployed, InstanceFailure, Outcome, Snapshot,
-    SourceError, StatusSource,
+    deployed_revision, explain, follow, revision_key, revision_sha, rollback_target, Clock, Deployed, InstanceFailure,
+    Outcome, Snapshot, SourceError, StatusSource,
 };
 
 struct Script {
@@ -195,27 +195,42 @@ fn an_interrupted_deployment_that_will_not_stop_is_left_after_a_deadline() {
 }
 
 #[test]
-fn rollback_goes_to_the_newest_other_revision() {
+fn rollback_goes_to_the_revision_released_before_the_latest_release() {
     let key = |c: char| revision_key(&c.to_string().repeat(64));
-    let deployed = |id: &str, created: i64, c: char| Deployed { id: id.into(), created, key: key(c) };
-    let history = [
-        deployed("d-1", 100, 'a'),
-        deployed("d-2", 200, 'b'),
-        deployed("d-3", 300, 'c'),
-        deployed("d-4", 400, 'c'), // a redeploy of the running revision
+    let deployed =
+        |id: &str, created: i64, c: char, rollback: bool| Deployed { id: id.into(), created, key: key(c), rollback };
+    let history = vec![
+        deployed("d-1", 100, 'a', false),
+        deployed("d-2", 200, 'b', false),
+        deployed("d-3", 300, 'c', false),
+        deployed("d-4", 400, 'c', false), // a redeploy of the latest release
     ];
-    // Listed in any order: the newest other revision wins.
+    // Listed in any order: the release before the latest wins.
     let mut shuffled = history.clone();
     shuffled.reverse();
     shuffled.swap(0, 2);
-    assert_eq!(rollback_target(&key('c'), &shuffled).map(|d| d.id.as_str()), Some("d-2"));
-    // After rolling back to b (d-5), the next rollback goes to c again.
-    let mut after = history.to_vec();
-    after.push(deployed("d-5", 500, 'b'));
-    assert_eq!(rollback_target(&key('b'), &after).map(|d| d.id.as_str()), Some("d-4"));
-    // Nothing else ever ran: nothing to roll back to.
-    assert_eq!(rollback_target(&key('c'), &history[2..]), None);
-    assert_eq!(rollback_target(&key('c'), &[]), None);
+    assert_eq!(rollback_target(&shuffled).map(|d| d.id.as_str()), Some("d-2"));
+    // After the rollback to b (d-5), the target is the same: b, which already runs.
+    let mut after = history.clone();
+    after.push(deployed("d-5", 500, 'b', true));
+    assert_eq!(rollback_target(&after).map(|d| d.id.as_str()), Some("d-2"));
+    // A new release (d) moves it: the release before d is c.
+    after.push(deployed("d-6", 600, 'd', false));
+    assert_eq!(rollback_target(&after).map(|d| d.id.as_str()), Some("d-4"));
+    // Only one revision ever released: nothing to roll back to.
+    assert_eq!(rollback_target(&history[2..]), None);
+    assert_eq!(rollback_target(&[]), None);
+
+    // --to: by SHA-256 prefix, the newest deployment of that revision.
+    assert_eq!(deployed_revision(&after, "bbbb").map(|d| d.id.as_str()), Ok("d-5"));
+    assert_eq!(deployed_revision(&after, "CCC").map(|d| d.id.as_str()), Ok("d-4"));
+    let none = deployed_revision(&after, "ef").unwrap_err();
+    assert!(none.contains("no successful deployment deployed a revision starting with `ef`"), "{none}");
+    assert!(none.contains("aaaaaaaaaaaa, bbbbbbbbbbbb, cccccccccccc, dddddddddddd"), "{none}");
+    let mut ambiguous = after.clone();
+    ambiguous.push(Deployed { key: revision_key(&format!("b{}", "0".repeat(63))), ..deployed("d-7", 700, 'x', false) });
+    let two = deployed_revision(&ambiguous, "b").unwrap_err();
+    assert!(two.contains("`b` starts 2 revisions"), "{two}");
 
     assert_eq!(revision_sha(&key('a')), Some("a".repeat(64).as_str()));
     assert_eq!(revision_sha("revisions/short.zip"), None);
