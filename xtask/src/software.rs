@@ -242,10 +242,11 @@ impl<'a> Release<'a> {
         // From here Ctrl-C stops the deployment (and a second one leaves it running).
         crate::interrupt::install()?;
         if self.local {
+            let then = if self.env.deployment.auto_rollback { "stops and rolls back" } else { "stops" };
             crate::interrupt::set_notes(
                 Some(format!(
-                    "{who}: interrupted: the instance at work finishes its hook, then the deployment stops and rolls \
-                     back (Ctrl-C again leaves at once)"
+                    "{who}: interrupted: the instance at work finishes its hook, then the deployment {then} (Ctrl-C \
+                     again leaves at once)"
                 )),
                 format!("{who}: left the local fleet in the middle of deployment {id}; deploy again to repair it"),
             );
@@ -267,7 +268,12 @@ impl<'a> Release<'a> {
     fn follow(&self, id: &str) -> anyhow::Result<ExitCode> {
         let who = self.who();
         let deadline = Duration::from_secs(u64::from(self.env.deployment.timeout_minutes) * 60);
-        let mut source = AwsStatus { runtime: self.runtime, clients: self.clients, deployment_id: id.to_string() };
+        let mut source = AwsStatus {
+            runtime: self.runtime,
+            clients: self.clients,
+            deployment_id: id.to_string(),
+            roll_back_on_stop: self.env.deployment.auto_rollback,
+        };
         let interrupted = crate::interrupt::interrupted;
         let outcome =
             release::follow(&mut source, &mut Clock::start(), deadline, POLL_INTERVAL, &interrupted, &mut |line| {
@@ -287,8 +293,12 @@ impl<'a> Release<'a> {
         if let Some((rollback_id, status)) = snapshot.rollback.clone() {
             if !release::is_final(&status) {
                 println!("{who} | following the automatic rollback {rollback_id}");
-                let mut source =
-                    AwsStatus { runtime: self.runtime, clients: self.clients, deployment_id: rollback_id.clone() };
+                let mut source = AwsStatus {
+                    runtime: self.runtime,
+                    clients: self.clients,
+                    deployment_id: rollback_id.clone(),
+                    roll_back_on_stop: false,
+                };
                 // A rollback is not stopped on Ctrl-C: a second one leaves it to finish.
                 let ended = release::follow(
                     &mut source,

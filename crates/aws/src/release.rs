@@ -269,6 +269,8 @@ pub struct AwsStatus<'a> {
     pub runtime: &'a tokio::runtime::Runtime,
     pub clients: &'a Clients,
     pub deployment_id: String,
+    /// Whether a stop rolls back the instances already updated (the group's auto rollback).
+    pub roll_back_on_stop: bool,
 }
 
 impl AwsStatus<'_> {
@@ -298,7 +300,7 @@ impl StatusSource for AwsStatus<'_> {
                 .codedeploy
                 .stop_deployment()
                 .deployment_id(&self.deployment_id)
-                .auto_rollback_enabled(true)
+                .auto_rollback_enabled(self.roll_back_on_stop)
                 .send(),
         );
         match stopped {

@@ -139,7 +139,7 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     let id = runtime
         .block_on(release::create_deployment(clients, app, group, &revision, "globex/dev: test", false))
         .unwrap();
-    let mut status = AwsStatus { runtime: &runtime, clients, deployment_id: id.clone() };
+    let mut status = AwsStatus { runtime: &runtime, clients, deployment_id: id.clone(), roll_back_on_stop: true };
     let snapshot = status.snapshot().unwrap();
     // The emulator records the deployment and never runs it.
     assert_eq!(snapshot.status, "Created");
@@ -152,7 +152,8 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     let succeeded = runtime.block_on(release::succeeded_deployments(clients, app, group)).unwrap();
     assert_eq!(succeeded, Vec::new(), "a Created deployment is no rollback target");
 
-    let mut unknown = AwsStatus { runtime: &runtime, clients, deployment_id: "d-NOTTHERE".into() };
+    let mut unknown =
+        AwsStatus { runtime: &runtime, clients, deployment_id: "d-NOTTHERE".into(), roll_back_on_stop: true };
     let error = unknown.snapshot().unwrap_err().to_string();
     assert!(error.contains("d-NOTTHERE"), "{error}");
 }
