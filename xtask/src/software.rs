@@ -136,11 +136,12 @@ impl<'a> Release<'a> {
         let (current, succeeded) = match &local_fleet {
             Some(fleet) => fleet.history(),
             None => {
-                let current = match &deployment_group.last_successful_deployment {
-                    Some(id) => self.runtime.block_on(aws_release::revision_key_of(self.clients, id))?,
-                    None => None,
-                };
-                (current, self.runtime.block_on(aws_release::succeeded_deployments(self.clients, application, group))?)
+                let succeeded =
+                    self.runtime.block_on(aws_release::succeeded_deployments(self.clients, application, group))?;
+                // The last successful deployment is among them: its revision is the one running.
+                let last = deployment_group.last_successful_deployment.as_deref();
+                let current = succeeded.iter().find(|d| Some(d.id.as_str()) == last).map(|d| d.key.clone());
+                (current, succeeded)
             }
         };
         let Some(current) = current else {
