@@ -1,7 +1,8 @@
 //! `cargo xtask plan|deploy <customer> <env>` and `cargo xtask platform plan|deploy`: the
 //! infrastructure, read live, compared with the config and changed in order.
 //!
-//! Exit codes of `plan` (README.md, "Exit codes"): 0 nothing to change, 2 changes, 1 error.
+//! Exit codes of `plan` (README.md, "Exit codes"): 0 nothing to change, 2 changes, 1 error (also a
+//! plan that `deploy` would refuse, such as a database downgrade).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -58,6 +59,11 @@ pub struct DeployCommand {
     /// Carry out replacements that lose data or traffic (a database, a load balancer).
     #[arg(long)]
     allow_destructive: bool,
+    /// Apply database changes now (RDS `ApplyImmediately`), with any waiting for the maintenance
+    /// window; by default RDS holds instance class, storage, Multi-AZ and engine version changes
+    /// for the window.
+    #[arg(long)]
+    apply_immediately: bool,
 }
 
 /// Deploy again the revision released before the latest release (or `--to` a revision).
@@ -150,7 +156,13 @@ fn print_plan(planned: &Planned, json: bool) -> anyhow::Result<()> {
 }
 
 fn plan_exit(planned: &Planned) -> ExitCode {
-    if planned.plan.has_changes() {
+    if planned.plan.refused().next().is_some() {
+        eprintln!(
+            "error: {}: deploy would refuse this plan (see REFUSED above); change the config",
+            planned.stack.label
+        );
+        ExitCode::from(1)
+    } else if planned.plan.has_changes() {
         ExitCode::from(EXIT_CHANGES)
     } else {
         ExitCode::SUCCESS
@@ -163,13 +175,13 @@ fn apply(
     runtime: &tokio::runtime::Runtime,
     clients: &Clients,
     mut planned: Planned,
-    allow_destructive: bool,
+    options: ApplyOptions,
 ) -> anyhow::Result<ExitCode> {
     print_plan(&planned, false)?;
-    if !planned.plan.has_changes() {
+    let pending_now = options.apply_immediately && planned.plan.changes.iter().any(|c| !c.pending.is_empty());
+    if !planned.plan.has_changes() && !pending_now {
         return Ok(ExitCode::SUCCESS);
     }
-    let options = ApplyOptions { allow_destructive, stop_after: None };
     let applied = runtime.block_on(infra::apply(clients, &mut planned, &options))?;
     for note in &applied.notes {
         println!("note: {note}");
@@ -224,7 +236,12 @@ impl DeployCommand {
         let (runtime, clients) = connect(root, &fleet, self.local)?;
         if !self.software_only {
             let planned = plan_environment(&runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
-            let code = apply(&runtime, &clients, planned, self.allow_destructive)?;
+            let options = ApplyOptions {
+                allow_destructive: self.allow_destructive,
+                apply_immediately: self.apply_immediately,
+                ..ApplyOptions::default()
+            };
+            let code = apply(&runtime, &clients, planned, options)?;
             if code != ExitCode::SUCCESS || self.infra_only {
                 return Ok(code);
             }
@@ -271,7 +288,9 @@ impl PlatformCommand {
                 print_plan(&planned, json)?;
                 Ok(plan_exit(&planned))
             }
-            PlatformAction::Deploy { allow_destructive, .. } => apply(&runtime, &clients, planned, allow_destructive),
+            PlatformAction::Deploy { allow_destructive, .. } => {
+                apply(&runtime, &clients, planned, ApplyOptions { allow_destructive, ..ApplyOptions::default() })
+            }
         }
     }
 }

@@ -248,25 +248,63 @@ pub fn arn(value: &str, service: &str) -> Result<(), String> {
 
 /// `hh24:mi-hh24:mi`, UTC, at least 30 minutes (RDS `PreferredBackupWindow`).
 pub fn backup_window(value: &str) -> Result<(), String> {
+    window_minutes(value, false).map(|_| ())
+}
+
+/// `ddd:hh24:mi-ddd:hh24:mi`, UTC, at least 30 minutes (RDS `PreferredMaintenanceWindow`).
+pub fn maintenance_window(value: &str) -> Result<(), String> {
+    window_minutes(value, true).map(|_| ())
+}
+
+const WEEK: u32 = 7 * 24 * 60;
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+/// A window as minutes of the week, `(start, end)`: a daily one (`03:00-03:30`) is placed on
+/// Monday and compared modulo a day; a weekly one (`sun:05:00-sun:05:30`) modulo a week.
+fn window_minutes(value: &str, weekly: bool) -> Result<(u32, u32), String> {
+    let shape = if weekly {
+        "must look like `sun:05:00-sun:05:30` (ddd:hh24:mi-ddd:hh24:mi, UTC, days mon…sun)"
+    } else {
+        "must look like `03:00-03:30` (hh24:mi-hh24:mi, UTC)"
+    };
     let parse = |s: &str| -> Option<u32> {
-        let (h, m) = s.split_once(':')?;
+        let (day, time) = if weekly {
+            let (day, time) = s.split_once(':')?;
+            (DAYS.iter().position(|d| d.eq_ignore_ascii_case(day))? as u32, time)
+        } else {
+            (0, s)
+        };
+        let (h, m) = time.split_once(':')?;
         if h.len() != 2 || m.len() != 2 {
             return None;
         }
         let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60).then_some(h * 60 + m)
+        (h < 24 && m < 60).then_some(day * 24 * 60 + h * 60 + m)
     };
-    let Some((start, end)) = value.split_once('-') else {
-        return Err("must look like `03:00-03:30` (hh24:mi-hh24:mi, UTC)".into());
-    };
-    let (Some(start), Some(end)) = (parse(start), parse(end)) else {
-        return Err("must look like `03:00-03:30` (hh24:mi-hh24:mi, UTC)".into());
-    };
-    let minutes = (end + 24 * 60 - start) % (24 * 60);
+    let Some((start, end)) = value.split_once('-') else { return Err(shape.into()) };
+    let (Some(start), Some(end)) = (parse(start), parse(end)) else { return Err(shape.into()) };
+    let period = if weekly { WEEK } else { 24 * 60 };
+    let minutes = (end + period - start) % period;
     if minutes < 30 {
         return Err(format!("lasts {minutes} minutes; RDS needs at least 30"));
     }
-    Ok(())
+    Ok((start, start + minutes))
+}
+
+/// Whether a daily backup window and a weekly maintenance window overlap (RDS refuses that).
+/// Both must already be valid; an invalid one overlaps nothing.
+pub fn windows_overlap(backup: &str, maintenance: &str) -> bool {
+    let (Ok((b_start, b_end)), Ok((m_start, m_end))) =
+        (window_minutes(backup, false), window_minutes(maintenance, true))
+    else {
+        return false;
+    };
+    // On a circle of one week: the backup window once a day against the maintenance window,
+    // each shifted by a week either way so that windows across Sunday midnight meet.
+    (0..7).any(|day| {
+        let (start, end) = (b_start + day * 24 * 60 + WEEK, b_end + day * 24 * 60 + WEEK);
+        [0, WEEK, 2 * WEEK].iter().any(|shift| start < m_end + shift && m_start + shift < end)
+    })
 }
 
 /// Resource ids such as `vpc-0abc`, `subnet-…`, `sg-…`, `ami-…`.

@@ -103,6 +103,14 @@ pub struct Change {
     #[serde(flatten)]
     pub action: Action,
     pub destructive: bool,
+    /// Why this change can never be made as configured (a database downgrade): `deploy` refuses
+    /// the whole plan, and no flag overrides it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// Changes AWS has accepted and holds for the resource's maintenance window (RDS
+    /// `PendingModifiedValues`): `old` is the value in effect, `new` the one waiting.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<FieldChange>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -117,6 +125,35 @@ impl Plan {
 
     pub fn destructive(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.destructive)
+    }
+
+    pub fn refused(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().filter(|c| c.refused.is_some())
+    }
+
+    /// The plan of `deploy --apply-immediately`: changes waiting for a maintenance window are
+    /// sent again, to be applied now (RDS applies pending modifications with such a request).
+    pub fn with_pending_applied_now(mut self) -> Plan {
+        for change in &mut self.changes {
+            if change.pending.is_empty() {
+                continue;
+            }
+            let mut fields = match std::mem::replace(&mut change.action, Action::Unchanged) {
+                Action::Update(fields) => fields,
+                Action::Unchanged => Vec::new(),
+                other => {
+                    change.action = other;
+                    continue;
+                }
+            };
+            for pending in &change.pending {
+                if !fields.iter().any(|f| f.field == pending.field) {
+                    fields.push(pending.clone());
+                }
+            }
+            change.action = Action::Update(fields);
+        }
+        self
     }
 
     /// One line per resource, and one per changed field: `old → new`.
@@ -136,10 +173,32 @@ impl Plan {
             for f in fields.into_iter().flatten() {
                 out.push_str(&format!("    {}: {} → {}\n", f.field, f.old.as_deref().unwrap_or("(none)"), f.new));
             }
+            if change.kind == Kind::Database && matches!(change.action, Action::Update(_)) {
+                out.push_str(
+                    "    (RDS applies these in the maintenance window; deploy --apply-immediately applies them now)\n",
+                );
+            }
+            for f in &change.pending {
+                out.push_str(&format!(
+                    "    pending in the maintenance window: {}: {} → {}\n",
+                    f.field,
+                    f.old.as_deref().unwrap_or("(none)"),
+                    f.new
+                ));
+            }
+            if let Some(why) = &change.refused {
+                out.push_str(&format!("    REFUSED: {why}\n"));
+            }
         }
         out
     }
 }
+
+/// Live fields under this prefix are values AWS holds for the maintenance window (RDS
+/// `PendingModifiedValues`): `pending.instance_class` is the class the database will have. The
+/// plan compares the desired value with the pending one, so a deploy does not ask again for what
+/// is already scheduled, and shows them.
+pub const PENDING: &str = "pending.";
 
 /// Compares desired resources with live ones (kind and name → fields). Only the fields the tool
 /// sets are compared; anything else AWS reports is left alone. A live value that differs from the
@@ -149,18 +208,43 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<(Kind, String), BTreeMap<String
         .iter()
         .map(|d| {
             let Some(current) = live.get(&(d.kind, d.name.clone())) else {
-                return Change { kind: d.kind, name: d.name.clone(), action: Action::Create, destructive: false };
+                return Change {
+                    kind: d.kind,
+                    name: d.name.clone(),
+                    action: Action::Create,
+                    destructive: false,
+                    refused: None,
+                    pending: Vec::new(),
+                };
             };
+            let effective = |field: &str| current.get(&format!("{PENDING}{field}")).or_else(|| current.get(field));
+            let mut refused = None;
             let changed: Vec<FieldChange> = d
                 .fields
                 .iter()
                 .filter(|(field, value)| {
-                    current.get(*field) != Some(*value) && !d.kind.create_only().contains(&field.as_str())
+                    if d.kind.create_only().contains(&field.as_str()) {
+                        return false;
+                    }
+                    let Some(live) = effective(field) else { return true };
+                    if d.kind == Kind::Database && field.as_str() == "engine_version" {
+                        let (differs, why) = engine_version_change(d, value, live);
+                        refused = refused.take().or(why);
+                        return differs;
+                    }
+                    live != *value
                 })
                 .map(|(field, value)| FieldChange {
                     field: field.clone(),
-                    old: current.get(field).cloned(),
+                    old: effective(field).cloned(),
                     new: value.clone(),
+                })
+                .collect();
+            let pending: Vec<FieldChange> = current
+                .iter()
+                .filter_map(|(key, new)| {
+                    let field = key.strip_prefix(PENDING)?;
+                    Some(FieldChange { field: field.to_string(), old: current.get(field).cloned(), new: new.clone() })
                 })
                 .collect();
             let replace = changed.iter().any(|c| d.kind.immutable().contains(&c.field.as_str()));
@@ -170,10 +254,76 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<(Kind, String), BTreeMap<String
                 (false, false) => Action::Update(changed),
             };
             let destructive = matches!(action, Action::Replace(_)) && d.kind.replacement_is_destructive();
-            Change { kind: d.kind, name: d.name.clone(), action, destructive }
+            Change { kind: d.kind, name: d.name.clone(), action, destructive, refused, pending }
         })
         .collect();
     Plan { changes }
+}
+
+/// How a database's running engine version stands to the configured one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionVerdict {
+    /// The running version is the configured one or a later minor of it: RDS's automatic minor
+    /// upgrades move it ahead of the config, and that is not drift.
+    Satisfied,
+    MinorUpgrade,
+    MajorUpgrade,
+    /// RDS cannot downgrade an engine.
+    Downgrade,
+}
+
+/// Compares engine versions the way RDS numbers them: PostgreSQL's major version is its first
+/// number (`16`; `9.6` before 10), MySQL's and MariaDB's the first two (`8.0`, `10.11`). A
+/// configured `16` or `16.4` is satisfied by a running `16.6`.
+pub fn engine_version_verdict(engine: &str, configured: &str, running: &str) -> VersionVerdict {
+    let numbers = |v: &str| -> Vec<u64> {
+        v.split('.')
+            .map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0))
+            .collect()
+    };
+    let (want, have) = (numbers(configured), numbers(running));
+    let major_len = match engine {
+        "postgres" if want.first().is_some_and(|m| *m >= 10) => 1,
+        _ => 2,
+    };
+    let prefix = |v: &[u64], n: usize| -> Vec<u64> { (0..n).map(|i| v.get(i).copied().unwrap_or(0)).collect() };
+    let (want_major, have_major) = (prefix(&want, major_len), prefix(&have, major_len));
+    if want_major > have_major {
+        return VersionVerdict::MajorUpgrade;
+    }
+    if want_major < have_major {
+        return VersionVerdict::Downgrade;
+    }
+    // Same major version: the running one satisfies every component the config names.
+    if prefix(&have, want.len()) >= want {
+        VersionVerdict::Satisfied
+    } else {
+        VersionVerdict::MinorUpgrade
+    }
+}
+
+/// Whether the database's `engine_version` is to be changed, and why the plan must refuse it.
+fn engine_version_change(d: &Desired, configured: &str, running: &str) -> (bool, Option<String>) {
+    let engine = d.fields.get("engine").map(String::as_str).unwrap_or_default();
+    match engine_version_verdict(engine, configured, running) {
+        VersionVerdict::Satisfied => (false, None),
+        VersionVerdict::MinorUpgrade => (true, None),
+        VersionVerdict::MajorUpgrade if d.inputs.get("allow_major_version_upgrade").is_some_and(|v| v == "true") => {
+            (true, None)
+        }
+        VersionVerdict::MajorUpgrade => (
+            true,
+            Some(format!(
+                "database.version {configured} is a major upgrade from the running {running}; set `allow_major_version_upgrade = true` in [database] to let deploy upgrade it (take a snapshot and check the parameter group first), or keep the version"
+            )),
+        ),
+        VersionVerdict::Downgrade => (
+            true,
+            Some(format!(
+                "database.version {configured} is older than the running {running}, and RDS cannot downgrade an engine; set database.version to {running} (or its major version)"
+            )),
+        ),
+    }
 }
 
 /// The shared listener as plans name it: `<load balancer>:<port>`, or its ARN when the platform
@@ -330,7 +480,7 @@ pub fn desired(
             fields: fields(&[("subnets", list(&ids.subnet_ids)), ("tags", tags.clone())]),
         });
         let mut database = Desired {
-            inputs: BTreeMap::new(),
+            inputs: fields(&[("allow_major_version_upgrade", db.allow_major_version_upgrade.to_string())]),
             kind: Kind::Database,
             name: names.database.clone(),
             fields: fields(&[
@@ -346,12 +496,16 @@ pub fn desired(
                 ("storage_gb", db.storage_gb.to_string()),
                 ("storage_encrypted", "true".into()),
                 ("deletion_protection", db.deletion_protection.to_string()),
+                ("auto_minor_version_upgrade", db.auto_minor_version_upgrade.to_string()),
                 ("tags", tags.clone()),
             ]),
         };
         // Without a window in the config AWS picks one, and the tool leaves it alone.
         if let Some(window) = &db.backup_window {
             database.fields.insert("backup_window".into(), window.clone());
+        }
+        if let Some(window) = &db.maintenance_window {
+            database.fields.insert("maintenance_window".into(), window.clone());
         }
         out.push(database);
     }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use aws_sdk_rds::types::Tag;
-use vending::plan::Desired;
+use aws_sdk_rds::types::{DbInstance as DBInstance, Tag};
+use vending::plan::{engine_version_verdict, Desired, VersionVerdict, PENDING};
 
 use super::{code, desired_tags, failed, field, list, split_list, tags_text, Clients, Found};
 
@@ -108,10 +108,16 @@ pub async fn read_database(clients: &Clients, d: &Desired) -> anyhow::Result<Opt
         Err(e) if code(&e) == Some("DBInstanceNotFound") => return Ok(None),
         Err(e) => return Err(failed("describe", e)),
     };
-    let Some(db) = out.db_instances().first() else { return Ok(None) };
-    let arn = db.db_instance_arn.clone().unwrap_or_default();
+    Ok(out.db_instances().first().map(database_found))
+}
+
+/// A database as the plan compares it. Changes RDS holds for the maintenance window
+/// (`PendingModifiedValues`) are reported under `plan::PENDING`, so the plan neither asks for
+/// them again nor hides them. Only AWS reports pending values (the emulator applies every change
+/// at once); this mapping is tested with SDK-built answers.
+pub fn database_found(db: &DBInstance) -> Found {
     let text = |v: Option<String>| v.unwrap_or_default();
-    let fields = [
+    let mut fields: BTreeMap<String, String> = [
         ("engine", text(db.engine.clone())),
         ("engine_version", text(db.engine_version.clone())),
         ("instance_class", text(db.db_instance_class.clone())),
@@ -122,17 +128,36 @@ pub async fn read_database(clients: &Clients, d: &Desired) -> anyhow::Result<Opt
         ("security_groups", list(db.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id.clone()))),
         ("backup_retention_days", db.backup_retention_period.unwrap_or_default().to_string()),
         ("backup_window", text(db.preferred_backup_window.clone())),
+        ("maintenance_window", text(db.preferred_maintenance_window.clone())),
+        ("auto_minor_version_upgrade", db.auto_minor_version_upgrade.unwrap_or_default().to_string()),
         ("storage_gb", db.allocated_storage.unwrap_or_default().to_string()),
         ("storage_encrypted", db.storage_encrypted.unwrap_or_default().to_string()),
         ("deletion_protection", db.deletion_protection.unwrap_or_default().to_string()),
         ("tags", tags_text(db.tag_list().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?))))),
-    ];
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(pending) = &db.pending_modified_values {
+        let waiting = [
+            ("engine_version", pending.engine_version.clone()),
+            ("instance_class", pending.db_instance_class.clone()),
+            ("multi_az", pending.multi_az.map(|v| v.to_string())),
+            ("backup_retention_days", pending.backup_retention_period.map(|v| v.to_string())),
+            ("storage_gb", pending.allocated_storage.map(|v| v.to_string())),
+        ];
+        for (field, value) in waiting {
+            if let Some(value) = value {
+                fields.insert(format!("{PENDING}{field}"), value);
+            }
+        }
+    }
     let mut extra = BTreeMap::new();
     extra.insert("status".to_string(), text(db.db_instance_status.clone()));
     if let Some(secret) = db.master_user_secret.as_ref().and_then(|s| s.secret_arn.clone()) {
         extra.insert("secret_arn".to_string(), secret);
     }
-    Ok(Some(Found { fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), id: arn, extra }))
+    Found { fields, id: text(db.db_instance_arn.clone()), extra }
 }
 
 fn int(d: &Desired, name: &str) -> anyhow::Result<i32> {
@@ -147,12 +172,17 @@ fn non_empty(value: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
 }
 
+/// Creates the database, or changes it: with `apply_immediately` at once, otherwise RDS holds
+/// the changes it can hold (instance class, storage, Multi-AZ, engine version) for the
+/// maintenance window and applies the rest (deletion protection, security groups, windows, …) at
+/// once, as it always does. Returns a note when changes wait.
 pub async fn apply_database(
     clients: &Clients,
     d: &Desired,
     current: Option<&Found>,
     changed: &[String],
-) -> anyhow::Result<()> {
+    apply_immediately: bool,
+) -> anyhow::Result<Option<String>> {
     if field(d, "manage_master_user_password") != "true" {
         bail!("the master password must be managed by AWS (ManageMasterUserPassword); the tool never sets one");
     }
@@ -172,6 +202,8 @@ pub async fn apply_database(
             .db_subnet_group_name(&d.name)
             .backup_retention_period(int(d, "backup_retention_days")?)
             .set_preferred_backup_window(non_empty(field(d, "backup_window")))
+            .set_preferred_maintenance_window(non_empty(field(d, "maintenance_window")))
+            .auto_minor_version_upgrade(flag(d, "auto_minor_version_upgrade"))
             .allocated_storage(int(d, "storage_gb")?)
             .storage_encrypted(true)
             .deletion_protection(flag(d, "deletion_protection"))
@@ -180,17 +212,21 @@ pub async fn apply_database(
             .send()
             .await
             .map_err(|e| failed("create", e))?;
-        return Ok(());
+        return Ok(None);
     };
     let is = |f: &str| changed.iter().any(|c| c == f);
     let settings = changed.iter().any(|f| f != "tags");
     if settings {
-        let old_major = current.fields.get("engine_version").and_then(|v| v.split('.').next().map(str::to_string));
-        let major_upgrade =
-            is("engine_version") && old_major.as_deref() != field(d, "engine_version").split('.').next();
-        let mut request = clients.rds.modify_db_instance().db_instance_identifier(&d.name).apply_immediately(true);
+        let mut request =
+            clients.rds.modify_db_instance().db_instance_identifier(&d.name).apply_immediately(apply_immediately);
         if is("engine_version") {
-            request = request.engine_version(field(d, "engine_version")).allow_major_version_upgrade(major_upgrade);
+            // The plan refused a downgrade and a major upgrade that the config does not allow.
+            let major = engine_version_verdict(
+                field(d, "engine"),
+                field(d, "engine_version"),
+                current.fields.get("engine_version").map(String::as_str).unwrap_or_default(),
+            ) == VersionVerdict::MajorUpgrade;
+            request = request.engine_version(field(d, "engine_version")).allow_major_version_upgrade(major);
         }
         if is("instance_class") {
             request = request.db_instance_class(field(d, "instance_class"));
@@ -213,6 +249,12 @@ pub async fn apply_database(
         if is("deletion_protection") {
             request = request.deletion_protection(flag(d, "deletion_protection"));
         }
+        if is("maintenance_window") {
+            request = request.set_preferred_maintenance_window(non_empty(field(d, "maintenance_window")));
+        }
+        if is("auto_minor_version_upgrade") {
+            request = request.auto_minor_version_upgrade(flag(d, "auto_minor_version_upgrade"));
+        }
         if is("manage_master_user_password") {
             request = request.manage_master_user_password(true);
         }
@@ -221,8 +263,22 @@ pub async fn apply_database(
     if is("tags") {
         retag(clients, &current.id, d, current).await?;
     }
-    Ok(())
+    let deferred: Vec<&str> = DEFERRABLE.iter().copied().filter(|f| is(f)).collect();
+    Ok((!apply_immediately && !deferred.is_empty()).then(|| {
+        let window = current.fields.get("maintenance_window").filter(|w| !w.is_empty());
+        format!(
+            "{}: RDS applies {} in its maintenance window{}; `deploy --apply-immediately` applies {} now",
+            d.name,
+            deferred.join(", "),
+            window.map(|w| format!(" ({w} UTC)")).unwrap_or_default(),
+            if deferred.len() == 1 { "it" } else { "them" }
+        )
+    }))
 }
+
+/// The settings RDS holds for the maintenance window unless told to apply them immediately (the
+/// others it applies at once either way).
+const DEFERRABLE: &[&str] = &["engine_version", "instance_class", "multi_az", "storage_gb"];
 
 /// Deletes a database that must be replaced, keeping a final snapshot. Deletion protection is not
 /// lifted here: whoever turned it on turns it off.

@@ -23,6 +23,7 @@ use vending::plan::{self, Action, Desired, Kind, Plan, Resolved};
 use crate::calls::CallLog;
 
 pub use certificates::self_signed_pem;
+pub use database::database_found;
 
 /// One client per service, all from the same configuration (and, for tests and benchmarks, the
 /// same call log).
@@ -112,6 +113,9 @@ pub struct ApplyOptions {
     pub allow_destructive: bool,
     /// Stop after this many resources were changed (tests simulate an interrupted deploy).
     pub stop_after: Option<usize>,
+    /// Apply database changes now, with those RDS holds for the maintenance window
+    /// (`ApplyImmediately`); by default they wait for the window.
+    pub apply_immediately: bool,
 }
 
 /// What applying did, for the output.
@@ -210,6 +214,20 @@ async fn read(clients: &Clients, stack: &Stack, live: &Live, d: &Desired) -> any
 /// listener on a new load balancer) find it.
 pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOptions) -> anyhow::Result<Applied> {
     let label = planned.stack.label.clone();
+    let impossible: Vec<String> = planned
+        .plan
+        .refused()
+        .map(|c| format!("{} {}: {}", kind_word(c.kind), c.name, c.refused.as_deref().unwrap_or_default()))
+        .collect();
+    if !impossible.is_empty() {
+        bail!(
+            "{label}: nothing was changed, since the plan asks for what AWS cannot do:\n  {}",
+            impossible.join("\n  ")
+        );
+    }
+    if options.apply_immediately {
+        planned.plan = std::mem::take(&mut planned.plan).with_pending_applied_now();
+    }
     let refused: Vec<String> =
         planned.plan.destructive().map(|c| format!("{} {}", kind_word(c.kind), c.name)).collect();
     if !refused.is_empty() && !options.allow_destructive {
@@ -229,7 +247,7 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
             return Ok(applied);
         }
         let what = format!("{} {}", kind_word(desired.kind), desired.name);
-        let found = change_one(clients, &planned.stack, &mut planned.live, desired, &change.action, &mut applied.notes)
+        let found = change_one(clients, &planned.stack, &mut planned.live, desired, &change.action, options, &mut applied.notes)
             .await
             .with_context(|| {
                 format!(
@@ -251,6 +269,7 @@ async fn change_one(
     live: &mut Live,
     d: &Desired,
     action: &Action,
+    options: &ApplyOptions,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Found> {
     let current = live.found.get(&(d.kind, d.name.clone())).cloned();
@@ -275,7 +294,11 @@ async fn change_one(
         }
         Kind::ScalingPolicy => compute::apply_scaling_policy(clients, stack, live, d).await?,
         Kind::DbSubnetGroup => database::apply_subnet_group(clients, d, current.as_ref(), &changed).await?,
-        Kind::Database => database::apply_database(clients, d, current.as_ref(), &changed).await?,
+        Kind::Database => {
+            let note =
+                database::apply_database(clients, d, current.as_ref(), &changed, options.apply_immediately).await?;
+            notes.extend(note);
+        }
         Kind::CodeDeployApplication => codedeploy::apply_application(clients, d).await?,
         Kind::DeploymentGroup => codedeploy::apply_deployment_group(clients, stack, live, d, current.is_some()).await?,
     }

@@ -530,21 +530,68 @@ fn errors_name_the_environment_and_say_what_to_do() {
     });
 }
 
+/// Holds the first CreateRule of each of two deploys until both have sent it: both have read the
+/// listener's rules by then, so both ask for the same free priority, whatever the scheduling.
+#[derive(Debug)]
+struct MeetAtCreateRule {
+    barrier: std::sync::Arc<std::sync::Barrier>,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for MeetAtCreateRule {
+    fn name(&self) -> &'static str {
+        "MeetAtCreateRule"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let create_rule = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .is_some_and(|m| m.name() == "CreateRule");
+        if create_rule && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            self.barrier.wait();
+        }
+        Ok(())
+    }
+}
+
 #[test]
 fn deploys_racing_for_a_priority_both_get_one() {
     let w = world();
-    crate::block_on(async {
-        // Two applies with the same sequence of calls, interleaved on one runtime: both read the
-        // same free priority; the one that loses gets PriorityInUse and takes the next one.
-        let mut dev = w.plan("globex", "dev").await;
-        let mut prod = w.plan("globex", "prod").await;
-        w.log.clear();
-        let options = options();
-        let (a, b) =
-            tokio::join!(infra::apply(&w.clients, &mut dev, &options), infra::apply(&w.clients, &mut prod, &options));
-        for applied in [a.unwrap(), b.unwrap()] {
-            assert!(applied.changed.iter().any(|c| c.starts_with("listener-rule")), "{applied:?}");
+    let endpoint = w.moto.endpoint();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // Two deploys on two threads, as two operators' runs would be, each with its own clients.
+    std::thread::scope(|scope| {
+        for env in ["dev", "prod"] {
+            let (w, endpoint, barrier, seen) = (&w, endpoint.clone(), barrier.clone(), seen.clone());
+            scope.spawn(move || {
+                crate::block_on(async {
+                    let config = vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint }).await;
+                    let mut clients = Clients::new(&config, true, Some(&w.log));
+                    clients.elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
+                        aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
+                            .interceptor(w.log.clone())
+                            .interceptor(MeetAtCreateRule { barrier, seen })
+                            .build(),
+                    );
+                    let (c, e) = w.fleet.environment("globex", env).unwrap();
+                    let stack = infra::environment_stack(&clients, &w.fleet.platform, c, e, true).await.unwrap();
+                    let mut planned = infra::plan(&clients, stack).await.unwrap();
+                    let applied = infra::apply(&clients, &mut planned, &options()).await.unwrap();
+                    assert!(applied.changed.iter().any(|c| c.starts_with("listener-rule")), "{applied:?}");
+                })
+            });
         }
+    });
+    crate::block_on(async {
+        // Both asked for priority 1; the loser met PriorityInUse and took the next free one.
+        let attempts = w.log.calls().iter().filter(|c| c.ends_with(".CreateRule")).count();
+        assert_eq!(attempts, 3, "both deploys asked for the same priority and one retried");
         let shared = w.listener("vend-shared", 443).await;
         let rules = w.rules(shared.listener_arn().unwrap()).await;
         let mut priorities: Vec<_> = rules.values().cloned().collect();
@@ -634,5 +681,63 @@ fn a_priority_taken_meanwhile_is_retried_with_the_next_free_one() {
         let rules = w.rules(&listener).await;
         assert_eq!(rules.get("globex-dev.apps.example.com").map(String::as_str), Some("2"), "{rules:?}");
         assert_eq!(rules.get("other.example.com").map(String::as_str), Some("1"), "{rules:?}");
+    });
+}
+
+/// RDS holds some changes for the maintenance window and reports them as `PendingModifiedValues`
+/// (the emulator applies every change at once): the plan sees them under `pending.`, built here
+/// from the SDK's own types.
+#[test]
+fn changes_rds_holds_for_the_maintenance_window_are_read_as_pending() {
+    use aws_sdk_rds::types::{DbInstance, PendingModifiedValues};
+    let db = DbInstance::builder()
+        .engine("postgres")
+        .engine_version("16.6")
+        .db_instance_class("db.t4g.medium")
+        .allocated_storage(50)
+        .preferred_maintenance_window("sun:03:00-sun:03:30")
+        .auto_minor_version_upgrade(true)
+        .pending_modified_values(
+            PendingModifiedValues::builder().db_instance_class("db.r6g.large").allocated_storage(100).build(),
+        )
+        .build();
+    let found = infra::database_found(&db);
+    let field = |name: &str| found.fields.get(name).map(String::as_str);
+    assert_eq!(field("instance_class"), Some("db.t4g.medium"));
+    assert_eq!(field("pending.instance_class"), Some("db.r6g.large"));
+    assert_eq!(field("pending.storage_gb"), Some("100"));
+    assert_eq!(field("pending.engine_version"), None);
+    assert_eq!(field("maintenance_window"), Some("sun:03:00-sun:03:30"));
+    assert_eq!(field("auto_minor_version_upgrade"), Some("true"));
+}
+
+#[test]
+fn database_changes_wait_for_the_maintenance_window_unless_applied_immediately() {
+    let w = world();
+    crate::block_on(async {
+        w.deploy("acme", "prod").await;
+        let mut fleet = w.fleet.clone();
+        let set_class = |fleet: &mut Fleet, class: &str| {
+            let acme = fleet.customers.iter_mut().find(|c| c.name == "acme").unwrap();
+            let prod = acme.environments.iter_mut().find(|e| e.name == "prod").unwrap();
+            prod.database.as_mut().unwrap().instance_class = class.into();
+        };
+        set_class(&mut fleet, "db.r6g.large");
+        let applied = w.deploy_with(&fleet, "acme", "prod", &options()).await;
+        assert_eq!(applied.changed, ["database acme-prod-db"]);
+        assert_eq!(
+            applied.notes,
+            ["acme-prod-db: RDS applies instance_class in its maintenance window (sun:03:00-sun:03:30 UTC); `deploy --apply-immediately` applies it now"]
+        );
+        set_class(&mut fleet, "db.r6g.xlarge");
+        let now = ApplyOptions { apply_immediately: true, ..options() };
+        let applied = w.deploy_with(&fleet, "acme", "prod", &now).await;
+        assert_eq!(applied.changed, ["database acme-prod-db"]);
+        assert_eq!(applied.notes, Vec::<String>::new());
+        let dbs = w.clients.rds.describe_db_instances().db_instance_identifier("acme-prod-db").send().await.unwrap();
+        let db = &dbs.db_instances()[0];
+        assert_eq!(db.db_instance_class.as_deref(), Some("db.r6g.xlarge"));
+        assert_eq!(db.preferred_maintenance_window.as_deref(), Some("sun:03:00-sun:03:30"));
+        assert_eq!(db.auto_minor_version_upgrade, Some(true));
     });
 }

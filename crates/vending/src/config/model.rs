@@ -256,6 +256,13 @@ pub struct Database {
     pub security_groups: Option<SecurityGroupsRef>,
     pub backup_retention_days: u32,
     pub backup_window: Option<String>,
+    /// `ddd:hh24:mi-ddd:hh24:mi`, UTC: when RDS applies changes that wait (without
+    /// `deploy --apply-immediately`) and its own minor upgrades. None: AWS picks one.
+    pub maintenance_window: Option<String>,
+    /// RDS moves to new minor versions by itself in the maintenance window (AWS's default).
+    pub auto_minor_version_upgrade: bool,
+    /// A configured version of a newer major version than the database runs may be applied.
+    pub allow_major_version_upgrade: bool,
     pub storage_gb: u32,
     pub multi_az: bool,
     pub deletion_protection: bool,

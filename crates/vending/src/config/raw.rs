@@ -249,6 +249,9 @@ pub struct RawDatabase {
     pub security_groups: Option<RawSecurityGroups>,
     pub backup_retention_days: Option<i64>,
     pub backup_window: Option<String>,
+    pub maintenance_window: Option<String>,
+    pub auto_minor_version_upgrade: Option<bool>,
+    pub allow_major_version_upgrade: Option<bool>,
     pub storage_gb: Option<i64>,
     pub multi_az: Option<bool>,
 }

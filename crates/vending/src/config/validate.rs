@@ -973,6 +973,17 @@ fn validate_database(raw: &RawDatabase, file: &File<'_>, production: bool, c: &m
     if let Some(window) = &raw.backup_window {
         c.rule(file, "database.backup_window", "backup window", window, names::backup_window);
     }
+    if let Some(window) = &raw.maintenance_window {
+        c.rule(file, "database.maintenance_window", "maintenance window", window, names::maintenance_window);
+        if let Some(backup) = raw.backup_window.as_deref().filter(|b| names::windows_overlap(b, window)) {
+            c.error_help(
+                file,
+                "database.maintenance_window",
+                format!("maintenance window `{window}` overlaps the backup window `{backup}`; RDS refuses that"),
+                "move one of them (both are UTC)",
+            );
+        }
+    }
     let storage = c.range(file, "database.storage_gb", raw.storage_gb.unwrap_or(20), 20..=65536, " GiB");
     let multi_az = match raw.multi_az {
         Some(false) if production => {
@@ -991,6 +1002,9 @@ fn validate_database(raw: &RawDatabase, file: &File<'_>, production: bool, c: &m
         security_groups,
         backup_retention_days: retention?,
         backup_window: raw.backup_window.clone(),
+        maintenance_window: raw.maintenance_window.clone(),
+        auto_minor_version_upgrade: raw.auto_minor_version_upgrade.unwrap_or(true),
+        allow_major_version_upgrade: raw.allow_major_version_upgrade.unwrap_or(false),
         storage_gb: storage?,
         multi_az: multi_az?,
         deletion_protection: production,

@@ -36,6 +36,23 @@ fn rds_rules() {
     check(names::backup_window, "23:45-00:15", Ok(()));
     check(names::backup_window, "03:00-03:29", Err("lasts 29 minutes; RDS needs at least 30"));
     check(names::backup_window, "3:00-3:30", Err("must look like `03:00-03:30` (hh24:mi-hh24:mi, UTC)"));
+    check(names::maintenance_window, "sun:23:45-mon:00:15", Ok(()));
+    check(names::maintenance_window, "sun:03:00-sun:03:29", Err("lasts 29 minutes; RDS needs at least 30"));
+    check(
+        names::maintenance_window,
+        "03:00-03:30",
+        Err("must look like `sun:05:00-sun:05:30` (ddd:hh24:mi-ddd:hh24:mi, UTC, days mon…sun)"),
+    );
+}
+
+#[test]
+fn backup_and_maintenance_windows_must_not_overlap() {
+    assert!(names::windows_overlap("03:00-03:30", "tue:03:15-tue:03:45"));
+    assert!(!names::windows_overlap("03:00-03:30", "tue:03:30-tue:04:00"));
+    // Across midnight and across the end of the week.
+    assert!(names::windows_overlap("23:45-00:15", "mon:00:00-mon:00:30"));
+    assert!(names::windows_overlap("23:50-00:20", "sun:23:00-mon:00:00"));
+    assert!(!names::windows_overlap("01:00-01:30", "sun:23:00-mon:00:30"));
 }
 
 #[test]

@@ -171,3 +171,105 @@ fn the_platform_manages_the_shared_load_balancer_unless_it_names_an_existing_lis
     );
     assert_eq!(kinds(&platform), [(Kind::Bucket, "vend-platform-state".to_string())]);
 }
+
+/// The database of `acme prod` (configured `16.4`) against a live one running `running`, with
+/// `allow_major_version_upgrade` as given: what the plan does with `engine_version`.
+fn check_engine_version(running: &str, configured: &str, allow_major: bool, expected: &str) {
+    let mut desired = stack("acme", "prod");
+    let db = desired.iter_mut().find(|d| d.kind == Kind::Database).unwrap();
+    db.fields.insert("engine_version".into(), configured.into());
+    db.inputs.insert("allow_major_version_upgrade".into(), allow_major.to_string());
+    let mut live = live_of(&desired);
+    live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap().insert("engine_version".into(), running.into());
+    let plan = diff(&desired, &live);
+    let change = plan.changes.iter().find(|c| c.kind == Kind::Database).unwrap();
+    let verdict = match (&change.action, &change.refused) {
+        (_, Some(why)) if why.contains("cannot downgrade") => "refused: downgrade".to_string(),
+        (_, Some(why)) if why.contains("allow_major_version_upgrade = true") => "refused: major".to_string(),
+        (Action::Unchanged, None) => "unchanged".to_string(),
+        (Action::Update(fields), None) => {
+            fields.iter().map(|f| format!("{} {} → {}", f.field, f.old.as_deref().unwrap(), f.new)).collect()
+        }
+        other => format!("{other:?}"),
+    };
+    assert_eq!(verdict, expected, "running {running}, configured {configured}");
+}
+
+#[test]
+fn a_later_minor_version_satisfies_the_configured_one() {
+    check_engine_version("16.6", "16.4", false, "unchanged");
+    check_engine_version("16.6", "16", false, "unchanged");
+    check_engine_version("16.4", "16.4", false, "unchanged");
+}
+
+#[test]
+fn an_older_minor_version_is_upgraded() {
+    check_engine_version("16.2", "16.4", false, "engine_version 16.2 → 16.4");
+}
+
+#[test]
+fn a_downgrade_is_never_planned() {
+    check_engine_version("16.6", "15.8", false, "refused: downgrade");
+    check_engine_version("16.6", "15", true, "refused: downgrade");
+}
+
+#[test]
+fn a_major_upgrade_needs_to_be_allowed() {
+    check_engine_version("16.6", "17.2", false, "refused: major");
+    check_engine_version("16.6", "17", true, "engine_version 16.6 → 17");
+}
+
+#[test]
+fn mysql_and_mariadb_major_versions_have_two_numbers() {
+    use vending::plan::{engine_version_verdict as verdict, VersionVerdict::*};
+    assert_eq!(verdict("mysql", "8.0", "8.0.39"), Satisfied);
+    assert_eq!(verdict("mysql", "8.0.40", "8.0.39"), MinorUpgrade);
+    assert_eq!(verdict("mysql", "8.4", "8.0.39"), MajorUpgrade);
+    assert_eq!(verdict("mariadb", "10.6", "10.11.9"), Downgrade);
+    assert_eq!(verdict("postgres", "9.6", "9.5.25"), MajorUpgrade);
+}
+
+#[test]
+fn a_refused_plan_says_why() {
+    let desired = stack("acme", "prod");
+    let mut live = live_of(&desired);
+    live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap().insert("engine_version".into(), "17.1".into());
+    let plan = diff(&desired, &live);
+    assert_eq!(plan.refused().count(), 1);
+    assert!(plan.render_human().contains(
+        "    REFUSED: database.version 16.4 is older than the running 17.1, and RDS cannot downgrade an engine"
+    ));
+}
+
+#[test]
+fn changes_waiting_for_the_maintenance_window_are_shown_and_not_asked_again() {
+    let mut desired = stack("acme", "prod");
+    let db = desired.iter_mut().find(|d| d.kind == Kind::Database).unwrap();
+    db.fields.insert("instance_class".into(), "db.r6g.large".into());
+    let mut live = live_of(&desired);
+    let live_db = live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap();
+    live_db.insert("instance_class".into(), "db.t4g.medium".into());
+    live_db.insert("pending.instance_class".into(), "db.r6g.large".into());
+    let plan = diff(&desired, &live);
+    let change = plan.changes.iter().find(|c| c.kind == Kind::Database).unwrap();
+    assert_eq!(change.action, Action::Unchanged);
+    assert!(!plan.has_changes());
+    assert!(plan.render_human().contains(
+        "= database acme-prod-db: unchanged\n    pending in the maintenance window: instance_class: db.t4g.medium → db.r6g.large\n"
+    ));
+    // `deploy --apply-immediately` sends the waiting change again, to apply it now.
+    let now = plan.with_pending_applied_now();
+    let change = now.changes.iter().find(|c| c.kind == Kind::Database).unwrap();
+    let Action::Update(fields) = &change.action else { panic!("{change:?}") };
+    assert_eq!(fields.iter().map(|f| f.field.as_str()).collect::<Vec<_>>(), ["instance_class"]);
+}
+
+#[test]
+fn a_database_update_says_when_rds_applies_it() {
+    let desired = stack("acme", "prod");
+    let mut live = live_of(&desired);
+    live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap().insert("storage_gb".into(), "20".into());
+    assert!(diff(&desired, &live).render_human().contains(
+        "    storage_gb: 20 → 50\n    (RDS applies these in the maintenance window; deploy --apply-immediately applies them now)\n"
+    ));
+}
