@@ -26,23 +26,48 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
         out.push(if path.is_empty() { d } else { d.with_key(path) });
     };
 
-    // Host names: each may be claimed by one environment only (case-insensitive, as ALB matches).
+    // Host names: each may be claimed by one environment only (case-insensitive, as ALB matches),
+    // and no pattern of one environment may match a host of another: which rule wins would
+    // depend on the rules' priorities, that is on deploy order.
     let mut hosts: BTreeMap<String, (&str, &str)> = BTreeMap::new();
+    let mut patterns: Vec<(&str, &str, &str)> = Vec::new();
     for customer in &fleet.customers {
         for env in &customer.environments {
             for (i, host) in env.hosts.iter().enumerate() {
                 let key = host.to_ascii_lowercase();
+                let at = format!("hosts[{i}]");
                 if let Some((other_customer, other_env)) = hosts.get(&key) {
                     report(
                         out,
                         &customer.name,
                         &env.name,
-                        &format!("hosts[{i}]"),
+                        &at,
                         format!("host `{host}` is already claimed by {other_customer}/{other_env}"),
                         "a host name routes to one environment; remove it from one of them".into(),
                     );
-                } else {
-                    hosts.insert(key, (&customer.name, &env.name));
+                    continue;
+                }
+                let wildcard = host.contains(['*', '?']);
+                let earlier = hosts.iter().filter(|_| wildcard).map(|(h, (c, e))| (h.as_str(), *c, *e));
+                let overlap = patterns.iter().map(|(p, c, e)| (*p, *c, *e)).chain(earlier).find(|(other, c, e)| {
+                    (*c, *e) != (customer.name.as_str(), env.name.as_str()) && hosts_overlap(host, other)
+                });
+                if let Some((other, other_customer, other_env)) = overlap {
+                    report(
+                        out,
+                        &customer.name,
+                        &env.name,
+                        &at,
+                        format!(
+                            "host `{host}` overlaps `{other}` of {other_customer}/{other_env}: a request can match both rules, and which one wins depends on deploy order"
+                        ),
+                        "make the patterns disjoint (a wildcard matches any characters, `?` one)".into(),
+                    );
+                    continue;
+                }
+                hosts.insert(key, (&customer.name, &env.name));
+                if wildcard {
+                    patterns.push((host, &customer.name, &env.name));
                 }
             }
         }
@@ -111,4 +136,31 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
         }
         out.push(d);
     }
+}
+
+/// Whether some host name matches both ALB host patterns (case-insensitive; `*` any run of
+/// characters, `?` exactly one). A dynamic program over both patterns at once.
+pub fn hosts_overlap(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<u8>, Vec<u8>) = (a.to_ascii_lowercase().into_bytes(), b.to_ascii_lowercase().into_bytes());
+    let literal_tail = |p: &[u8]| p.iter().rposition(|c| matches!(c, b'*' | b'?')).map_or(0, |i| i + 1);
+    // A cheap refusal first: the literal tails after each last wildcard must agree.
+    let (ta, tb) = (&a[literal_tail(&a)..], &b[literal_tail(&b)..]);
+    let n = ta.len().min(tb.len());
+    if ta[ta.len() - n..] != tb[tb.len() - n..] {
+        return false;
+    }
+    // can[i][j]: the rests a[i..] and b[j..] can match one common string.
+    let mut can = vec![vec![false; b.len() + 1]; a.len() + 1];
+    for i in (0..=a.len()).rev() {
+        for j in (0..=b.len()).rev() {
+            can[i][j] = match (a.get(i), b.get(j)) {
+                (None, None) => true,
+                (Some(b'*'), _) => can[i + 1][j] || (j < b.len() && can[i][j + 1]),
+                (_, Some(b'*')) => can[i][j + 1] || (i < a.len() && can[i + 1][j]),
+                (Some(x), Some(y)) => (x == y || *x == b'?' || *y == b'?') && can[i + 1][j + 1],
+                _ => false,
+            };
+        }
+    }
+    can[0][0]
 }

@@ -307,6 +307,24 @@ pub fn windows_overlap(backup: &str, maintenance: &str) -> bool {
     })
 }
 
+/// The AWS partition of a region, the second part of every ARN there: `aws-cn` in China,
+/// `aws-us-gov` in GovCloud, `aws-eusc` in the European Sovereign Cloud, `aws` elsewhere.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("eusc-") {
+        "aws-eusc"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else {
+        "aws"
+    }
+}
+
 /// Resource ids such as `vpc-0abc`, `subnet-…`, `sg-…`, `ami-…`.
 pub fn resource_id(value: &str, prefix: &str) -> Result<(), String> {
     let Some(rest) = value.strip_prefix(prefix).and_then(|r| r.strip_prefix('-')) else {

@@ -90,7 +90,10 @@ fn denies_plain_http(policy: &str) -> bool {
     })
 }
 
-fn tls_only_policy(bucket: &str) -> String {
+/// Denies every request to the bucket that does not come over TLS; the ARNs carry the region's
+/// partition (`arn:aws-cn:s3:::…` in China).
+fn tls_only_policy(bucket: &str, region: &str) -> String {
+    let partition = vending::names::partition(region);
     serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -98,7 +101,7 @@ fn tls_only_policy(bucket: &str) -> String {
             "Effect": "Deny",
             "Principal": "*",
             "Action": "s3:*",
-            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")],
+            "Resource": [format!("arn:{partition}:s3:::{bucket}"), format!("arn:{partition}:s3:::{bucket}/*")],
             "Condition": { "Bool": { "aws:SecureTransport": "false" } }
         }]
     })
@@ -174,7 +177,7 @@ pub async fn apply_bucket(
     if set("tls_only_policy") {
         s3.put_bucket_policy()
             .bucket(bucket)
-            .policy(tls_only_policy(bucket))
+            .policy(tls_only_policy(bucket, region))
             .send()
             .await
             .map_err(|e| failed("bucket policy", e))?;
@@ -195,4 +198,19 @@ pub async fn apply_bucket(
         bail!("a bucket cannot move to another region: empty and delete `{bucket}` by hand, or keep aws.region");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tls_only_policy_names_the_bucket_in_its_regions_partition() {
+        for (region, partition) in [("eu-west-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")] {
+            let policy: serde_json::Value = serde_json::from_str(&super::tls_only_policy("b", region)).unwrap();
+            assert_eq!(
+                policy["Statement"][0]["Resource"],
+                serde_json::json!([format!("arn:{partition}:s3:::b"), format!("arn:{partition}:s3:::b/*")])
+            );
+            assert!(super::denies_plain_http(&policy.to_string()));
+        }
+    }
 }

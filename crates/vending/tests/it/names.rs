@@ -94,3 +94,17 @@ fn certificate_coverage() {
     assert!(!certificate_covers("*.acme.example.com", "a.b.acme.example.com"));
     assert!(certificate_covers("acme.example.com", "ACME.example.com"));
 }
+
+#[test]
+fn host_patterns_overlap_when_one_host_matches_both() {
+    use vending::fleet::hosts_overlap as overlap;
+    assert!(overlap("*.apps.example.com", "shop.apps.example.com"));
+    assert!(overlap("shop.apps.example.com", "*.apps.example.com"));
+    assert!(overlap("SHOP.apps.example.com", "shop.apps.example.com"));
+    assert!(overlap("shop-*.example.com", "*-eu.example.com"));
+    assert!(overlap("sh?p.example.com", "shop.example.com"));
+    assert!(!overlap("*.apps.example.com", "apps.example.com"));
+    assert!(!overlap("sh?p.example.com", "shoop.example.com"));
+    assert!(!overlap("shop-*.example.com", "web-*.example.com"));
+    assert!(!overlap("*.acme.example.com", "*.globex.example.com"));
+}
