@@ -331,9 +331,13 @@ pub struct Revision<'a> {
 
 /// What a deployment's description says: the commit and the revision.
 fn description(record: &BuildRecord) -> String {
-    format!(
-        "{}/{}: commit {} of {} ({}), revision sha256 {}",
-        record.customer, record.environment, record.commit, record.repository, record.git_ref, record.sha256
+    release::release_description(
+        &record.customer,
+        &record.environment,
+        &record.commit,
+        &record.repository,
+        &record.git_ref,
+        &record.sha256,
     )
 }
 

@@ -176,9 +176,59 @@ pub struct Deployed {
     pub rollback: bool,
 }
 
-/// The description of a deployment made by `rollback` (how it is told from a release later).
+/// The longest description CodeDeploy's CreateDeployment takes (`DescriptionTooLongException`
+/// beyond it; CodeDeploy quotas, "deployment description").
+pub const DESCRIPTION_LIMIT: usize = 256;
+
+/// The description of a release: the commit and the revision, which are kept whole; the
+/// repository and the ref, which have no bound of their own, are cut in the middle to fit
+/// `DESCRIPTION_LIMIT`.
+pub fn release_description(
+    customer: &str,
+    env: &str,
+    commit: &str,
+    repository: &str,
+    git_ref: &str,
+    sha256: &str,
+) -> String {
+    let text = |repository: &str, git_ref: &str| {
+        format!("{customer}/{env}: commit {commit} of {repository} ({git_ref}), revision sha256 {sha256}")
+    };
+    let room = DESCRIPTION_LIMIT.saturating_sub(text("", "").chars().count());
+    let (repo_len, ref_len) = (repository.chars().count(), git_ref.chars().count());
+    let ref_room = ref_len.min(room / 2).max(room.saturating_sub(repo_len));
+    let repo_room = room.saturating_sub(ref_room.min(ref_len));
+    cut_to(&text(&middle_cut(repository, repo_room), &middle_cut(git_ref, ref_room)), DESCRIPTION_LIMIT)
+}
+
+/// The description of a deployment made by `rollback` (how it is told from a release later):
+/// who asked (an ARN may be long) is cut first, so the revision stays whole.
 pub fn rollback_description(who: &str, sha256: &str, deployed_before_by: &str) -> String {
-    format!("{who}: rollback to revision sha256 {sha256} (deployed before by {deployed_before_by})")
+    let text =
+        |who: &str| format!("{who}: rollback to revision sha256 {sha256} (deployed before by {deployed_before_by})");
+    let room = DESCRIPTION_LIMIT.saturating_sub(text("").chars().count());
+    cut_to(&text(&middle_cut(who, room)), DESCRIPTION_LIMIT)
+}
+
+/// `text` in at most `max` characters, its middle replaced by `…` when it is longer.
+fn middle_cut(text: &str, max: usize) -> String {
+    let len = text.chars().count();
+    if len <= max {
+        return text.to_string();
+    }
+    if max == 0 {
+        return String::new();
+    }
+    let keep = max - 1;
+    let (head, tail) = (keep - keep / 2, keep / 2);
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(len - tail).collect();
+    format!("{start}…{end}")
+}
+
+/// The last resort, for fixed parts that are longer than expected: whole characters only.
+fn cut_to(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 /// Whether a deployment's description is one `rollback_description` wrote.

@@ -419,6 +419,17 @@ fn validate_customer(
             "remove the braces",
         );
     }
+    if names::tag("CustomerName", &display_name).is_err() {
+        c.error_help(
+            &file,
+            "display_name",
+            format!(
+                "display_name is {} characters long; it becomes the AMI's `CustomerName` tag, and AWS allows 256",
+                display_name.chars().count()
+            ),
+            "shorten it",
+        );
+    }
     let domain = raw.domain.clone();
     if let Some(domain) = &domain {
         c.rule(&file, "domain", "domain", domain, names::domain_name);
@@ -847,9 +858,10 @@ fn thresholds(
     }
 }
 
-/// How long a software deployment is followed by default, and at most (a day).
+/// How long a software deployment is followed by default, and at most: CodeDeploy ends an
+/// in-place deployment after 12 hours (CodeDeploy quotas), so following one longer means nothing.
 const DEFAULT_DEPLOYMENT_TIMEOUT: u32 = 60;
-const DEPLOYMENT_TIMEOUT_MAX: i64 = 1440;
+const DEPLOYMENT_TIMEOUT_MAX: i64 = 720;
 
 fn validate_deployment(layers: &[Layer<'_>], production: bool, c: &mut Checker) -> Option<Deployment> {
     let config = pick(layers, |l| l.deployment.as_ref().and_then(|d| d.config.clone()));

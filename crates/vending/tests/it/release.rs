@@ -236,3 +236,27 @@ fn rollback_goes_to_the_revision_released_before_the_latest_release() {
     assert_eq!(revision_sha("revisions/short.zip"), None);
     assert_eq!(revision_sha("other/aaaa.zip"), None);
 }
+
+#[test]
+fn deployment_descriptions_fit_codedeploy_and_keep_commit_and_revision() {
+    use vending::release::{is_rollback_description, release_description, rollback_description, DESCRIPTION_LIMIT};
+    let (commit, sha) = ("c0ffee".repeat(6) + "abcd", "ab".repeat(32));
+    let short = release_description("acme", "prod", &commit, "https://git.example.com/shop.git", "main", &sha);
+    assert_eq!(
+        short,
+        format!("acme/prod: commit {commit} of https://git.example.com/shop.git (main), revision sha256 {sha}")
+    );
+    let long_repo = format!("https://git.example.com/{}.git", "ü".repeat(300));
+    for (repository, git_ref) in
+        [(long_repo.as_str(), "main"), ("r", &*"x".repeat(400)), (&*long_repo, &*"y".repeat(300))]
+    {
+        let text = release_description("acme", "prod", &commit, repository, git_ref, &sha);
+        assert_eq!(text.chars().count(), DESCRIPTION_LIMIT, "{text}");
+        assert!(text.contains(&format!("commit {commit} of ")) && text.ends_with(&format!("revision sha256 {sha}")));
+        assert!(text.contains('…'), "{text}");
+    }
+    let who = format!("arn:aws:sts::123456789012:assumed-role/{}/session", "r".repeat(300));
+    let text = rollback_description(&who, &sha, "d-ABCDEFGHI");
+    assert!(text.chars().count() <= DESCRIPTION_LIMIT, "{text}");
+    assert!(is_rollback_description(&text) && text.contains(&sha), "{text}");
+}
