@@ -105,7 +105,29 @@ impl Ami {
         let (only, mut env_vars) = (if self.local { LOCAL_BUILD } else { AWS_BUILD }, Vec::new());
         if let Target::Local { endpoint } = &target {
             variables.push(("ec2_endpoint".into(), endpoint.clone()));
-            variables.push(("source_ami_name".into(), platform.ami.local_base_name.clone()));
+            // The template names the base image the way the config does: by a name filter, whose
+            // name the local build pins, or by an id, which the emulator does not have, so the
+            // local build gives the id of its image of that name.
+            let base = match &platform.ami.base {
+                vending::config::model::AmiRef::Filter { .. } => {
+                    ("source_ami_name", platform.ami.local_base_name.clone())
+                }
+                vending::config::model::AmiRef::Id(_) => {
+                    let runtime = vending_aws::runtime()?;
+                    let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
+                    let ec2 = vending_aws::ec2::client(&config);
+                    let found =
+                        runtime.block_on(vending_aws::ec2::find_image(&ec2, &platform.ami.local_base_name, &[]))?;
+                    let (id, _) = found.with_context(|| {
+                        format!(
+                            "the emulator has no image named `{}`: check ami.local_base_name in customers/platform.toml",
+                            platform.ami.local_base_name
+                        )
+                    })?;
+                    ("source_ami", id)
+                }
+            };
+            variables.push((base.0.into(), base.1));
             if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
                 env_vars.push(("AWS_ACCESS_KEY_ID", "test"));
                 env_vars.push(("AWS_SECRET_ACCESS_KEY", "test"));

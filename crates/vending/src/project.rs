@@ -13,29 +13,33 @@ pub const CUSTOMERS_DIR: &str = "customers";
 pub const PLATFORM_FILE: &str = "customers/platform.toml";
 pub const CUSTOMER_FILE: &str = "customer.toml";
 
-/// Every `.toml` file under customers/ (one level of customer folders), by relative path.
-pub fn read_tree(root: &Path, only: Option<&str>) -> io::Result<BTreeMap<PathBuf, String>> {
+/// Every `.toml` file under customers/ (one level of customer folders), by relative path, as
+/// bytes: a file that is not UTF-8 is reported by `fleet_sources` with its position, beside the
+/// other files' diagnostics. Symbolic links are followed (a customer folder may live elsewhere);
+/// a broken one is an error that names it.
+pub fn read_tree(root: &Path, only: Option<&str>) -> io::Result<BTreeMap<PathBuf, Vec<u8>>> {
     let mut files = BTreeMap::new();
     let customers = root.join(CUSTOMERS_DIR);
-    let read = |relative: PathBuf, files: &mut BTreeMap<PathBuf, String>| -> io::Result<()> {
-        let text = fs::read_to_string(root.join(&relative))
+    let read = |relative: PathBuf, files: &mut BTreeMap<PathBuf, Vec<u8>>| -> io::Result<()> {
+        let bytes = fs::read(root.join(&relative))
             .map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", relative.display())))?;
-        files.insert(relative, text);
+        files.insert(relative, bytes);
         Ok(())
     };
     for entry in sorted_entries(&customers)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         let relative = PathBuf::from(CUSTOMERS_DIR).join(&name);
-        if entry.file_type()?.is_dir() {
+        if kind(root, &relative)?.is_dir() {
             if only.is_some_and(|only| only != name) {
                 continue;
             }
             // An empty folder is still a customer (one without customer.toml, which is an error).
-            files.entry(relative.join(".")).or_insert_with(String::new);
+            files.entry(relative.join(".")).or_insert_with(Vec::new);
             for file in sorted_entries(&root.join(&relative))? {
                 let file_name = file.file_name().to_string_lossy().into_owned();
-                if file_name.ends_with(".toml") && file.file_type()?.is_file() {
-                    read(relative.join(&file_name), &mut files)?;
+                let path = relative.join(&file_name);
+                if file_name.ends_with(".toml") && kind(root, &path)?.is_file() {
+                    read(path, &mut files)?;
                 }
             }
         } else if relative == Path::new(PLATFORM_FILE) {
@@ -45,13 +49,30 @@ pub fn read_tree(root: &Path, only: Option<&str>) -> io::Result<BTreeMap<PathBuf
     Ok(files)
 }
 
-/// Arranges files (relative path → text) into the platform, customers and environments.
-pub fn fleet_sources(files: &BTreeMap<PathBuf, String>) -> FleetSources {
+/// What a path is, through symbolic links.
+fn kind(root: &Path, relative: &Path) -> io::Result<fs::FileType> {
+    fs::metadata(root.join(relative)).map(|m| m.file_type()).map_err(|e| {
+        let link = fs::read_link(root.join(relative)).ok();
+        let what = match link {
+            Some(target) => format!(
+                "{} is a symbolic link to {}, which cannot be read ({e}): fix or remove the link",
+                relative.display(),
+                target.display()
+            ),
+            None => format!("cannot read {}: {e}", relative.display()),
+        };
+        io::Error::new(e.kind(), what)
+    })
+}
+
+/// Arranges files (relative path → bytes) into the platform, customers and environments.
+pub fn fleet_sources(files: &BTreeMap<PathBuf, Vec<u8>>) -> FleetSources {
     let mut sources = FleetSources::default();
     let mut customers: BTreeMap<String, CustomerSources> = BTreeMap::new();
-    for (path, text) in files {
+    for (path, bytes) in files {
+        let text = SourceFile::from_bytes(path, bytes);
         if path == Path::new(PLATFORM_FILE) {
-            sources.platform = Some(SourceFile::new(path, text.clone()));
+            sources.platform = Some(text);
             continue;
         }
         let Ok(rest) = path.strip_prefix(CUSTOMERS_DIR) else { continue };
@@ -68,9 +89,9 @@ pub fn fleet_sources(files: &BTreeMap<PathBuf, String>) -> FleetSources {
         });
         let Some(file) = file else { continue };
         if file == CUSTOMER_FILE {
-            entry.customer = Some(SourceFile::new(path, text.clone()));
+            entry.customer = Some(text);
         } else if let Some(env) = file.strip_suffix(".toml") {
-            entry.environments.push((env.to_string(), SourceFile::new(path, text.clone())));
+            entry.environments.push((env.to_string(), text));
         }
     }
     sources.customers = customers.into_values().collect();

@@ -11,13 +11,30 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
     line_starts: Vec<usize>,
+    /// Where the first byte that is not UTF-8 was (in `text`, which has U+FFFD there).
+    pub invalid_utf8: Option<usize>,
 }
 
 impl SourceFile {
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> SourceFile {
         let text = text.into();
         let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
-        SourceFile { path: path.into(), text, line_starts }
+        SourceFile { path: path.into(), text, line_starts, invalid_utf8: None }
+    }
+
+    /// A file as read from disk: bytes that are not UTF-8 become U+FFFD, and the first one's
+    /// place is kept so that the loader reports it with its line and column.
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: &[u8]) -> SourceFile {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => SourceFile::new(path, text),
+            Err(error) => {
+                let valid = error.valid_up_to();
+                let mut file = SourceFile::new(path, String::from_utf8_lossy(bytes).into_owned());
+                // The lossy text equals the bytes up to the first invalid one.
+                file.invalid_utf8 = Some(valid);
+                file
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {

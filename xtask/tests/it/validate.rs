@@ -197,3 +197,25 @@ fn validate_never_runs_customer_commands() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!marker.exists(), "validate ran a customer's command");
 }
+
+#[test]
+fn a_customer_folder_that_is_a_symbolic_link_is_followed_and_a_broken_one_is_refused() {
+    let project = Project::copy();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = elsewhere.path().join("globex");
+    std::fs::rename(project.path("customers/globex"), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, project.path("customers/globex")).unwrap();
+    let run = project.run(&["validate", "globex"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("in 1 customer(s), 2 environment(s)"), "{run:?}");
+    let run = project.run(&["generate"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(project.path("packer/packer-globex-dev.pkr.hcl").exists(), "generate keeps its files: {run:?}");
+
+    std::fs::remove_dir_all(&outside).unwrap();
+    let run = project.run(&["generate"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("customers/globex is a symbolic link to "), "{run:?}");
+    assert!(run.stderr.contains("which cannot be read"), "{run:?}");
+    assert!(project.path("packer/packer-globex-dev.pkr.hcl").exists(), "nothing is deleted: {run:?}");
+}

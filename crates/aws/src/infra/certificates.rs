@@ -1,7 +1,7 @@
 //! Certificates for HTTPS listeners: named by ARN or found in ACM by domain, and always checked
 //! to be ISSUED and to cover the listener's host names (the emulator accepts a listener on a
 //! certificate still pending validation; AWS does not). In local mode a missing certificate is
-//! made self-signed (rcgen) and imported into the emulator's ACM.
+//! made self-signed (rcgen) and imported into the emulator's ACM by `deploy`; a plan only says so.
 
 use anyhow::bail;
 use aws_sdk_acm::primitives::Blob;
@@ -11,12 +11,14 @@ use vending::config::validate::certificate_covers;
 
 use super::{failed, Clients};
 
+/// The certificate a listener should carry. In local mode a domain with no certificate in the
+/// emulator's ACM gives `pending_import_marker(domain)`: a plan shows it and changes nothing, and
+/// `deploy` imports a self-signed one first (`import_self_signed`).
 pub async fn resolve(
     clients: &Clients,
     certificate: &CertificateRef,
     hosts: &[String],
     local: bool,
-    tags: &Tags,
 ) -> anyhow::Result<String> {
     match certificate {
         CertificateRef::Arn(arn) => {
@@ -30,24 +32,39 @@ pub async fn resolve(
             if !local {
                 bail!("ACM has no ISSUED certificate for `{domain}` covering {}: request one (DNS validation) and wait until it is issued, or name one by ARN", hosts.join(", "));
             }
-            let (certificate, key) = self_signed_pem(domain)?;
-            let mut tags = tags.clone();
-            tags.insert("ManagedBy".into(), vending::config::validate::MANAGED_BY.into());
-            let tags: Vec<Tag> =
-                tags.into_iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
-            let out = clients
-                .acm
-                .import_certificate()
-                .certificate(Blob::new(certificate))
-                .private_key(Blob::new(key))
-                .set_tags(Some(tags))
-                .send()
-                .await
-                .map_err(|e| failed(&format!("cannot import a self-signed certificate for `{domain}`"), e))?;
-            println!("local mode: imported a self-signed certificate for {domain} into the emulator's ACM");
-            out.certificate_arn.ok_or_else(|| anyhow::anyhow!("ACM returned no certificate ARN"))
+            Ok(pending_import_marker(domain))
         }
     }
+}
+
+const PENDING_IMPORT: &str = "(self-signed, imported by deploy) ";
+
+fn pending_import_marker(domain: &str) -> String {
+    format!("{PENDING_IMPORT}{domain}")
+}
+
+/// The domain of a certificate that `deploy` is to import in local mode.
+pub fn pending_import(certificate: &str) -> Option<&str> {
+    certificate.strip_prefix(PENDING_IMPORT)
+}
+
+/// Imports a self-signed certificate for `domain` into the emulator's ACM (local mode only).
+pub async fn import_self_signed(clients: &Clients, domain: &str, tags: &Tags) -> anyhow::Result<String> {
+    let (certificate, key) = self_signed_pem(domain)?;
+    let mut tags = tags.clone();
+    tags.insert("ManagedBy".into(), vending::config::validate::MANAGED_BY.into());
+    let tags: Vec<Tag> = tags.into_iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
+    let out = clients
+        .acm
+        .import_certificate()
+        .certificate(Blob::new(certificate))
+        .private_key(Blob::new(key))
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .map_err(|e| failed(&format!("cannot import a self-signed certificate for `{domain}`"), e))?;
+    println!("local mode: imported a self-signed certificate for {domain} into the emulator's ACM");
+    out.certificate_arn.ok_or_else(|| anyhow::anyhow!("ACM returned no certificate ARN"))
 }
 
 /// A self-signed certificate for `domain` and its private key, both PEM. For the emulator only.

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context};
 use aws_config::SdkConfig;
 use vending::ami::AmiRecord;
-use vending::config::model::{Customer, Environment, Platform};
+use vending::config::model::{Customer, Environment, Platform, Tags};
 use vending::plan::{self, Action, Desired, Kind, Plan, Resolved};
 
 use crate::calls::CallLog;
@@ -73,6 +73,8 @@ pub struct Stack {
     /// The shared listener's ARN, when a rule goes on it (found, never created here).
     pub shared_listener_arn: Option<String>,
     pub desired: Vec<Desired>,
+    /// Tags for a self-signed certificate that `apply` imports first (local mode only).
+    pub certificate_tags: Tags,
 }
 
 /// A live resource: its settings as the plan compares them, its ARN or id, and what applying a
@@ -159,7 +161,15 @@ pub async fn environment_stack(
         vending::config::model::Routing::DedicatedAlb => None,
     };
     let desired = plan::desired(platform, customer, env, &record, &resolved);
-    Ok(Stack { label, region: platform.region.clone(), local, resolved, shared_listener_arn, desired })
+    Ok(Stack {
+        label,
+        region: platform.region.clone(),
+        local,
+        resolved,
+        shared_listener_arn,
+        desired,
+        certificate_tags: platform.tags.clone(),
+    })
 }
 
 /// The platform's stack: the state bucket and the shared load balancer (unless the platform file
@@ -174,6 +184,7 @@ pub async fn platform_stack(clients: &Clients, platform: &Platform, local: bool)
         resolved,
         shared_listener_arn: None,
         desired,
+        certificate_tags: platform.tags.clone(),
     })
 }
 
@@ -236,6 +247,7 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
             refused.join(", ")
         );
     }
+    import_pending_certificate(clients, &mut planned.stack).await.context(label.clone())?;
     let mut applied = Applied::default();
     let changes = planned.plan.changes.clone();
     for (desired, change) in planned.stack.desired.clone().iter().zip(changes) {
@@ -261,6 +273,21 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
         applied.changed.push(what);
     }
     Ok(applied)
+}
+
+/// In local mode a plan only names the self-signed certificate a listener needs; applying
+/// imports it, and the listener gets its ARN.
+async fn import_pending_certificate(clients: &Clients, stack: &mut Stack) -> anyhow::Result<()> {
+    let Some(marker) = stack.resolved.certificate_arn.clone() else { return Ok(()) };
+    let Some(domain) = certificates::pending_import(&marker) else { return Ok(()) };
+    let arn = certificates::import_self_signed(clients, domain, &stack.certificate_tags).await?;
+    for d in &mut stack.desired {
+        if d.fields.get("certificate") == Some(&marker) {
+            d.fields.insert("certificate".into(), arn.clone());
+        }
+    }
+    stack.resolved.certificate_arn = Some(arn);
+    Ok(())
 }
 
 async fn change_one(

@@ -27,8 +27,7 @@ pub async fn environment(
         let Some(certificate) = &customer.certificate else {
             bail!("production with a custom domain needs `certificate` in customers/{}/customer.toml", customer.name);
         };
-        resolved.certificate_arn =
-            Some(certificates::resolve(clients, certificate, &env.hosts, local, &platform.tags).await?);
+        resolved.certificate_arn = Some(certificates::resolve(clients, certificate, &env.hosts, local).await?);
     }
     Ok(resolved)
 }
@@ -40,7 +39,7 @@ pub async fn platform(clients: &Clients, platform: &Platform, local: bool) -> an
     {
         // The hosts behind the shared listener are the customers'; `validate` warns about those
         // its certificate does not cover.
-        resolved.certificate_arn = Some(certificates::resolve(clients, certificate, &[], local, &platform.tags).await?);
+        resolved.certificate_arn = Some(certificates::resolve(clients, certificate, &[], local).await?);
     } else if matches!(platform.shared_alb.listener, ListenerRef::Lookup { .. }) {
         bail!("the shared ALB's HTTPS listener needs a certificate: set shared_alb.certificate in customers/platform.toml");
     }

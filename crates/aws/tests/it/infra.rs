@@ -741,3 +741,38 @@ fn database_changes_wait_for_the_maintenance_window_unless_applied_immediately()
         assert_eq!(db.auto_minor_version_upgrade, Some(true));
     });
 }
+
+/// `plan` reads and never writes, on every path: the platform's on an empty account (whose
+/// shared listener needs a certificate that local mode makes) and every sample environment's
+/// (acme's dedicated listener needs one too). Only `deploy` imports the certificate.
+#[test]
+fn a_plan_changes_nothing_on_any_path() {
+    let moto = Moto::start(&crate::repo_root()).unwrap();
+    let fleet = sample_fleet();
+    crate::block_on(async {
+        let config = vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint: moto.endpoint() }).await;
+        let log = CallLog::default();
+        let clients = Clients::new(&config, true, Some(&log));
+        let stack = infra::platform_stack(&clients, &fleet.platform, true).await.unwrap();
+        let planned = infra::plan(&clients, stack).await.unwrap();
+        assert_eq!(log.mutating(), Vec::<String>::new());
+        let https = planned.stack.desired.iter().find(|d| d.kind == Kind::HttpsListener).unwrap();
+        assert_eq!(
+            https.fields.get("certificate").map(String::as_str),
+            Some("(self-signed, imported by deploy) *.apps.example.com")
+        );
+    });
+    let w = world();
+    crate::block_on(async {
+        for customer in &w.fleet.customers {
+            for env in &customer.environments {
+                w.plan(&customer.name, &env.name).await;
+            }
+        }
+        assert_eq!(w.log.mutating(), Vec::<String>::new());
+        w.deploy("acme", "prod").await;
+        assert!(w.log.mutating().contains(&"ACM.ImportCertificate".to_string()), "{:?}", w.log.mutating());
+        let planned = w.plan("acme", "prod").await;
+        assert_eq!(changed(&planned), []);
+    });
+}

@@ -17,24 +17,66 @@ pub struct Loaded<T> {
     pub locator: Locator,
 }
 
+/// For a "duplicate key" error: the key and the line that set it first (the nearest earlier
+/// `key =` or `[key]` of the same table, looking back to the table's header).
+fn duplicate_of(source: &SourceFile, message: &str, span: Option<Range<usize>>) -> Option<(String, usize)> {
+    if !message.starts_with("duplicate key") {
+        return None;
+    }
+    let span = span?;
+    let key = source.text.get(span.clone())?.trim().trim_matches('"').to_string();
+    let (line, _) = source.line_col(span.start);
+    let header = source.line_text(line).trim_start().starts_with('[');
+    (1..line)
+        .rev()
+        .map(|n| (n, source.line_text(n).trim()))
+        .find_map(|(n, text)| {
+            let table = text.trim_start_matches('[').trim_end_matches(']').trim();
+            if header {
+                return (text.starts_with('[') && table == key).then_some(n);
+            }
+            if text.starts_with('[') {
+                return Some(0);
+            }
+            let name = text.split('=').next()?.trim().trim_matches('"');
+            (text.contains('=') && name == key).then_some(n)
+        })
+        .filter(|n| *n > 0)
+        .map(|n| (key, n))
+}
+
 pub fn load_toml<T: DeserializeOwned>(
     source: &SourceFile,
     known_keys: &dyn Fn(&str) -> Vec<&'static str>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Loaded<T> {
     let mut locator = Locator::default();
+    if let Some(offset) = source.invalid_utf8 {
+        diagnostics.push(
+            Diagnostic::at(
+                Severity::Error,
+                source,
+                Some(offset..offset + 1),
+                "the file is not UTF-8 text from here on",
+            )
+            .with_help(
+                "TOML files are UTF-8: save it as UTF-8 (the rest of the file is checked as if the bad bytes were `�`)",
+            ),
+        );
+    }
     let (table, errors) = DeTable::parse_recoverable(&source.text);
     if !errors.is_empty() {
         for error in errors {
-            diagnostics.push(
-                Diagnostic::at(
-                    Severity::Error,
-                    source,
-                    error.span(),
-                    format!("TOML syntax: {}", first_line(error.message())),
-                )
-                .with_help("fix the TOML syntax; see https://toml.io/en/v1.0.0"),
-            );
+            let message = first_line(error.message());
+            let d = match duplicate_of(source, message, error.span()) {
+                Some((key, line)) => {
+                    Diagnostic::at(Severity::Error, source, error.span(), format!("duplicate key `{key}`"))
+                        .with_help(format!("it is first set on line {line}; keep one of the two"))
+                }
+                None => Diagnostic::at(Severity::Error, source, error.span(), format!("TOML syntax: {message}"))
+                    .with_help("fix the TOML syntax; see https://toml.io/en/v1.0.0"),
+            };
+            diagnostics.push(d);
         }
         return Loaded { raw: None, locator };
     }

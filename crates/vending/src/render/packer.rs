@@ -89,13 +89,14 @@ pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> St
             "",
             "EC2 endpoint of the local emulator, for the amazon-ebs.local build only.",
         ));
-    if let AmiRef::Filter { name, .. } = &platform.ami.base {
-        body = body.add_block(string_variable(
-            "source_ami_name",
-            name,
-            "Name filter of the base AMI; the local build pins an exact name.",
-        ));
-    }
+    body = body.add_block(match &platform.ami.base {
+        AmiRef::Filter { name, .. } => {
+            string_variable("source_ami_name", name, "Name filter of the base AMI; the local build pins an exact name.")
+        }
+        AmiRef::Id(id) => {
+            string_variable("source_ami", id, "The base AMI; the local build gives the emulator's image instead.")
+        }
+    });
 
     let mut tags: Vec<(String, Expression)> = env.tags.iter().map(|(k, v)| (k.clone(), text(v))).collect();
     tags.push(("CustomerName".into(), text(&customer.display_name)));
@@ -131,7 +132,7 @@ pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> St
         .add_attribute(("ami_description", description))
         .add_attribute(("ssh_username", platform.ami.ssh_username.as_str()));
     source = match &platform.ami.base {
-        AmiRef::Id(id) => source.add_attribute(("source_ami", id.as_str())),
+        AmiRef::Id(_) => source.add_attribute(("source_ami", var("source_ami"))),
         AmiRef::Filter { owners, .. } => source.add_block(
             Block::builder("source_ami_filter")
                 .add_attribute(("filters", object([("name".to_string(), var("source_ami_name"))])))

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use vending::config::validate::validate_fleet;
 
-fn overlay(case: &Path, dir: &Path, tree: &mut std::collections::BTreeMap<PathBuf, String>) {
+fn overlay(case: &Path, dir: &Path, tree: &mut std::collections::BTreeMap<PathBuf, Vec<u8>>) {
     for entry in fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let path = entry.path();
@@ -29,7 +29,7 @@ fn overlay(case: &Path, dir: &Path, tree: &mut std::collections::BTreeMap<PathBu
                 );
             }
             None => {
-                tree.insert(relative, fs::read_to_string(&path).unwrap());
+                tree.insert(relative, fs::read(&path).unwrap());
             }
         }
     }

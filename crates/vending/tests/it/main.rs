@@ -19,7 +19,7 @@ pub fn root() -> PathBuf {
 }
 
 /// The sample customers of the repository, as relative path → text.
-pub fn sample_tree() -> BTreeMap<PathBuf, String> {
+pub fn sample_tree() -> BTreeMap<PathBuf, Vec<u8>> {
     vending::project::read_tree(&root(), None).expect("read customers/")
 }
 
