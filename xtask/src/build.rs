@@ -143,6 +143,7 @@ fn print_report(report: &Report) {
         let status = match phase.status {
             Status::Succeeded => "SUCCEEDED",
             Status::Failed => "FAILED",
+            Status::TimedOut => "TIMED_OUT",
             Status::Skipped => "not run",
         };
         let retries = if phase.attempts > 1 { format!(" after {} attempts", phase.attempts) } else { String::new() };
@@ -195,6 +196,8 @@ impl BuildspecCommand {
             secrets: secrets(root, &build, &region, local)?,
             source_version: String::new(),
             build_id: format!("local:{}", std::process::id()),
+            // A buildspec file has no timeout (it is a CodeBuild project setting): CodeBuild's default.
+            timeout: runner::DEFAULT_TIMEOUT,
         };
         let report = runner::run(&build, &options, &mut |line| println!("{line}"))?;
         println!("{}:", path.display());
@@ -298,7 +301,7 @@ pub fn build(
         return Ok(Err(ExitCode::from(output::EXIT_PROBLEMS)));
     }
     let fleet = loaded.fleet.as_ref().context("no platform")?;
-    let (customer, _) = fleet.environment(customer_name, env_name).context("the environment did not validate")?;
+    let (customer, env) = fleet.environment(customer_name, env_name).context("the environment did not validate")?;
     let buildspec_path = vending::render::buildspec_path(customer_name, env_name);
     let buildspec = committed(root, &loaded.files, &buildspec_path)?;
     let appspec = committed(root, &loaded.files, &vending::render::appspec_path(customer_name, env_name))?;
@@ -321,6 +324,7 @@ pub fn build(
         secrets: secrets(root, &build, &fleet.platform.region, local)?,
         source_version: commit.clone(),
         build_id: format!("{customer_name}-{env_name}:local-{}", std::process::id()),
+        timeout: std::time::Duration::from_secs(u64::from(env.build.timeout_minutes) * 60),
     };
     let report = runner::run(&build, &options, &mut |line| println!("{who} | {line}"))?;
     println!("{who} | build:");
