@@ -243,7 +243,8 @@ fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow
     fn quiet(cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
         cmd.quiet().env("GIT_TERMINAL_PROMPT", "0").ignore_stdout().ignore_status()
     }
-    let cloned = quiet(xshell::cmd!(sh, "git clone --quiet --no-checkout {remote} {dest}")).output()?;
+    // `--`: a repository that starts with `-` is a repository, never an option of git's.
+    let cloned = quiet(xshell::cmd!(sh, "git clone --quiet --no-checkout -- {remote} {dest}")).output()?;
     if !cloned.status.success() {
         bail!(
             "cannot clone {shown}: {} (check the address and that git's credential helper or SSH agent has access)",

@@ -76,6 +76,18 @@ fn the_configured_ref_is_built_and_bad_refs_or_repositories_are_clear_errors() {
     let run = project.run(&["build", "globex", "dev"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("cannot clone no-such-dir"), "{run:?}");
+
+    // A repository that starts with `-` is a repository, never an option of git's: git refuses
+    // it as a host name. Taken as an option, the destination folder would be the repository.
+    project.edit(
+        "customers/globex/customer.toml",
+        "repository = \"no-such-dir\"",
+        "repository = \"--upload-pack=touch@h:r\"",
+    );
+    let run = project.run(&["build", "globex", "dev"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("cannot clone --upload-pack=touch@h:r: fatal: strange hostname"), "{run:?}");
+    assert!(!run.stderr.contains("vending-build"), "git took the destination for the repository: {run:?}");
 }
 
 #[test]
