@@ -357,7 +357,8 @@ impl Checker<'_, '_> {
                     "discard-paths" => self.yes_no(node, &key_path),
                     "file-format" => {
                         if let Some(format) = self.string(node, &key_path) {
-                            if !REPORT_FORMATS.contains(&format.as_str()) {
+                            // The buildspec reference: "This value is not case sensitive."
+                            if !REPORT_FORMATS.contains(&format.to_ascii_uppercase().as_str()) {
                                 self.error(
                                     node,
                                     &key_path,
