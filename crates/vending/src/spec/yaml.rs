@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use saphyr::{MarkedYaml, Scalar, ScalarStyle, YamlData, YamlLoader};
-use saphyr_parser::Parser;
+use saphyr_parser::{Event, Parser};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::source::SourceFile;
@@ -166,8 +166,46 @@ pub fn yaml11_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// Where the file uses YAML aliases (`*name`, also how a merge key `<<: *name` takes its
+/// values), as 1-based line and 0-based column. The tree cannot show them: the loader replaces
+/// each alias with a copy of its anchor's node.
+pub fn aliases(source: &SourceFile) -> Vec<(usize, usize)> {
+    Parser::new_from_str(&source.text)
+        .map_while(Result::ok)
+        .filter(|(event, _)| matches!(event, Event::Alias(_)))
+        .map(|(_, span)| (span.start.line(), span.start.col()))
+        .collect()
+}
+
 /// Checks a mapping's keys against the allowed ones; reports unknown keys with a suggestion.
 pub fn check_keys(source: &SourceFile, node: &Node<'_>, path: &str, allowed: &[&str], out: &mut Vec<Diagnostic>) {
+    unknown_keys(source, node, path, allowed, None, out);
+}
+
+/// `check_keys` for keys that the file's reader ignores: a warning that says why, with
+/// `otherwise` as the help when no allowed key is close to the one written.
+pub fn ignored_keys(
+    source: &SourceFile,
+    node: &Node<'_>,
+    path: &str,
+    allowed: &[&str],
+    why: &str,
+    otherwise: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    unknown_keys(source, node, path, allowed, Some((why, otherwise)), out);
+}
+
+/// Unknown keys as errors, or as warnings saying why they are ignored (`ignored`: why, and the
+/// help when no allowed key is close).
+fn unknown_keys(
+    source: &SourceFile,
+    node: &Node<'_>,
+    path: &str,
+    allowed: &[&str],
+    ignored: Option<(&str, &str)>,
+    out: &mut Vec<Diagnostic>,
+) {
     let Some(entries) = entries(node) else { return };
     for (key, key_node, _) in entries {
         // `<<` is YAML 1.1's merge key, which AWS's parsers honour; what it merges is not seen here.
@@ -176,12 +214,19 @@ pub fn check_keys(source: &SourceFile, node: &Node<'_>, path: &str, allowed: &[&
         }
         let near =
             allowed.iter().copied().map(|a| (strsim::jaro_winkler(&key, a), a)).max_by(|a, b| a.0.total_cmp(&b.0));
-        let help = match near {
-            Some((score, a)) if score > 0.8 => format!("did you mean `{a}`?"),
+        let help = match (near, ignored) {
+            (Some((score, a)), _) if score > 0.8 => format!("did you mean `{a}`?"),
+            (_, Some((_, otherwise))) => otherwise.to_string(),
             _ => format!("allowed here: {}", allowed.join(", ")),
         };
         let full = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-        out.push(node_diag(Severity::Error, source, key_node, &full, format!("unknown key `{key}`")).with_help(help));
+        let diagnostic = match ignored {
+            None => node_diag(Severity::Error, source, key_node, &full, format!("unknown key `{key}`")),
+            Some((why, _)) => {
+                node_diag(Severity::Warning, source, key_node, &full, format!("`{key}` is ignored: {why}"))
+            }
+        };
+        out.push(diagnostic.with_help(help));
     }
 }
 
@@ -199,6 +244,10 @@ impl Checker<'_, '_> {
 
     pub fn warning(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
         self.out.push(node_diag(Severity::Warning, self.source, node, key, message));
+    }
+
+    pub fn note(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
+        self.out.push(node_diag(Severity::Note, self.source, node, key, message));
     }
 
     pub fn list<'n, 'a>(&mut self, node: &'n Node<'a>, key: &str) -> &'n [Node<'a>] {
