@@ -132,9 +132,20 @@ impl Checker<'_, '_> {
         match entries(node) {
             Some(e) => e.into_iter().map(|(k, kn, v)| (k.into_owned(), kn, v)).collect(),
             None => {
-                if !yaml::is_null(node) {
-                    self.error(node, key, format!("`{key}` must be a mapping"));
+                if yaml::is_null(node) {
+                    return Vec::new();
                 }
+                let mut d = node_diag(Severity::Error, self.source, node, key, format!("`{key}` must be a mapping"));
+                // Plain text running over several lines is what a key without its `:` makes.
+                if matches!(raw_scalar(node), Some((_, saphyr::ScalarStyle::Plain)))
+                    && node.span.end.line() > node.span.start.line()
+                {
+                    let first = self.source.line_text(node.span.start.line()).trim();
+                    d = d.with_help(format!(
+                        "`{first}` has no `:`, so YAML reads it and the lines below as one text; write `{first}:`"
+                    ));
+                }
+                self.out.push(d);
                 Vec::new()
             }
         }

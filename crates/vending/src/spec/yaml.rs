@@ -25,6 +25,23 @@ pub fn parse<'a>(source: &'a SourceFile) -> Result<Option<Node<'a>>, Diagnostic>
         if source.line_text(marker.line()).contains('\t') && (info.contains("token") || info.contains("tab")) {
             info.push_str(" (a tab: YAML indents with spaces only)");
         }
+        // A key without its `:` is noticed only at the next line that has one.
+        if info.contains("expect ':'") || info.contains("mapping values are not allowed") {
+            if let Some((line, col)) = key_without_colon(source, marker.line()) {
+                let key = source.line_text(line).trim();
+                return Err(at_marker(
+                    Severity::Error,
+                    source,
+                    line,
+                    col,
+                    format!(
+                        "YAML: `{key}` has no `:` after its key (the parser noticed at line {}: {info})",
+                        marker.line()
+                    ),
+                )
+                .with_help("write `key: value`, or `key:` with the value indented on the lines below"));
+            }
+        }
         return Err(at_marker(Severity::Error, source, marker.line(), marker.col(), format!("YAML: {info}")));
     }
     let mut docs = loader.into_documents();
@@ -38,6 +55,26 @@ pub fn parse<'a>(source: &'a SourceFile) -> Result<Option<Node<'a>>, Diagnostic>
         ));
     }
     Ok(docs.pop())
+}
+
+/// Where a key without `:` starts (1-based line, 0-based column) when the parser reports it at
+/// a later line: the earliest of the content lines without `:` just before `line`. None when the
+/// line before has a `:` (then the parser's own position is the right one).
+fn key_without_colon(source: &SourceFile, line: usize) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = source.text.lines().collect();
+    let mut found = None;
+    for index in (0..line.saturating_sub(1).min(lines.len())).rev() {
+        let text = lines[index].trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        if text.contains(':') || text.starts_with(['-', '[', '{', '|', '>', '"', '\'', '&', '*', '%']) {
+            break;
+        }
+        let indent = lines[index].len() - lines[index].trim_start().len();
+        found = Some((index + 1, indent));
+    }
+    found
 }
 
 pub fn at_marker(
