@@ -180,7 +180,11 @@ impl BuildspecCommand {
                 output::print(
                     Format::Human,
                     &diagnostics,
-                    &Summary { errors: diagnostics.len(), ..Summary::default() },
+                    &Summary {
+                        errors: diagnostics.len(),
+                        file: Some(path.display().to_string()),
+                        ..Summary::default()
+                    },
                 );
                 return Ok(ExitCode::from(output::EXIT_PROBLEMS));
             }
