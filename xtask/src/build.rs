@@ -143,6 +143,7 @@ fn print_report(report: &Report) {
         let status = match phase.status {
             Status::Succeeded => "SUCCEEDED",
             Status::Failed => "FAILED",
+            Status::TimedOut => "TIMED_OUT",
             Status::Skipped => "not run",
         };
         let retries = if phase.attempts > 1 { format!(" after {} attempts", phase.attempts) } else { String::new() };
@@ -179,7 +180,11 @@ impl BuildspecCommand {
                 output::print(
                     Format::Human,
                     &diagnostics,
-                    &Summary { errors: diagnostics.len(), ..Summary::default() },
+                    &Summary {
+                        errors: diagnostics.len(),
+                        file: Some(path.display().to_string()),
+                        ..Summary::default()
+                    },
                 );
                 return Ok(ExitCode::from(output::EXIT_PROBLEMS));
             }
@@ -195,6 +200,8 @@ impl BuildspecCommand {
             secrets: secrets(root, &build, &region, local)?,
             source_version: String::new(),
             build_id: format!("local:{}", std::process::id()),
+            // A buildspec file has no timeout (it is a CodeBuild project setting): CodeBuild's default.
+            timeout: runner::DEFAULT_TIMEOUT,
         };
         let report = runner::run(&build, &options, &mut |line| println!("{line}"))?;
         println!("{}:", path.display());
@@ -240,7 +247,8 @@ fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow
     fn quiet(cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
         cmd.quiet().env("GIT_TERMINAL_PROMPT", "0").ignore_stdout().ignore_status()
     }
-    let cloned = quiet(xshell::cmd!(sh, "git clone --quiet --no-checkout {remote} {dest}")).output()?;
+    // `--`: a repository that starts with `-` is a repository, never an option of git's.
+    let cloned = quiet(xshell::cmd!(sh, "git clone --quiet --no-checkout -- {remote} {dest}")).output()?;
     if !cloned.status.success() {
         bail!(
             "cannot clone {shown}: {} (check the address and that git's credential helper or SSH agent has access)",
@@ -298,7 +306,7 @@ pub fn build(
         return Ok(Err(ExitCode::from(output::EXIT_PROBLEMS)));
     }
     let fleet = loaded.fleet.as_ref().context("no platform")?;
-    let (customer, _) = fleet.environment(customer_name, env_name).context("the environment did not validate")?;
+    let (customer, env) = fleet.environment(customer_name, env_name).context("the environment did not validate")?;
     let buildspec_path = vending::render::buildspec_path(customer_name, env_name);
     let buildspec = committed(root, &loaded.files, &buildspec_path)?;
     let appspec = committed(root, &loaded.files, &vending::render::appspec_path(customer_name, env_name))?;
@@ -321,6 +329,7 @@ pub fn build(
         secrets: secrets(root, &build, &fleet.platform.region, local)?,
         source_version: commit.clone(),
         build_id: format!("{customer_name}-{env_name}:local-{}", std::process::id()),
+        timeout: std::time::Duration::from_secs(u64::from(env.build.timeout_minutes) * 60),
     };
     let report = runner::run(&build, &options, &mut |line| println!("{who} | {line}"))?;
     println!("{who} | build:");

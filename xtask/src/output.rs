@@ -26,6 +26,9 @@ pub struct Summary {
     pub customers: usize,
     pub environments: usize,
     pub files_checked: usize,
+    /// The one file checked (`validate --spec`), instead of customers and generated files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -39,10 +42,13 @@ pub fn print(format: Format, diagnostics: &[Diagnostic], summary: &Summary) {
             for note in &summary.notes {
                 println!("note: {note}");
             }
-            println!(
-                "{} error(s), {} warning(s) in {} customer(s), {} environment(s), {} generated file(s)",
-                summary.errors, summary.warnings, summary.customers, summary.environments, summary.files_checked
-            );
+            match &summary.file {
+                Some(file) => println!("{} error(s), {} warning(s) in {file}", summary.errors, summary.warnings),
+                None => println!(
+                    "{} error(s), {} warning(s) in {} customer(s), {} environment(s), {} generated file(s)",
+                    summary.errors, summary.warnings, summary.customers, summary.environments, summary.files_checked
+                ),
+            }
         }
         Format::Github => {
             for d in diagnostics {

@@ -117,13 +117,16 @@ fn validate_one(sh: &Shell, binary: &Path, file: &GeneratedFile, work: &Path) ->
     }
     let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
         .replace(&work_file.display().to_string(), &file.path.display().to_string());
-    let mut d =
-        Diagnostic::file(Severity::Error, file.path.clone(), format!("packer validate failed:\n{}", text.trim()))
-            .with_help(
+    let d = Diagnostic::file(Severity::Error, file.path.clone(), format!("packer validate failed:\n{}", text.trim()))
+        .with_help(
             "the template is generated: fix the config it comes from (or report a bug), then `cargo xtask generate`",
         );
-    // Packer says where: "on packer/x.pkr.hcl line 12:".
-    if let Some(line) = text.lines().find_map(|l| {
+    Ok(Some(at_packer_line(d, &text, &file.contents)))
+}
+
+/// Points a diagnostic at the line Packer names ("on packer/x.pkr.hcl line 12:"), if it does.
+fn at_packer_line(mut d: Diagnostic, packer_output: &str, contents: &str) -> Diagnostic {
+    if let Some(line) = packer_output.lines().find_map(|l| {
         l.trim()
             .strip_prefix("on ")?
             .split(" line ")
@@ -136,9 +139,47 @@ fn validate_one(sh: &Shell, binary: &Path, file: &GeneratedFile, work: &Path) ->
     }) {
         d.line = line;
         d.column = 1;
-        d.source_line = file.contents.lines().nth(line.saturating_sub(1)).map(str::to_string);
+        d.source_line = contents.lines().nth(line.saturating_sub(1)).map(str::to_string);
     }
-    Ok(Some(d))
+    d
+}
+
+/// `packer validate` on a template the user gave (`validate --spec`), run in its folder as
+/// Packer's own docs do, so relative paths in it resolve. Packer reads HCL only from files named
+/// `*.pkr.hcl` (anything else as JSON), so an HCL template under another name is validated as a
+/// copy so named, in a work folder under `target/`. `Ok(None)` means it passed.
+pub fn validate_file(root: &Path, binary: &Path, path: &Path) -> anyhow::Result<Option<Diagnostic>> {
+    let contents = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let absolute = std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+    let name = absolute.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let named_for_packer = name.ends_with(".pkr.hcl") || name.ends_with(".pkr.json");
+    let work = root.join(CACHE_DIR).join(format!("spec-{}", std::process::id()));
+    let (folder, file) = if named_for_packer {
+        (absolute.parent().unwrap_or(root).to_path_buf(), PathBuf::from(&name))
+    } else {
+        fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+        let copy = PathBuf::from(format!("{name}.pkr.hcl"));
+        fs::write(work.join(&copy), &contents).with_context(|| format!("cannot write {}", work.display()))?;
+        (work.clone(), copy)
+    };
+    let sh = shell(&folder)?;
+    let output = cmd!(sh, "{binary} validate {file}")
+        .quiet()
+        .ignore_status()
+        .output()
+        .with_context(|| format!("cannot run `packer validate` for {}", path.display()));
+    if !named_for_packer {
+        let _ = fs::remove_dir_all(&work);
+    }
+    let output = output?;
+    if output.status.success() {
+        return Ok(None);
+    }
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+        .replace(&file.display().to_string(), &path.display().to_string());
+    let d = Diagnostic::file(Severity::Error, path, format!("packer validate failed:\n{}", text.trim()))
+        .with_help("fix the template where Packer says; `packer init` installs plugins it names as missing");
+    Ok(Some(at_packer_line(d, &text, &contents)))
 }
 
 /// `-var name=value` for each variable: each one argument, never parsed by a shell.

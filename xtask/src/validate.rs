@@ -73,6 +73,7 @@ impl LoadedFleet {
             customers,
             environments,
             files_checked: self.files.len(),
+            file: None,
             notes: Vec::new(),
         }
     }
@@ -143,7 +144,7 @@ impl Validate {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let code = match &self.spec {
-            Some(path) => self.check_spec_file(path)?,
+            Some(path) => self.check_spec_file(root, path)?,
             None => self.check_fleet(root)?,
         };
         if self.report_resources {
@@ -155,19 +156,44 @@ impl Validate {
         Ok(code)
     }
 
-    fn check_spec_file(&self, path: &Path) -> anyhow::Result<ExitCode> {
+    fn check_spec_file(&self, root: &Path, path: &Path) -> anyhow::Result<ExitCode> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let source = SourceFile::new(path, text);
-        let mut diagnostics = spec::check_spec(&source, self.kind);
+        let mut diagnostics = if self.kind.is_none() && is_packer_template(path, &text) {
+            match self.check_packer_file(root, path)? {
+                Ok(diagnostics) => diagnostics,
+                Err(code) => return Ok(code),
+            }
+        } else {
+            spec::check_spec(&SourceFile::new(path, text), self.kind)
+        };
         vending::diag::sort(&mut diagnostics);
         let summary = Summary {
             errors: diagnostics.iter().filter(|d| d.is_error()).count(),
             warnings: diagnostics.iter().filter(|d| d.severity == Severity::Warning).count(),
             files_checked: 1,
+            file: Some(path.display().to_string()),
             ..Summary::default()
         };
         output::print(self.format, &diagnostics, &summary);
         Ok(exit(&summary))
+    }
+
+    /// A Packer template given to `--spec`: `packer validate` checks it. `Err`: it cannot be
+    /// checked here, and the output said how to check it.
+    fn check_packer_file(&self, root: &Path, path: &Path) -> anyhow::Result<Result<Vec<Diagnostic>, ExitCode>> {
+        let binary = match packer::find() {
+            Some(binary) if !self.no_packer => binary,
+            found => {
+                let why = if found.is_some() { "--no-packer was given" } else { packer::NOT_INSTALLED };
+                eprintln!(
+                    "error: {} is a Packer template, which `validate --spec` checks with `packer validate`, but {why}; run it without --no-packer with Packer installed, or run `packer validate {}` yourself",
+                    path.display(),
+                    path.display()
+                );
+                return Ok(Err(ExitCode::from(output::EXIT_CANNOT_RUN)));
+            }
+        };
+        Ok(Ok(packer::validate_file(root, &binary, path)?.into_iter().collect()))
     }
 
     fn check_fleet(&self, root: &Path) -> anyhow::Result<ExitCode> {
@@ -213,6 +239,15 @@ impl Validate {
         output::print(self.format, &loaded.diagnostics, &summary);
         Ok(exit(&summary))
     }
+}
+
+/// A Packer template by its name (`*.pkr.hcl`, `*.pkr.json`) or, for other names, by a
+/// top-level block only Packer templates have.
+fn is_packer_template(path: &Path, text: &str) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    name.ends_with(".pkr.hcl")
+        || name.ends_with(".pkr.json")
+        || text.lines().any(|line| line.starts_with("source \"") || line.starts_with("packer {"))
 }
 
 fn exit(summary: &Summary) -> ExitCode {

@@ -9,7 +9,10 @@
 //! - `on-failure: ABORT` ends the build, `CONTINUE` goes on to the next phase, `RETRY[-N]` runs
 //!   the phase again up to N times (3 by default);
 //! - `env.variables` as literal values; `CODEBUILD_*` variables set; secret values (from
-//!   Parameter Store or Secrets Manager, fetched by the caller) masked in the output.
+//!   Parameter Store or Secrets Manager, fetched by the caller) masked in the output, every line
+//!   of a multi-line value too;
+//! - an `exit` in a command ends the session, so it ends the build (no command runs in a new
+//!   shell); a build that runs past its timeout is stopped with everything it started.
 //!
 //! Each command is handed to the shell's `eval` as one quoted word, with its stdin from
 //! /dev/null, so a command can neither read the rest of the build nor, with a syntax error,
@@ -19,13 +22,17 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use vending::config::model::{Build, Phase};
 
+/// CodeBuild's default build timeout (a project setting, not a buildspec key).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
 /// What the runner is told besides the buildspec.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// The source folder: `CODEBUILD_SRC_DIR` and the working directory.
     pub src: PathBuf,
@@ -35,12 +42,28 @@ pub struct RunOptions {
     pub source_version: String,
     /// `CODEBUILD_BUILD_ID`.
     pub build_id: String,
+    /// How long the whole build may run (`build.timeout_minutes`); then it is stopped.
+    pub timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> RunOptions {
+        RunOptions {
+            src: PathBuf::new(),
+            secrets: BTreeMap::new(),
+            source_version: String::new(),
+            build_id: String::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Succeeded,
     Failed,
+    /// The build ran past its timeout during this phase and was stopped.
+    TimedOut,
     /// Not run: an earlier phase ended the build.
     Skipped,
 }
@@ -61,7 +84,7 @@ pub struct Report {
 
 impl Report {
     pub fn succeeded(&self) -> bool {
-        self.phases.iter().all(|p| p.status != Status::Failed)
+        self.phases.iter().all(|p| matches!(p.status, Status::Succeeded | Status::Skipped))
     }
 }
 
@@ -90,16 +113,51 @@ fn on_failure(phase: &Phase) -> anyhow::Result<OnFailure> {
     })
 }
 
+/// What became of one command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ran {
+    /// It ran to its end with this exit status.
+    Status(i32),
+    /// It ended the shell (`exit`, `exec`, a failure under `set -e`), with the shell's status.
+    ShellEnded(i32),
+    /// The build ran out of time while it ran; everything the build started was stopped.
+    TimedOut,
+}
+
+/// How a phase ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PhaseEnd {
+    Succeeded,
+    /// The first failing command and its exit status.
+    Failed(String, i32),
+    /// This command ended the build's shell session.
+    ShellEnded(String, i32),
+    /// The build ran out of time, during this command when there was one.
+    TimedOut(Option<String>),
+}
+
 /// The shell the build runs in, kept for the whole build.
 struct Session {
     child: Child,
     stdin: ChildStdin,
     lines: Receiver<String>,
     marker: String,
+    /// When the build's time is up.
+    deadline: Instant,
 }
 
+/// How often a command waiting for output checks whether the shell is still there (a process it
+/// left in the background may hold the output open after the shell itself ended).
+const POLL: Duration = Duration::from_millis(200);
+
 impl Session {
-    fn start(shell: &str, build: &Build, options: &RunOptions, out: &mut dyn FnMut(&str)) -> anyhow::Result<Session> {
+    fn start(
+        shell: &str,
+        build: &Build,
+        options: &RunOptions,
+        deadline: Instant,
+        out: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Session> {
         let program = match shell {
             "bash" => "bash",
             "sh" | "/bin/sh" => "sh",
@@ -136,58 +194,135 @@ impl Session {
             }
         });
         let marker = format!("__vending_status_{}_{}", std::process::id(), options.build_id.len() + 7919);
-        let mut session = Session { child, stdin, lines, marker };
+        let mut session = Session { child, stdin, lines, marker, deadline };
         session.stdin.write_all(b"exec 2>&1\n").context("the shell does not take commands")?;
         // Nothing to run yet; this checks that the shell answers.
-        if session.run("true", out)? != Some(0) {
-            bail!("{program} does not run commands");
+        match session.run("true", out)? {
+            Ran::Status(0) => Ok(session),
+            Ran::TimedOut => bail!("the build timed out before its first command"),
+            _ => bail!("{program} does not run commands"),
         }
-        Ok(session)
     }
 
-    /// Runs one command in the session and returns its exit status (`None`: the shell ended,
-    /// e.g. the command ran `exit`).
-    fn run(&mut self, command: &str, out: &mut dyn FnMut(&str)) -> anyhow::Result<Option<i32>> {
+    /// Runs one command in the session and tells what became of it.
+    fn run(&mut self, command: &str, out: &mut dyn FnMut(&str)) -> anyhow::Result<Ran> {
         let quoted = format!("'{}'", command.replace('\'', r"'\''"));
         // The status follows the output; a last line without a newline ends with the marker.
         let script = format!("eval {quoted} </dev/null\nprintf '%s %d\\n' '{}' \"$?\"\n", self.marker);
         if self.stdin.write_all(script.as_bytes()).and_then(|_| self.stdin.flush()).is_err() {
-            return Ok(None);
+            return Ok(Ran::ShellEnded(self.shell_status()));
         }
         loop {
-            let Ok(line) = self.lines.recv() else { return Ok(None) };
+            let now = Instant::now();
+            if now >= self.deadline {
+                self.kill();
+                return Ok(Ran::TimedOut);
+            }
+            let line = match self.lines.recv_timeout(POLL.min(self.deadline - now)) {
+                Ok(line) => line,
+                Err(RecvTimeoutError::Disconnected) => return Ok(Ran::ShellEnded(self.shell_status())),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        return Ok(Ran::ShellEnded(status.code().unwrap_or(1)));
+                    }
+                    continue;
+                }
+            };
             if let Some(at) = line.find(&self.marker) {
                 let before = &line[..at];
                 if !before.is_empty() {
                     out(before);
                 }
                 let status = line[at + self.marker.len()..].trim().parse().unwrap_or(1);
-                return Ok(Some(status));
+                return Ok(Ran::Status(status));
             }
             out(&line);
+        }
+    }
+
+    /// The exit status of a shell that ended (1 when it was killed by a signal).
+    fn shell_status(&mut self) -> i32 {
+        self.child.wait().ok().and_then(|s| s.code()).unwrap_or(1)
+    }
+
+    /// Stops the shell and anything the build left running in its process group.
+    fn kill(&mut self) {
+        let pgid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a negative pid signals the process group; no memory is involved.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
         }
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // Ends the shell and anything the build left running in its process group.
-        let pgid = self.child.id() as libc::pid_t;
-        // SAFETY: kill(2) with a negative pid signals the process group; no memory is involved.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
+        self.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Masks every secret value in a line of output.
-fn mask(line: &str, secrets: &BTreeMap<String, String>) -> String {
-    let mut line = line.to_string();
-    for value in secrets.values().filter(|v| !v.is_empty()) {
-        line = line.replace(value.as_str(), "***");
+/// The texts to hide from the output, longest first. Output is masked line by line, so a
+/// multi-line value (a PEM key, a JSON document) never appears whole in one line: each of its
+/// lines is masked on its own. A line of such a value without a letter or digit (`{`, `-----`)
+/// reveals nothing, and masking it would garble every line of the log that has one.
+fn masks(secrets: &BTreeMap<String, String>) -> Vec<String> {
+    let mut masks = std::collections::BTreeSet::new();
+    for value in secrets.values() {
+        if value.contains('\n') {
+            for line in value.lines().map(str::trim) {
+                if line.chars().any(char::is_alphanumeric) {
+                    masks.insert(line.to_string());
+                }
+            }
+        } else if !value.is_empty() {
+            masks.insert(value.clone());
+        }
     }
-    line
+    let mut masks: Vec<String> = masks.into_iter().collect();
+    masks.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    masks
+}
+
+/// Replaces every occurrence of every mask in a line with `***`. What is hidden is the union of
+/// all occurrences, overlapping ones included, so two values that share a part cannot leave a
+/// piece of either visible (masking one value after the other would: the second no longer
+/// matches once the first replaced part of it).
+fn mask(line: &str, masks: &[String]) -> String {
+    let mut hidden = vec![false; line.len()];
+    for needle in masks.iter().filter(|m| !m.is_empty()) {
+        let mut from = 0;
+        while let Some(at) = line[from..].find(needle.as_str()) {
+            let start = from + at;
+            hidden[start..start + needle.len()].fill(true);
+            from = start + line[start..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    let mut masked = String::with_capacity(line.len());
+    let mut in_mask = false;
+    for (at, c) in line.char_indices() {
+        if hidden[at] {
+            if !in_mask {
+                masked.push_str("***");
+            }
+            in_mask = true;
+        } else {
+            in_mask = false;
+            masked.push(c);
+        }
+    }
+    masked
+}
+
+/// `60 minutes`, or seconds for a timeout that is not whole minutes (tests use short ones).
+fn duration_text(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match (seconds % 60, seconds / 60) {
+        (0, 1) => "1 minute".to_string(),
+        (0, minutes) if minutes > 0 => format!("{minutes} minutes"),
+        _ if seconds == 1 => "1 second".to_string(),
+        _ => format!("{} seconds", duration.as_secs_f64()),
+    }
 }
 
 /// Runs the build. `out` receives every line of output (secrets masked) and the runner's own
@@ -197,10 +332,11 @@ pub fn run(build: &Build, options: &RunOptions, out: &mut dyn FnMut(&str)) -> an
         bail!("the source folder {} does not exist", options.src.display());
     }
     let rules: Vec<OnFailure> = build.phases.iter().map(on_failure).collect::<anyhow::Result<_>>()?;
-    let secrets = options.secrets.clone();
-    let mut emit = |line: &str| out(&mask(line, &secrets));
+    let deadline = Instant::now() + options.timeout;
+    let masks = masks(&options.secrets);
+    let mut emit = |line: &str| out(&mask(line, &masks));
     let shell = build.shell.as_deref().unwrap_or("bash");
-    let mut session = Session::start(shell, build, options, &mut emit)?;
+    let mut session = Session::start(shell, build, options, deadline, &mut emit)?;
     let mut phases = Vec::new();
     let mut succeeding = true;
     let mut ended = false;
@@ -217,67 +353,82 @@ pub fn run(build: &Build, options: &RunOptions, out: &mut dyn FnMut(&str)) -> an
             _ => 1,
         };
         let mut report = PhaseReport { name: phase.name, status: Status::Succeeded, failed: None, attempts: 0 };
+        let mut end = PhaseEnd::Succeeded;
         while report.attempts < attempts_allowed {
             report.attempts += 1;
-            session.run(&format!("export CODEBUILD_BUILD_SUCCEEDING={}", u8::from(succeeding)), &mut |_| {})?;
-            emit(&format!("[runner] Entering phase {}", phase.name.to_uppercase()));
-            report.failed = run_phase(&mut session, build, options, phase, &mut emit)?;
-            if report.failed.is_none() {
+            let export = format!("export CODEBUILD_BUILD_SUCCEEDING={}", u8::from(succeeding));
+            end = match session.run(&export, &mut |_| {})? {
+                Ran::Status(_) => {
+                    emit(&format!("[runner] Entering phase {}", phase.name.to_uppercase()));
+                    run_phase(&mut session, phase, &mut emit)?
+                }
+                Ran::ShellEnded(status) => PhaseEnd::ShellEnded(export, status),
+                Ran::TimedOut => PhaseEnd::TimedOut(None),
+            };
+            // Only a failed command is retried: an ended shell or a timeout ends the build.
+            if !matches!(end, PhaseEnd::Failed(..)) {
                 break;
             }
         }
-        if let Some((command, status)) = &report.failed {
-            report.status = Status::Failed;
-            succeeding = false;
-            emit(&format!(
-                "[runner] Phase {} FAILED: COMMAND_EXECUTION_ERROR: Error while executing command: {command}. Reason: exit status {status}",
-                phase.name.to_uppercase()
-            ));
-            ended = match rule {
-                OnFailure::Continue => false,
-                OnFailure::Abort | OnFailure::Retry(_) => true,
-                OnFailure::Default => phase.name != "build",
-            };
-        } else {
-            emit(&format!("[runner] Phase {} SUCCEEDED", phase.name.to_uppercase()));
+        let upper = phase.name.to_uppercase();
+        match end {
+            PhaseEnd::Succeeded => emit(&format!("[runner] Phase {upper} SUCCEEDED")),
+            PhaseEnd::Failed(command, status) => {
+                report.status = Status::Failed;
+                succeeding = false;
+                emit(&format!(
+                    "[runner] Phase {upper} FAILED: COMMAND_EXECUTION_ERROR: Error while executing command: {command}. Reason: exit status {status}"
+                ));
+                report.failed = Some((command, status));
+                ended = match rule {
+                    OnFailure::Continue => false,
+                    OnFailure::Abort | OnFailure::Retry(_) => true,
+                    OnFailure::Default => phase.name != "build",
+                };
+            }
+            PhaseEnd::ShellEnded(command, status) => {
+                report.status = Status::Failed;
+                emit(&format!(
+                    "[runner] Phase {upper} FAILED: command `{command}` ended the build's shell (exit status {status}): CodeBuild runs every command of a build in one shell session, so `exit` (or `exec`, or a failure under `set -e`) ends the build, and no later command runs; use `return` or a condition instead of `exit`"
+                ));
+                report.failed = Some((command, status));
+                ended = true;
+            }
+            PhaseEnd::TimedOut(command) => {
+                report.status = Status::TimedOut;
+                let during = command.map(|c| format!(" during command `{c}`")).unwrap_or_default();
+                emit(&format!(
+                    "[runner] Phase {upper} TIMED_OUT: the build timed out after {} (build.timeout_minutes){during}; it was stopped with every process it started",
+                    duration_text(options.timeout)
+                ));
+                ended = true;
+            }
         }
         phases.push(report);
     }
     Ok(Report { phases })
 }
 
-/// The phase's commands until the first failure, then its `finally` commands; the first failure.
-fn run_phase(
-    session: &mut Session,
-    build: &Build,
-    options: &RunOptions,
-    phase: &Phase,
-    emit: &mut dyn FnMut(&str),
-) -> anyhow::Result<Option<(String, i32)>> {
-    let mut failed = None;
+/// The phase's commands until the first failure, then its `finally` commands; how it ended.
+/// A command that ends the shell or runs out of time ends the phase at once: there is no shell
+/// left for `finally`.
+fn run_phase(session: &mut Session, phase: &Phase, emit: &mut dyn FnMut(&str)) -> anyhow::Result<PhaseEnd> {
+    let mut end = PhaseEnd::Succeeded;
     for list in [&phase.commands, &phase.finally] {
         for command in list {
             emit(&format!("[runner] Running command {command}"));
-            let status = match session.run(command, emit)? {
-                Some(status) => status,
-                None => {
-                    // The command ended the shell: the build goes on in a new one, without the
-                    // state of the old (what CodeBuild does is fail; this keeps `finally` running).
-                    let status = session.child.wait().ok().and_then(|s| s.code()).unwrap_or(1);
-                    emit("[runner] the shell exited; later commands run in a new shell");
-                    *session = Session::start(build.shell.as_deref().unwrap_or("bash"), build, options, emit)?;
-                    if status == 0 {
-                        1
-                    } else {
-                        status
+            match session.run(command, emit)? {
+                Ran::Status(0) => {}
+                Ran::Status(status) => {
+                    if end == PhaseEnd::Succeeded {
+                        end = PhaseEnd::Failed(command.clone(), status);
                     }
+                    break;
                 }
-            };
-            if status != 0 {
-                failed.get_or_insert((command.clone(), status));
-                break;
+                Ran::ShellEnded(status) => return Ok(PhaseEnd::ShellEnded(command.clone(), status)),
+                Ran::TimedOut => return Ok(PhaseEnd::TimedOut(Some(command.clone()))),
             }
         }
     }
-    Ok(failed)
+    Ok(end)
 }

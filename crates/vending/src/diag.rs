@@ -13,6 +13,8 @@ use crate::source::SourceFile;
 pub enum Severity {
     Error,
     Warning,
+    /// Worth knowing, harmless: counted neither as an error nor as a warning.
+    Note,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,6 +95,7 @@ impl Diagnostic {
         let label = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         let _ = writeln!(out, "{label}: {}", self.message);
         let _ = writeln!(out, "  --> {}", self.location());
@@ -119,6 +122,7 @@ impl Diagnostic {
         let command = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "notice",
         };
         let mut props = format!("file={}", escape_property(&self.file.display().to_string()));
         if self.line > 0 {

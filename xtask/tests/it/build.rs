@@ -76,12 +76,31 @@ fn the_configured_ref_is_built_and_bad_refs_or_repositories_are_clear_errors() {
     let run = project.run(&["build", "globex", "dev"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("cannot clone no-such-dir"), "{run:?}");
+
+    // A repository that starts with `-` is a repository, never an option of git's: git refuses
+    // it as a host name. Taken as an option, the destination folder would be the repository.
+    project.edit(
+        "customers/globex/customer.toml",
+        "repository = \"no-such-dir\"",
+        "repository = \"--upload-pack=touch@h:r\"",
+    );
+    let run = project.run(&["build", "globex", "dev"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("cannot clone --upload-pack=touch@h:r: fatal: strange hostname"), "{run:?}");
+    assert!(!run.stderr.contains("vending-build"), "git took the destination for the repository: {run:?}");
 }
 
 #[test]
 fn parameter_store_values_come_from_the_emulator() {
     let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
     let project = Project::copy().with_apps();
+    // The build prints the secret: the runner must mask it.
+    project.edit(
+        "customers/acme/customer.toml",
+        "commands = [\"echo \\\"build finished: succeeding=$CODEBUILD_BUILD_SUCCEEDING\\\"\"]",
+        "commands = [\"echo \\\"build finished: succeeding=$CODEBUILD_BUILD_SUCCEEDING\\\"\", \"echo \\\"sentry: $SENTRY_DSN\\\"\"]",
+    );
+    assert_eq!(project.run(&["generate"]).code, 0);
     project.git_init("Initial");
     let endpoint = moto.endpoint();
     let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
@@ -103,6 +122,7 @@ fn parameter_store_values_come_from_the_emulator() {
     });
     let run = project.run_with(&["build", "acme", "prod", "--local"], &env);
     assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("acme/prod | sentry: ***\n"), "the build printed the secret, masked: {run:?}");
     assert!(!run.stdout.contains("s3cr3t") && !run.stderr.contains("s3cr3t"), "{run:?}");
 }
 

@@ -168,6 +168,9 @@ fn spec_files_are_checked_on_their_own() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("warning: mode 0644 is unquoted with a leading zero"), "{run:?}");
     assert!(run.stdout.contains("appspec.yml:7:3"), "{run:?}");
+    // The summary speaks of the file checked.
+    assert!(run.stdout.ends_with(&format!("1 error(s), 1 warning(s) in {}\n", path.display())), "{run:?}");
+    assert!(!run.stdout.contains("generated file(s)"), "{run:?}");
     // Generated files pass the same validators.
     let generated = project.path("buildspecs/acme/prod/buildspec.yaml");
     let run = project.run(&["validate", "--spec", generated.to_str().unwrap()]);
@@ -178,6 +181,39 @@ fn spec_files_are_checked_on_their_own() {
     assert_eq!(project.run(&["validate", "--spec", path.to_str().unwrap()]).code, 1);
     let run = project.run(&["validate", "--spec", path.to_str().unwrap(), "--kind", "buildspec"]);
     assert!(run.stdout.contains("missing `phases`"), "{run:?}");
+}
+
+#[test]
+fn a_packer_template_given_to_spec_is_checked_by_packer() {
+    let project = Project::copy();
+    let template = project.path("packer/packer-acme-prod.pkr.hcl");
+    let path = template.to_str().unwrap();
+    // Without Packer the file cannot be checked: exit 2, saying how to check it.
+    let run = project.run_with(&["validate", "--spec", path], &[("PATH", "/nonexistent")]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("is a Packer template, which `validate --spec` checks with `packer validate`"),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains(&format!("run `packer validate {path}` yourself")), "{run:?}");
+    assert!(!run.stderr.contains("--kind") && !run.stdout.contains("--kind"), "{run:?}");
+    if !packer_available() {
+        return;
+    }
+    let run = project.run(&["validate", "--spec", path]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains(&format!("0 error(s), 0 warning(s) in {path}")), "{run:?}");
+    // A broken copy under another name is still recognised, and Packer's error is shown.
+    let text = project.read("packer/packer-acme-prod.pkr.hcl");
+    project.write(
+        "mine/template.hcl",
+        &text.replace("source \"amazon-ebs\" \"image\" {", "source \"amazon-ebs\" \"image\" {\n  no_such_setting = 1"),
+    );
+    let broken = project.path("mine/template.hcl");
+    let run = project.run(&["validate", "--spec", broken.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("error: packer validate failed"), "{run:?}");
+    assert!(run.stdout.contains("no_such_setting"), "{run:?}");
 }
 
 #[test]

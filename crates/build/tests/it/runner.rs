@@ -2,8 +2,9 @@
 //! recorded by the commands themselves in a trace file (and in the runner's report).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use vending_build::runner::{run, Report, RunOptions, Status};
+use vending_build::runner::{run, Report, RunOptions, Status, DEFAULT_TIMEOUT};
 
 struct Outcome {
     report: Report,
@@ -13,6 +14,10 @@ struct Outcome {
 }
 
 fn run_yaml(yaml: &str, secrets: &[(&str, &str)]) -> Outcome {
+    run_with_timeout(yaml, secrets, DEFAULT_TIMEOUT)
+}
+
+fn run_with_timeout(yaml: &str, secrets: &[(&str, &str)], timeout: Duration) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -24,6 +29,7 @@ fn run_yaml(yaml: &str, secrets: &[(&str, &str)]) -> Outcome {
         secrets: secrets.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
         source_version: "c0ffee".into(),
         build_id: "local:test".into(),
+        timeout,
     };
     let mut output = Vec::new();
     let report = run(&build, &options, &mut |line: &str| output.push(line.to_string())).unwrap();
@@ -35,7 +41,12 @@ fn statuses(report: &Report) -> Vec<(&'static str, Status)> {
     report.phases.iter().map(|p| (p.name, p.status)).collect()
 }
 
-use Status::{Failed, Skipped, Succeeded};
+/// The build's own output, without the runner's lines.
+fn build_output(outcome: &Outcome) -> Vec<&str> {
+    outcome.output.iter().map(String::as_str).filter(|l| !l.starts_with("[runner]")).collect()
+}
+
+use Status::{Failed, Skipped, Succeeded, TimedOut};
 
 #[test]
 fn phases_run_in_order_and_fail_as_codebuild_does() {
@@ -245,6 +256,43 @@ fn secrets_are_set_and_masked_in_the_output() {
 }
 
 #[test]
+fn multi_line_and_overlapping_secrets_are_masked_entirely() {
+    // A PEM key and a JSON secret span lines, and output is masked line by line. The last two
+    // pairs share text: masked one after the other (in key order), a piece of the second stays.
+    let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nk3yL1ne2xyz\n-----END PRIVATE KEY-----";
+    let json = "{\n  \"user\": \"admin\",\n  \"password\": \"hunter2-json\"\n}";
+    let secrets = [
+        ("TLS_KEY", pem),
+        ("DB_SECRET", json),
+        ("A_TOKEN", "abc123"),
+        ("B_TOKEN", "abc123def456"),
+        ("C_PART", "s3cr3t-alpha"),
+        ("D_PART", "alpha-omega-77"),
+    ];
+    let outcome = run_yaml(
+        r#"version: 0.2
+phases:
+  build:
+    commands:
+      - printf '%s\n' "$TLS_KEY"
+      - echo "$DB_SECRET"
+      - echo "id=$B_TOKEN"
+      - echo "both=s3cr3t-alpha-omega-77"
+"#,
+        &secrets,
+    );
+    assert_eq!(
+        build_output(&outcome),
+        ["***", "***", "***", "***", "{", "  ***", "  ***", "}", "id=***", "both=***"],
+        "{:?}",
+        outcome.output
+    );
+    for fragment in ["MIIEvQ", "k3yL1ne", "hunter2", "admin", "def456", "omega", "alpha"] {
+        assert!(!outcome.output.iter().any(|l| l.contains(fragment)), "{fragment} leaked: {:?}", outcome.output);
+    }
+}
+
+#[test]
 fn commands_cannot_swallow_the_build_and_output_keeps_its_order() {
     let outcome = run_yaml(
         r#"version: 0.2
@@ -272,11 +320,90 @@ phases:
 }
 
 #[test]
-fn a_command_that_exits_the_shell_fails_and_finally_still_runs() {
-    let outcome = run_yaml(
-        "version: 0.2\nphases:\n  build:\n    commands:\n      - exit 4\n    finally:\n      - echo finally >> $TRACE\n",
+fn a_command_that_exits_the_shell_ends_the_build() {
+    // CodeBuild runs a build in one shell session: `exit` ends it, whatever its status, and
+    // nothing runs afterwards (no later command, no `finally`, no later phase, no retry).
+    let cases: &[(&str, &str, i32)] = &[
+        ("exit with a failure", "exit 4", 4),
+        ("exit with success", "exit 0", 0),
+        ("exit inside a condition", "if true; then exit 3; fi", 3),
+    ];
+    for (what, command, status) in cases {
+        let yaml = format!(
+            r#"version: 0.2
+phases:
+  pre_build:
+    commands:
+      - echo pre_build >> $TRACE
+  build:
+    on-failure: RETRY
+    commands:
+      - echo build >> $TRACE
+      - "{command}"
+      - echo after >> $TRACE
+    finally:
+      - echo finally >> $TRACE
+  post_build:
+    commands:
+      - echo post_build >> $TRACE
+"#
+        );
+        let outcome = run_yaml(&yaml, &[]);
+        assert_eq!(outcome.trace, ["pre_build", "build"], "{what}");
+        assert_eq!(
+            statuses(&outcome.report),
+            [("pre_build", Succeeded), ("build", Failed), ("post_build", Skipped)],
+            "{what}"
+        );
+        assert_eq!(outcome.report.phases[1].failed, Some((command.to_string(), *status)), "{what}");
+        assert_eq!(outcome.report.phases[1].attempts, 1, "{what}: not retried");
+        let message = outcome.output.iter().find(|l| l.contains("ended the build's shell")).unwrap_or_else(|| {
+            panic!("{what}: no message says why: {:?}", outcome.output);
+        });
+        assert!(message.contains("CodeBuild runs every command of a build in one shell session"), "{message}");
+        assert!(message.contains("use `return` or a condition"), "{message}");
+        assert!(!outcome.output.iter().any(|l| l.contains("new shell")), "{what}: {:?}", outcome.output);
+    }
+}
+
+#[test]
+fn a_build_past_its_timeout_is_stopped_with_everything_it_started() {
+    let started = Instant::now();
+    let outcome = run_with_timeout(
+        r#"version: 0.2
+phases:
+  build:
+    commands:
+      - echo build >> $TRACE
+      - sleep 60 & echo $! >> $TRACE; wait
+      - echo after >> $TRACE
+  post_build:
+    commands:
+      - echo post_build >> $TRACE
+"#,
         &[],
+        Duration::from_secs(2),
     );
-    assert_eq!(outcome.report.phases[0].failed, Some(("exit 4".to_string(), 4)));
-    assert_eq!(outcome.trace, ["finally"]);
+    assert!(started.elapsed() < Duration::from_secs(20), "the build was not stopped: {:?}", started.elapsed());
+    assert_eq!(statuses(&outcome.report), [("build", TimedOut), ("post_build", Skipped)]);
+    assert!(!outcome.report.succeeded());
+    assert_eq!(outcome.trace.first().map(String::as_str), Some("build"));
+    assert_eq!(outcome.trace.len(), 2, "{:?}", outcome.trace);
+    assert!(
+        outcome.output.iter().any(|l| l.contains("the build timed out after 2 seconds (build.timeout_minutes)")),
+        "{:?}",
+        outcome.output
+    );
+    // The background `sleep` went with the build: gone, or a zombie waiting for init to reap it.
+    let pid = &outcome.trace[1];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+        if state.is_none_or(|s| s == "Z" || s == "X") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "process {pid} still runs after the timeout: {stat}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -141,6 +141,9 @@ pub struct Build {
     pub phases: Vec<Phase>,
     pub artifacts: Artifacts,
     pub cache_paths: Vec<String>,
+    /// How long the build may run: a CodeBuild project setting, not part of the buildspec file
+    /// (read back from a buildspec, it is CodeBuild's default).
+    pub timeout_minutes: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]

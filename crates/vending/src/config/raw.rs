@@ -98,6 +98,7 @@ pub struct RawBuild {
     pub phases: Option<RawPhases>,
     pub artifacts: Option<RawArtifacts>,
     pub cache_paths: Option<Vec<String>>,
+    pub timeout_minutes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

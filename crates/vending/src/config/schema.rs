@@ -63,6 +63,7 @@ pub fn allowed_keys(kind: FileKind, path: &str) -> Vec<&'static str> {
             "phases",
             "artifacts",
             "cache_paths",
+            "timeout_minutes",
         ],
         (FileKind::Customer, "build.phases") => &["install", "pre_build", "build", "post_build"],
         (FileKind::Customer, p) if p.starts_with("build.phases.") => &["commands", "finally", "on_failure", "run_as"],

@@ -1023,6 +1023,10 @@ fn validate_database(raw: &RawDatabase, file: &File<'_>, production: bool, c: &m
     })
 }
 
+/// CodeBuild's build timeout: 60 minutes by default, 5 to 2160 (36 hours) allowed.
+pub const DEFAULT_BUILD_TIMEOUT: u32 = 60;
+const BUILD_TIMEOUT_RANGE: std::ops::RangeInclusive<i64> = 5..=2160;
+
 fn validate_build(raw: Option<&RawBuild>, file: &File<'_>, c: &mut Checker) -> Option<Build> {
     let Some(raw) = raw else {
         c.error_help(file, "build", "missing `[build]`", "describe how the software is built: [build.phases.build] commands = [...] and [build.artifacts] files = [...]");
@@ -1139,6 +1143,10 @@ fn validate_build(raw: Option<&RawBuild>, file: &File<'_>, c: &mut Checker) -> O
             })
         }
     };
+    let timeout_minutes = match raw.timeout_minutes {
+        Some(value) => c.range(file, "build.timeout_minutes", value, BUILD_TIMEOUT_RANGE, ""),
+        None => Some(DEFAULT_BUILD_TIMEOUT),
+    };
     let (variables, parameter_store, secrets_manager) = maps?;
     Some(Build {
         shell: raw.shell.clone(),
@@ -1149,6 +1157,7 @@ fn validate_build(raw: Option<&RawBuild>, file: &File<'_>, c: &mut Checker) -> O
         phases,
         artifacts: artifacts?,
         cache_paths: raw.cache_paths.clone().unwrap_or_default(),
+        timeout_minutes: timeout_minutes?,
     })
 }
 

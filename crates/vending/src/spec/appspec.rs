@@ -27,6 +27,7 @@ const TOP: &[&str] = &["version", "os", "files", "permissions", "file_exists_beh
 const PERMISSION: &[&str] = &["object", "pattern", "except", "owner", "group", "mode", "acls", "context", "type"];
 
 pub fn validate(source: &SourceFile, root: &Node<'_>, out: &mut Vec<Diagnostic>) {
+    yaml_as_the_agent_reads_it(source, out);
     let mut v = Checker { source, out };
     let Some(top) = entries(root) else {
         v.error(root, "", "an AppSpec file is a YAML mapping with `version: 0.0` and `os`");
@@ -96,11 +97,40 @@ pub fn validate(source: &SourceFile, root: &Node<'_>, out: &mut Vec<Diagnostic>)
     }
 }
 
+/// What the agent's YAML loader (Ruby's Psych) makes of the file, beyond what the tree shows.
+fn yaml_as_the_agent_reads_it(source: &SourceFile, out: &mut Vec<Diagnostic>) {
+    // Psych takes a byte-order mark directly before the first key as part of a scalar and stops
+    // after the first line, so the agent finds no `os`. Before a comment or blank line it is harmless.
+    if let Some(rest) = source.text.strip_prefix('\u{feff}') {
+        let first = rest.lines().next().unwrap_or_default().trim();
+        if !(first.is_empty() || first.starts_with('#') || first.starts_with("---") || first.starts_with('%')) {
+            out.push(
+                yaml::at_marker(Severity::Error, source, 1, 0, "the file starts with a UTF-8 byte-order mark directly before its first key: the CodeDeploy agent's YAML loader then reads only the first line, and the deployment fails (\"unsupported operating system\")")
+                    .with_help("save the file as UTF-8 without a byte-order mark (\"UTF-8\", not \"UTF-8 with BOM\")"),
+            );
+        }
+    }
+    for (line, col) in yaml::aliases(source) {
+        out.push(
+            yaml::at_marker(Severity::Warning, source, line, col, "YAML alias: CodeDeploy agents on Ruby 3.1 or later (Psych 4) refuse aliases, and merge keys (`<<: *name`) with them, so the deployment fails there; agents on older Ruby accept them")
+                .with_help("write the values out in full instead of `&anchor` and `*alias`"),
+        );
+    }
+}
+
 impl Checker<'_, '_> {
     fn files(&mut self, files: &Node<'_>, windows: bool) {
         for (i, entry) in self.list(files, "files").iter().enumerate() {
             let path = format!("files[{i}]");
-            check_keys(self.source, entry, &path, &["source", "destination"], self.out);
+            yaml::ignored_keys(
+                self.source,
+                entry,
+                &path,
+                &["source", "destination"],
+                "the CodeDeploy agent reads only `source` and `destination` of a `files` entry",
+                "to replace existing files use the top-level `file_exists_behavior: OVERWRITE`; modes and owners go in `permissions`",
+                self.out,
+            );
             let fields = entries(entry).unwrap_or_default();
             let get = |key: &str| fields.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| *n);
             match get("source").and_then(|n| scalar_text(n)) {
@@ -240,6 +270,9 @@ impl Checker<'_, '_> {
                 );
                 continue;
             }
+            if yaml::is_null(scripts) {
+                self.note(event_node, &path, format!("`{event}` has no scripts; the CodeDeploy agent skips it"));
+            }
             let mut total = 0i64;
             for (i, script) in self.list(scripts, &path).iter().enumerate() {
                 let script_path = format!("{path}[{i}]");
@@ -254,8 +287,9 @@ impl Checker<'_, '_> {
                         format!("`{script_path}` has no `location`"),
                     ),
                 }
+                // Only written timeouts count: AWS's own samples leave most out.
                 match get("timeout") {
-                    None => total += 3600,
+                    None => {}
                     Some(node) => match value(node) {
                         Some(Value::Int(t)) if t > 0 => total += t,
                         _ => self.error(
@@ -267,7 +301,7 @@ impl Checker<'_, '_> {
                 }
                 if let Some(node) = get("runas") {
                     if windows {
-                        self.error(node, &format!("{script_path}.runas"), "`runas` is not supported on Windows");
+                        self.warning(node, &format!("{script_path}.runas"), "`runas` is ignored on Windows: the agent never reads it there, and the script runs as the agent's own account");
                     } else if as_str(node).is_none_or(|u| crate::names::unix_user(&u).is_err()) {
                         self.error(node, &format!("{script_path}.runas"), "`runas` must be a Linux user name");
                     }
@@ -281,9 +315,9 @@ impl Checker<'_, '_> {
                         self.source,
                         event_node,
                         &path,
-                        format!("the scripts of `{event}` may take {total} s together; CodeDeploy fails an instance whose lifecycle event runs past 3600 s"),
+                        format!("the timeouts written for `{event}` add up to {total} s; CodeDeploy fails an instance whose lifecycle event runs past 3600 s"),
                     )
-                    .with_help("lower their `timeout` values (a script without one counts as 3600 s)"),
+                    .with_help("lower their `timeout` values"),
                 );
             }
         }

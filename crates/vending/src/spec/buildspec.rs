@@ -132,9 +132,20 @@ impl Checker<'_, '_> {
         match entries(node) {
             Some(e) => e.into_iter().map(|(k, kn, v)| (k.into_owned(), kn, v)).collect(),
             None => {
-                if !yaml::is_null(node) {
-                    self.error(node, key, format!("`{key}` must be a mapping"));
+                if yaml::is_null(node) {
+                    return Vec::new();
                 }
+                let mut d = node_diag(Severity::Error, self.source, node, key, format!("`{key}` must be a mapping"));
+                // Plain text running over several lines is what a key without its `:` makes.
+                if matches!(raw_scalar(node), Some((_, saphyr::ScalarStyle::Plain)))
+                    && node.span.end.line() > node.span.start.line()
+                {
+                    let first = self.source.line_text(node.span.start.line()).trim();
+                    d = d.with_help(format!(
+                        "`{first}` has no `:`, so YAML reads it and the lines below as one text; write `{first}:`"
+                    ));
+                }
+                self.out.push(d);
                 Vec::new()
             }
         }
@@ -357,7 +368,8 @@ impl Checker<'_, '_> {
                     "discard-paths" => self.yes_no(node, &key_path),
                     "file-format" => {
                         if let Some(format) = self.string(node, &key_path) {
-                            if !REPORT_FORMATS.contains(&format.as_str()) {
+                            // The buildspec reference: "This value is not case sensitive."
+                            if !REPORT_FORMATS.contains(&format.to_ascii_uppercase().as_str()) {
                                 self.error(
                                     node,
                                     &key_path,
@@ -512,5 +524,6 @@ pub fn read(source: &SourceFile) -> Result<crate::config::model::Build, Vec<Diag
         phases,
         artifacts,
         cache_paths: list(child(&root, "cache").as_ref().and_then(|c| child(c, "paths"))),
+        timeout_minutes: crate::config::validate::DEFAULT_BUILD_TIMEOUT,
     })
 }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use saphyr::{MarkedYaml, Scalar, ScalarStyle, YamlData, YamlLoader};
-use saphyr_parser::Parser;
+use saphyr_parser::{Event, Parser};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::source::SourceFile;
@@ -25,6 +25,23 @@ pub fn parse<'a>(source: &'a SourceFile) -> Result<Option<Node<'a>>, Diagnostic>
         if source.line_text(marker.line()).contains('\t') && (info.contains("token") || info.contains("tab")) {
             info.push_str(" (a tab: YAML indents with spaces only)");
         }
+        // A key without its `:` is noticed only at the next line that has one.
+        if info.contains("expect ':'") || info.contains("mapping values are not allowed") {
+            if let Some((line, col)) = key_without_colon(source, marker.line()) {
+                let key = source.line_text(line).trim();
+                return Err(at_marker(
+                    Severity::Error,
+                    source,
+                    line,
+                    col,
+                    format!(
+                        "YAML: `{key}` has no `:` after its key (the parser noticed at line {}: {info})",
+                        marker.line()
+                    ),
+                )
+                .with_help("write `key: value`, or `key:` with the value indented on the lines below"));
+            }
+        }
         return Err(at_marker(Severity::Error, source, marker.line(), marker.col(), format!("YAML: {info}")));
     }
     let mut docs = loader.into_documents();
@@ -38,6 +55,26 @@ pub fn parse<'a>(source: &'a SourceFile) -> Result<Option<Node<'a>>, Diagnostic>
         ));
     }
     Ok(docs.pop())
+}
+
+/// Where a key without `:` starts (1-based line, 0-based column) when the parser reports it at
+/// a later line: the earliest of the content lines without `:` just before `line`. None when the
+/// line before has a `:` (then the parser's own position is the right one).
+fn key_without_colon(source: &SourceFile, line: usize) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = source.text.lines().collect();
+    let mut found = None;
+    for index in (0..line.saturating_sub(1).min(lines.len())).rev() {
+        let text = lines[index].trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        if text.contains(':') || text.starts_with(['-', '[', '{', '|', '>', '"', '\'', '&', '*', '%']) {
+            break;
+        }
+        let indent = lines[index].len() - lines[index].trim_start().len();
+        found = Some((index + 1, indent));
+    }
+    found
 }
 
 pub fn at_marker(
@@ -166,8 +203,46 @@ pub fn yaml11_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// Where the file uses YAML aliases (`*name`, also how a merge key `<<: *name` takes its
+/// values), as 1-based line and 0-based column. The tree cannot show them: the loader replaces
+/// each alias with a copy of its anchor's node.
+pub fn aliases(source: &SourceFile) -> Vec<(usize, usize)> {
+    Parser::new_from_str(&source.text)
+        .map_while(Result::ok)
+        .filter(|(event, _)| matches!(event, Event::Alias(_)))
+        .map(|(_, span)| (span.start.line(), span.start.col()))
+        .collect()
+}
+
 /// Checks a mapping's keys against the allowed ones; reports unknown keys with a suggestion.
 pub fn check_keys(source: &SourceFile, node: &Node<'_>, path: &str, allowed: &[&str], out: &mut Vec<Diagnostic>) {
+    unknown_keys(source, node, path, allowed, None, out);
+}
+
+/// `check_keys` for keys that the file's reader ignores: a warning that says why, with
+/// `otherwise` as the help when no allowed key is close to the one written.
+pub fn ignored_keys(
+    source: &SourceFile,
+    node: &Node<'_>,
+    path: &str,
+    allowed: &[&str],
+    why: &str,
+    otherwise: &str,
+    out: &mut Vec<Diagnostic>,
+) {
+    unknown_keys(source, node, path, allowed, Some((why, otherwise)), out);
+}
+
+/// Unknown keys as errors, or as warnings saying why they are ignored (`ignored`: why, and the
+/// help when no allowed key is close).
+fn unknown_keys(
+    source: &SourceFile,
+    node: &Node<'_>,
+    path: &str,
+    allowed: &[&str],
+    ignored: Option<(&str, &str)>,
+    out: &mut Vec<Diagnostic>,
+) {
     let Some(entries) = entries(node) else { return };
     for (key, key_node, _) in entries {
         // `<<` is YAML 1.1's merge key, which AWS's parsers honour; what it merges is not seen here.
@@ -176,12 +251,19 @@ pub fn check_keys(source: &SourceFile, node: &Node<'_>, path: &str, allowed: &[&
         }
         let near =
             allowed.iter().copied().map(|a| (strsim::jaro_winkler(&key, a), a)).max_by(|a, b| a.0.total_cmp(&b.0));
-        let help = match near {
-            Some((score, a)) if score > 0.8 => format!("did you mean `{a}`?"),
+        let help = match (near, ignored) {
+            (Some((score, a)), _) if score > 0.8 => format!("did you mean `{a}`?"),
+            (_, Some((_, otherwise))) => otherwise.to_string(),
             _ => format!("allowed here: {}", allowed.join(", ")),
         };
         let full = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
-        out.push(node_diag(Severity::Error, source, key_node, &full, format!("unknown key `{key}`")).with_help(help));
+        let diagnostic = match ignored {
+            None => node_diag(Severity::Error, source, key_node, &full, format!("unknown key `{key}`")),
+            Some((why, _)) => {
+                node_diag(Severity::Warning, source, key_node, &full, format!("`{key}` is ignored: {why}"))
+            }
+        };
+        out.push(diagnostic.with_help(help));
     }
 }
 
@@ -199,6 +281,10 @@ impl Checker<'_, '_> {
 
     pub fn warning(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
         self.out.push(node_diag(Severity::Warning, self.source, node, key, message));
+    }
+
+    pub fn note(&mut self, node: &Node<'_>, key: &str, message: impl Into<String>) {
+        self.out.push(node_diag(Severity::Note, self.source, node, key, message));
     }
 
     pub fn list<'n, 'a>(&mut self, node: &'n Node<'a>, key: &str) -> &'n [Node<'a>] {

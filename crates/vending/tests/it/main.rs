@@ -28,7 +28,11 @@ pub fn diagnostics_text(diagnostics: &[vending::Diagnostic]) -> String {
     diagnostics
         .iter()
         .map(|d| {
-            let severity = if d.is_error() { "error" } else { "warning" };
+            let severity = match d.severity {
+                vending::Severity::Error => "error",
+                vending::Severity::Warning => "warning",
+                vending::Severity::Note => "note",
+            };
             let key = d.key.as_deref().map(|k| format!(" [{k}]")).unwrap_or_default();
             let help = d.help.as_deref().map(|h| format!("\n    help: {h}")).unwrap_or_default();
             format!("{}:{}:{}: {severity}: {}{key}{help}\n", d.file.display(), d.line, d.column, d.message)
