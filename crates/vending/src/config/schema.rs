@@ -1,5 +1,5 @@
 //! The keys each table of the config files allows, for "unknown key" errors that say what would
-//! have been accepted. A test checks this table against the raw structs (`tests/it/config.rs`).
+//! have been accepted. A test checks this table against the raw structs (`tests/it/schema.rs`).
 
 /// Which file a key path belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

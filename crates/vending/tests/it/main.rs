@@ -7,6 +7,7 @@ mod plan;
 mod release;
 mod roundtrip;
 mod samples;
+mod schema;
 mod specs;
 mod tidy;
 
