@@ -365,7 +365,7 @@ pub fn deploy(
 /// its instructions first): folders to create and files to copy, in order.
 #[derive(Default)]
 struct InstallPlan {
-    mkdirs: Vec<PathBuf>,
+    mkdirs: BTreeSet<PathBuf>,
     /// Target → source.
     copies: BTreeMap<PathBuf, PathBuf>,
     order: Vec<PathBuf>,
@@ -376,8 +376,7 @@ impl InstallPlan {
         if self.copies.contains_key(dir) {
             bail!("files: {} is both a file and a folder to create", dir.display());
         }
-        if !self.mkdirs.iter().any(|d| d == dir) {
-            self.mkdirs.push(dir.to_path_buf());
+        if self.mkdirs.insert(dir.to_path_buf()) {
             self.order.push(dir.to_path_buf());
         }
         Ok(())
