@@ -3,14 +3,15 @@
 //! group gets a sandbox folder, `target/vending-local/fleet/<customer>-<env>/<instance-id>/`, and
 //! the agent deploys the revision into them one instance at a time. At the first failure it
 //! stops and, when the group rolls back, redeploys the last good revision (downloaded from the
-//! bucket) to the instances it touched, as a CodeDeploy rollback does: under a deployment of
-//! its own.
+//! bucket, and checked against its SHA-256) to the instances it touched, as a CodeDeploy
+//! rollback does: under a deployment of its own.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use vending::release::{self, Deployed, InstanceFailure, Snapshot};
 use vending_aws::release as aws_release;
 use vending_build::agent::{self, Deployment};
@@ -252,12 +253,16 @@ impl LocalFleet<'_> {
         let Some(last) = self.last_good() else { return Ok(None) };
         let who = &self.release.who();
         let path = self.dir().join(format!("rollback-{}.zip", &last.sha256[..16]));
-        self.release.runtime.block_on(aws_release::download(
-            self.release.clients,
-            &self.release.env.names.bucket,
-            &last.key,
-            &path,
-        ))?;
+        let bucket = &self.release.env.names.bucket;
+        self.release.runtime.block_on(aws_release::download(self.release.clients, bucket, &last.key, &path))?;
+        // As `rollback` does: the bucket is not trusted to hold what was uploaded.
+        let found = format!("{:x}", sha2::Sha256::digest(fs::read(&path)?));
+        anyhow::ensure!(
+            found == last.sha256,
+            "{who}: cannot roll back {failed_id}: s3://{bucket}/{} holds a file whose SHA-256 is {found}, not the one \
+             its name says: it was changed after the upload (deploy a good revision again to replace it)",
+            last.key
+        );
         let revision =
             aws_release::Revision { bucket: self.release.env.names.bucket.clone(), key: last.key.clone(), e_tag: None };
         let description = format!("{who}: automatic rollback of {failed_id} to revision sha256 {}", last.sha256);

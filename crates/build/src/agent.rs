@@ -2,26 +2,47 @@
 //! without AWS, inside a sandbox folder that stands for the instance's file system (`/opt/app`
 //! is `<sandbox>/opt/app`).
 //!
-//! - The AppSpec is validated first (the same validator as `validate --spec`).
+//! - The AppSpec is validated first (the same validator as `validate --spec`); an invalid one
+//!   leaves the sandbox as it was.
 //! - Events in the agent's order: BeforeBlockTraffic, AfterBlockTraffic and ApplicationStop run
 //!   the scripts of the **last successful** revision (none on a first deployment); then
 //!   BeforeInstall, Install (the `files` copy), AfterInstall, ApplicationStart, ValidateService,
-//!   BeforeAllowTraffic, AfterAllowTraffic from the new one.
-//! - Install first removes the files the last successful deployment installed, then copies,
-//!   honouring `file_exists_behavior` (DISALLOW, OVERWRITE, RETAIN); then `permissions`.
+//!   BeforeAllowTraffic, AfterAllowTraffic from the new one. As the agent does, a revision
+//!   becomes the last successful one as soon as its Install succeeds, so one that failed a later
+//!   event still runs its ApplicationStop next time (a broken stop script then blocks even the
+//!   rollback, until `ignore_application_stop_failures`).
+//! - Install works as the agent's installer: it removes what the last Install copied or created,
+//!   plans every copy first (a DISALLOW conflict fails before anything is copied), copies
+//!   (symbolic links stay links), then applies `permissions` to what it copied or created only.
+//! - The sandbox is the root directory: paths on the instance are expanded as the agent does
+//!   (`..` never climbs above `/`), and a path that still leads out of the sandbox through a
+//!   symbolic link is refused. A hook `location` or `files` source that leaves the revision is
+//!   not found, as on an instance. A folder revision's symbolic link that leads out of the
+//!   folder is refused (a zip's is never extracted).
 //! - Each script runs directly (it needs a shebang; made executable if it is not), with the
-//!   agent's variables, its `timeout` enforced by killing its process group, `runas` through
-//!   `su` when the agent runs as root (a clear error otherwise), and its output in a log of its
-//!   own. The first failing script stops its event; later events are skipped.
+//!   agent's variables, its `timeout` enforced by killing its process group, and its output in
+//!   a log of its own. Like the agent, it waits until the script's output is closed: a
+//!   background process that keeps it open fails the script (code 6) at the timeout. The first
+//!   failing script stops its event; later events are skipped.
+//! - `runas` is `su USER -c SCRIPT`, with the user's own login shell, as the agent does: a user
+//!   whose shell is `nologin` cannot run hooks, here as on an instance. Switching user needs
+//!   root; not running as root, a script with `runas` other than the current user fails with a
+//!   clear error (code 5) instead of running as someone else.
 //! - Scripts also get `VENDING_SANDBOX`, the sandbox folder (not an AWS variable), so a script
 //!   can run both on an instance and locally.
+//!
+//! Where it cannot be the agent: the scripts run on this machine, with its users and outside any
+//! sandbox (they are trusted code, as on an instance); `acls` and `context` are not applied; the
+//! installed links and modes are this machine's.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -64,7 +85,8 @@ pub struct EventReport {
 pub struct Failure {
     pub event: &'static str,
     pub script: Option<String>,
-    /// The agent's script error code: 1 missing, 2 not executable, 3 timed out, 4 failed.
+    /// The agent's script error code: 1 missing, 2 not executable, 3 timed out, 4 failed,
+    /// 5 unknown, 6 output left open.
     pub code: u8,
     pub message: String,
     /// The last lines of the script's log.
@@ -97,8 +119,10 @@ const EVENTS: &[(&str, bool)] = &[
     ("AfterAllowTraffic", false),
 ];
 
+const AGENT_DIR: &str = ".codedeploy-agent";
+
 fn state_dir(sandbox: &Path, deployment: &Deployment) -> PathBuf {
-    sandbox.join(".codedeploy-agent").join(&deployment.group_id)
+    sandbox.join(AGENT_DIR).join(&deployment.group_id)
 }
 
 /// Unpacks a revision (zip or folder) into `dest` and returns the revision root (an archive with
@@ -109,10 +133,11 @@ fn unpack(revision: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
     }
     fs::create_dir_all(dest)?;
     if revision.is_dir() {
-        copy_dir(revision, dest)?;
+        copy_revision_folder(revision, dest)?;
     } else {
         let file = fs::File::open(revision).with_context(|| format!("cannot open {}", revision.display()))?;
         let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip", revision.display()))?;
+        // The zip crate extracts a symbolic link only when it stays inside `dest`.
         zip.extract(dest).with_context(|| format!("cannot unpack {}", revision.display()))?;
     }
     if appspec_file(dest).is_none() {
@@ -140,11 +165,27 @@ fn read_appspec(root: &Path) -> anyhow::Result<AppSpec> {
     })
 }
 
-fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+/// Copies a folder revision. A symbolic link is copied as a link, and refused when it leads out
+/// of the folder: a revision carries its own files, not this machine's (`/etc/passwd`).
+fn copy_revision_folder(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let real_from = fs::canonicalize(from).with_context(|| format!("cannot read {}", from.display()))?;
     for entry in walkdir::WalkDir::new(from).min_depth(1).sort_by_file_name() {
         let entry = entry?;
-        let target = to.join(entry.path().strip_prefix(from)?);
-        if entry.file_type().is_dir() {
+        let relative = entry.path().strip_prefix(from)?;
+        let target = to.join(relative);
+        if entry.path_is_symlink() {
+            let link = fs::read_link(entry.path())?;
+            match fs::canonicalize(entry.path()) {
+                Ok(real) if real.starts_with(&real_from) => std::os::unix::fs::symlink(&link, &target)?,
+                _ => bail!(
+                    "the revision folder {} holds {}, a symbolic link to {}, outside the folder: a revision carries \
+                     only its own files; copy the file into the folder or remove the link",
+                    from.display(),
+                    relative.display(),
+                    link.display()
+                ),
+            }
+        } else if entry.file_type().is_dir() {
             fs::create_dir_all(&target)?;
         } else {
             fs::copy(entry.path(), &target)?;
@@ -153,9 +194,78 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A path on the "instance", inside the sandbox.
-fn on_instance(sandbox: &Path, path: &str) -> PathBuf {
-    sandbox.join(path.trim_start_matches('/'))
+/// Copies an unpacked revision (its links as links, its modes kept: ApplicationStop runs its
+/// scripts from the copy next time).
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in walkdir::WalkDir::new(from).min_depth(1).sort_by_file_name() {
+        let entry = entry?;
+        let target = to.join(entry.path().strip_prefix(from)?);
+        if entry.path_is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
+        } else if entry.file_type().is_dir() {
+            fs::create_dir_all(&target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// A path relative to `base` as the agent joins it (a leading `/` stays inside), `None` when its
+/// `..` climb out of `base`.
+fn in_revision(base: &Path, path: &str) -> Option<PathBuf> {
+    if vending::spec::appspec::leaves_revision(path) {
+        return None;
+    }
+    Some(base.join(lexical(Path::new(path))))
+}
+
+/// The path's parts with `.` and `..` resolved, never above its start: how the agent's
+/// `File.expand_path` treats a path under `/`.
+fn lexical(path: &Path) -> PathBuf {
+    let mut parts = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => parts.push(part),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    parts
+}
+
+/// A path on the "instance", inside the sandbox, which is its root directory: `..` never climbs
+/// above it. Refused when it leads out of the sandbox through a symbolic link.
+fn on_instance(sandbox: &Path, path: &str) -> anyhow::Result<PathBuf> {
+    let full = sandbox.join(lexical(Path::new(path)));
+    ensure_inside(sandbox, &full, path)?;
+    Ok(full)
+}
+
+/// Refuses `path` (shown to the user as `shown`) when what exists of it resolves outside `root`
+/// (canonical), that is through a symbolic link; a link that leads nowhere is refused too, since
+/// writing through it would create its target wherever that is.
+fn ensure_inside(root: &Path, path: &Path, shown: &str) -> anyhow::Result<()> {
+    for existing in path.ancestors() {
+        match fs::canonicalize(existing) {
+            Ok(real) if real.starts_with(root) => return Ok(()),
+            Ok(real) => bail!(
+                "`{shown}` leads to {}, outside the sandbox {} (through a symbolic link): the local agent writes only \
+                 inside the sandbox",
+                real.display(),
+                root.display()
+            ),
+            Err(_) if existing.symlink_metadata().is_ok() => bail!(
+                "`{shown}` goes through {}, a symbolic link that leads nowhere: the local agent does not write through it",
+                existing.display()
+            ),
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Deploys `revision` into `sandbox`.
@@ -165,19 +275,38 @@ pub fn deploy(
     deployment: &Deployment,
     out: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Report> {
-    fs::create_dir_all(sandbox)?;
+    // Bad input changes nothing: the folders made to read the revision go again if it is refused.
+    let made: Vec<PathBuf> = [sandbox.to_path_buf(), sandbox.join(AGENT_DIR), state_dir(sandbox, deployment)]
+        .into_iter()
+        .filter(|dir| !dir.exists())
+        .collect();
+    fs::create_dir_all(state_dir(sandbox, deployment))
+        .with_context(|| format!("cannot create the sandbox {}", sandbox.display()))?;
     let sandbox = fs::canonicalize(sandbox)?;
     let state = state_dir(&sandbox, deployment);
     let work = state.join(&deployment.id);
-    let root = unpack(revision, &work.join("archive"))?;
-    let appspec = read_appspec(&root)?;
+    let last = state.join("last-successful");
+    let read = || -> anyhow::Result<_> {
+        let root = unpack(revision, &work.join("archive"))?;
+        let appspec = read_appspec(&root)?;
+        let previous = match appspec_file(&last) {
+            Some(_) => Some(read_appspec(&last).context("the last successful revision's AppSpec")?),
+            None => None,
+        };
+        Ok((root, appspec, previous))
+    };
+    let (root, appspec, previous) = match read() {
+        Ok(read) => read,
+        Err(error) => {
+            let _ = fs::remove_dir_all(&work);
+            for dir in made.iter().rev() {
+                let _ = fs::remove_dir(dir);
+            }
+            return Err(error);
+        }
+    };
     let logs = work.join("logs");
     fs::create_dir_all(&logs)?;
-    let last = state.join("last-successful");
-    let previous = match appspec_file(&last) {
-        Some(_) => Some((read_appspec(&last)?, last.clone())),
-        None => None,
-    };
     let scripts_runner = Scripts { sandbox: &sandbox, deployment, logs: &logs };
 
     let mut events = Vec::new();
@@ -188,16 +317,25 @@ pub fn deploy(
             continue;
         }
         let result = if *event == "Install" {
-            install(&sandbox, &state, &root, &appspec, out).map_err(|e| Failure {
+            let installed = install(&sandbox, &state, &root, &appspec, out).map_err(|e| Failure {
                 event,
                 script: None,
                 code: 5,
                 message: format!("{e:#}"),
                 log_tail: Vec::new(),
-            })
+            });
+            // The agent records the last successful revision as soon as Install succeeds: its
+            // ApplicationStop is the one that runs next, even if a later event fails.
+            if installed.is_ok() {
+                if last.exists() {
+                    fs::remove_dir_all(&last)?;
+                }
+                copy_tree(&root, &last)?;
+            }
+            installed
         } else {
             let (spec, base) = match (from_previous, &previous) {
-                (true, Some((spec, base))) => (spec, base.as_path()),
+                (true, Some(spec)) => (spec, last.as_path()),
                 (true, None) => {
                     events.push(EventReport { event, status: EventStatus::Skipped, count: 0 });
                     continue;
@@ -220,31 +358,99 @@ pub fn deploy(
             }
         }
     }
-    if failure.is_none() {
-        if last.exists() {
-            fs::remove_dir_all(&last)?;
-        }
-        copy_dir_all(&root, &last)?;
-    }
     Ok(Report { events, failure })
 }
 
-fn copy_dir_all(from: &Path, to: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(to)?;
-    copy_dir(from, to)?;
-    // Keep the scripts' modes: ApplicationStop runs them from here next time.
-    for entry in walkdir::WalkDir::new(from).min_depth(1) {
-        let entry = entry?;
-        if entry.file_type().is_file() {
-            let mode = entry.metadata()?.permissions().mode();
-            fs::set_permissions(to.join(entry.path().strip_prefix(from)?), fs::Permissions::from_mode(mode))?;
-        }
-    }
-    Ok(())
+/// What an Install does, planned before anything changes (as the agent's installer generates
+/// its instructions first): folders to create and files to copy, in order.
+#[derive(Default)]
+struct InstallPlan {
+    mkdirs: BTreeSet<PathBuf>,
+    /// Target → source.
+    copies: BTreeMap<PathBuf, PathBuf>,
+    order: Vec<PathBuf>,
 }
 
-/// Install: remove what the last successful deployment installed, copy `files`, apply
-/// `permissions`; record what was installed. Returns the number of files installed.
+impl InstallPlan {
+    fn mkdir(&mut self, dir: &Path) -> anyhow::Result<()> {
+        if self.copies.contains_key(dir) {
+            bail!("files: {} is both a file and a folder to create", dir.display());
+        }
+        if self.mkdirs.insert(dir.to_path_buf()) {
+            self.order.push(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
+    /// The folders above `target` that do not exist yet, top first.
+    fn ancestors(&mut self, sandbox: &Path, target: &Path) -> anyhow::Result<()> {
+        let missing: Vec<PathBuf> = target
+            .ancestors()
+            .skip(1)
+            .take_while(|dir| *dir != sandbox && !dir.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        for dir in missing.iter().rev() {
+            self.mkdir(dir)?;
+        }
+        Ok(())
+    }
+
+    fn copy(&mut self, sandbox: &Path, behavior: &str, source: &Path, target: PathBuf) -> anyhow::Result<()> {
+        ensure_inside(sandbox, &target, &shown(sandbox, &target))?;
+        if let Some(other) = self.copies.get(&target) {
+            bail!(
+                "files: two sources, {} and {}, for the same destination {}",
+                other.display(),
+                source.display(),
+                shown(sandbox, &target)
+            );
+        }
+        if self.mkdirs.contains(&target) {
+            bail!("files: {} is both a file and a folder to create", shown(sandbox, &target));
+        }
+        if target.symlink_metadata().is_ok() {
+            match behavior {
+                "OVERWRITE" => {}
+                "RETAIN" => return Ok(()),
+                _ => bail!(
+                    "The deployment failed because a specified file already exists at this location: {} \
+                     (file_exists_behavior is DISALLOW; nothing was copied)",
+                    shown(sandbox, &target)
+                ),
+            }
+        }
+        self.copies.insert(target.clone(), source.to_path_buf());
+        self.order.push(target);
+        Ok(())
+    }
+
+    fn folder(&mut self, sandbox: &Path, behavior: &str, source: &Path, target: &Path) -> anyhow::Result<()> {
+        ensure_inside(sandbox, target, &shown(sandbox, target))?;
+        if !target.is_dir() {
+            self.mkdir(target)?;
+        }
+        let mut entries: Vec<_> = fs::read_dir(source)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let to = target.join(entry.file_name());
+            if entry.file_type()?.is_dir() {
+                self.folder(sandbox, behavior, &entry.path(), &to)?;
+            } else {
+                self.copy(sandbox, behavior, &entry.path(), to)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How the sandbox path reads on the instance.
+fn shown(sandbox: &Path, path: &Path) -> String {
+    path.strip_prefix(sandbox).map(|p| format!("/{}", p.display())).unwrap_or_else(|_| path.display().to_string())
+}
+
+/// Install: remove what the last Install copied or created, plan the `files` copy, copy, apply
+/// `permissions` to what was copied or created. Returns the number of files installed.
 fn install(
     sandbox: &Path,
     state: &Path,
@@ -252,93 +458,123 @@ fn install(
     appspec: &AppSpec,
     out: &mut dyn FnMut(&str),
 ) -> anyhow::Result<usize> {
+    // The record of what an Install copied or created, in order (the agent's cleanup file).
     let record = state.join("installed.txt");
     if let Ok(previous) = fs::read_to_string(&record) {
-        for path in previous.lines().filter(|l| !l.is_empty()) {
-            let _ = fs::remove_file(sandbox.join(path));
+        for path in previous.lines().rev().filter(|l| !l.is_empty()) {
+            let Ok(path) = on_instance(sandbox, path) else { continue };
+            // A folder goes only when empty: what else is in it is not the deployment's.
+            let _ = if path.is_dir() && !path.is_symlink() { fs::remove_dir(&path) } else { fs::remove_file(&path) };
         }
+        fs::remove_file(&record)?;
     }
-    let mut installed = Vec::new();
+
+    let behavior = appspec.file_exists_behavior.as_str();
+    let mut plan = InstallPlan::default();
     for (source, destination) in &appspec.files {
-        let from = root.join(source.trim_start_matches('/'));
-        let to = on_instance(sandbox, destination);
-        let pairs: Vec<(PathBuf, PathBuf)> = if from.is_dir() {
-            walkdir::WalkDir::new(&from)
-                .min_depth(1)
-                .sort_by_file_name()
-                .into_iter()
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_file())
-                .map(|e| {
-                    let relative = e.path().strip_prefix(&from).unwrap_or(e.path()).to_path_buf();
-                    (e.into_path(), to.join(relative))
-                })
-                .collect()
-        } else if from.is_file() {
-            vec![(from.clone(), to.join(from.file_name().unwrap_or_default()))]
+        let from = in_revision(root, source)
+            .filter(|from| from.symlink_metadata().is_ok())
+            .with_context(|| format!("files: the source `{source}` is not in the revision"))?;
+        let to = on_instance(sandbox, destination)?;
+        if from.is_dir() && !from.is_symlink() {
+            plan.ancestors(sandbox, &to)?;
+            plan.folder(sandbox, behavior, &from, &to)?;
         } else {
-            bail!("files: the source `{source}` is not in the revision");
-        };
-        for (file, target) in pairs {
-            if target.exists() {
-                match appspec.file_exists_behavior.as_str() {
-                    "OVERWRITE" => {}
-                    "RETAIN" => continue,
-                    _ => bail!(
-                        "The deployment failed because a specified file already exists at this location: {} (file_exists_behavior is DISALLOW)",
-                        target.strip_prefix(sandbox).map(|p| format!("/{}", p.display())).unwrap_or_default()
-                    ),
-                }
-            }
-            fs::create_dir_all(target.parent().context("no parent")?)?;
-            fs::copy(&file, &target).with_context(|| format!("cannot copy to {}", target.display()))?;
-            installed.push(target.strip_prefix(sandbox)?.display().to_string());
+            let target = to.join(from.file_name().unwrap_or_default());
+            plan.ancestors(sandbox, &target)?;
+            plan.copy(sandbox, behavior, &from, target)?;
         }
     }
-    for permission in &appspec.permissions {
-        apply_permission(sandbox, permission)?;
+
+    let mut written = fs::File::create(&record)?;
+    for path in &plan.order {
+        // Recorded before it is made, as the agent does: a half-done Install is cleaned up next time.
+        writeln!(written, "{}", shown(sandbox, path))?;
+        match plan.copies.get(path) {
+            Some(source) if source.is_symlink() => {
+                if path.symlink_metadata().is_ok() {
+                    fs::remove_file(path)?;
+                }
+                std::os::unix::fs::symlink(fs::read_link(source)?, path)?
+            }
+            Some(source) => {
+                fs::copy(source, path).with_context(|| format!("cannot copy to {}", shown(sandbox, path)))?;
+            }
+            None => fs::create_dir(path).with_context(|| format!("cannot create {}", shown(sandbox, path)))?,
+        }
     }
-    out(&format!("[agent] Install: {} file(s)", installed.len()));
-    fs::write(&record, installed.join("\n"))?;
-    Ok(installed.len())
+    let mut seen = BTreeSet::new();
+    for permission in &appspec.permissions {
+        apply_permission(sandbox, &plan, permission, &mut seen, out)?;
+    }
+    out(&format!("[agent] Install: {} file(s)", plan.copies.len()));
+    Ok(plan.copies.len())
 }
 
-fn apply_permission(sandbox: &Path, permission: &Permission) -> anyhow::Result<()> {
-    let object = on_instance(sandbox, &permission.object);
-    let pattern = globset::Glob::new(permission.pattern.as_deref().unwrap_or("**"))?.compile_matcher();
-    let except: Vec<globset::GlobMatcher> = permission
-        .except
-        .iter()
-        .map(|e| globset::Glob::new(e).map(|g| g.compile_matcher()))
-        .collect::<Result<_, _>>()?;
+/// `permissions` as the agent applies them: to what this Install copied or created only. An
+/// object that is a copied file gets them itself; under an object that is a folder, the copied
+/// files (type `file`) and created folders (type `directory`) below it, whose name matches
+/// `pattern` and not `except` (any depth for the default `**`, else directly inside).
+fn apply_permission(
+    sandbox: &Path,
+    plan: &InstallPlan,
+    permission: &Permission,
+    seen: &mut BTreeSet<PathBuf>,
+    out: &mut dyn FnMut(&str),
+) -> anyhow::Result<()> {
+    let object = on_instance(sandbox, &permission.object)?;
     let kinds: Vec<&str> = if permission.kinds.is_empty() {
         vec!["file", "directory"]
     } else {
         permission.kinds.iter().map(String::as_str).collect()
     };
+    let pattern = permission.pattern.as_deref().unwrap_or("**");
     let mut targets = Vec::new();
-    if kinds.contains(&"file") {
-        // Files directly inside the object.
-        for entry in
-            fs::read_dir(&object).with_context(|| format!("permissions: {} does not exist", permission.object))?
-        {
-            let entry = entry?;
-            if entry.file_type()?.is_file() {
-                targets.push(entry.path());
-            }
+    if plan.copies.contains_key(&object) {
+        if !kinds.contains(&"file") {
+            return Ok(());
         }
-    }
-    if kinds.contains(&"directory") {
-        // Every folder below the object, not the object itself.
-        for entry in walkdir::WalkDir::new(&object).min_depth(1).into_iter().filter_map(Result::ok) {
-            if entry.file_type().is_dir() {
-                targets.push(entry.into_path());
-            }
+        if pattern != "**" || !permission.except.is_empty() {
+            bail!(
+                "permissions: {} is a file, so `pattern` and `except` cannot apply (the agent refuses them)",
+                permission.object
+            );
         }
+        targets.push(object);
+    } else if plan.mkdirs.contains(&object) || object.is_dir() {
+        let glob =
+            |text: &str| globset::GlobBuilder::new(text).literal_separator(true).build().map(|g| g.compile_matcher());
+        let matcher = glob(pattern)?;
+        let except: Vec<globset::GlobMatcher> = permission.except.iter().map(|e| glob(e)).collect::<Result<_, _>>()?;
+        let matches = |path: &Path| {
+            let Ok(relative) = path.strip_prefix(&object) else { return false };
+            let name = relative.to_string_lossy();
+            let single = relative.components().count() == 1;
+            !name.is_empty()
+                && (pattern == "**" || (single && matcher.is_match(&*name)))
+                && !(single && except.iter().any(|e| e.is_match(&*name)))
+        };
+        if kinds.contains(&"file") {
+            targets.extend(plan.copies.keys().filter(|p| matches(p)).cloned());
+        }
+        if kinds.contains(&"directory") {
+            targets.extend(plan.mkdirs.iter().filter(|p| matches(p)).cloned());
+        }
+    } else {
+        out(&format!(
+            "[agent] permissions: {} is neither a file nor a folder of this deployment: nothing to change",
+            permission.object
+        ));
     }
     for target in targets {
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !pattern.is_match(&name) || except.iter().any(|e| e.is_match(&name)) {
+        if !seen.insert(target.clone()) {
+            bail!(
+                "permissions: {} gets permissions from more than one entry (the agent refuses that)",
+                shown(sandbox, &target)
+            );
+        }
+        // Links keep their own permissions: changing them would change what they point at.
+        if target.is_symlink() {
             continue;
         }
         if let Some(mode) = &permission.mode {
@@ -357,7 +593,7 @@ fn apply_permission(sandbox: &Path, permission: &Permission) -> anyhow::Result<(
             );
             let status = Command::new("chown").arg(spec.trim_end_matches(':')).arg(&target).status()?;
             if !status.success() {
-                bail!("permissions: chown {spec} {} failed", target.display());
+                bail!("permissions: chown {spec} {} failed", shown(sandbox, &target));
             }
         }
     }
@@ -367,6 +603,19 @@ fn apply_permission(sandbox: &Path, permission: &Permission) -> anyhow::Result<(
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// The name of the user this process runs as.
+fn current_user() -> Option<String> {
+    // SAFETY: getpwuid returns a pointer to static storage or null; the name is copied out at
+    // once, and nothing else in this process calls the getpw* functions concurrently with it.
+    unsafe {
+        let entry = libc::getpwuid(libc::geteuid());
+        if entry.is_null() || (*entry).pw_name.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr((*entry).pw_name).to_string_lossy().into_owned())
+    }
 }
 
 struct Scripts<'a> {
@@ -399,14 +648,17 @@ impl Scripts<'_> {
             message,
             log_tail,
         };
-        let script = base.join(hook.location.trim_start_matches('/'));
-        if !script.is_file() {
+        // A location that leaves the revision (by `..` or a link) is not there for the agent.
+        let real_base = fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+        let script = in_revision(base, &hook.location)
+            .filter(|s| s.is_file() && fs::canonicalize(s).is_ok_and(|real| real.starts_with(&real_base)));
+        let Some(script) = script else {
             return Err(failure(
                 1,
                 format!("Script does not exist at specified location: {}", hook.location),
                 Vec::new(),
             ));
-        }
+        };
         let mode = fs::metadata(&script).map(|m| m.permissions().mode()).unwrap_or(0);
         if mode & 0o111 == 0 && fs::set_permissions(&script, fs::Permissions::from_mode(mode | 0o755)).is_err() {
             return Err(failure(
@@ -416,32 +668,39 @@ impl Scripts<'_> {
             ));
         }
         let log_path = self.logs.join(format!("{event}-{index}.log"));
-        let log =
-            fs::File::create(&log_path).map_err(|e| failure(5, format!("cannot create its log: {e}"), Vec::new()))?;
-        let log_err = log.try_clone().map_err(|e| failure(5, e.to_string(), Vec::new()))?;
         let mut command = match hook.runas.as_deref() {
+            None => Command::new(&script),
+            // The agent's own command: su runs the script with the user's login shell, so a
+            // `nologin` user fails here as on an instance.
             Some(user) if is_root() => {
                 let mut c = Command::new("su");
-                c.arg(user).arg("-s").arg("/bin/sh").arg("-c").arg(shell_quote(&script.display().to_string()));
+                c.arg(user).arg("-c").arg(shell_quote(&script.display().to_string()));
                 c
             }
-            Some(user) if std::env::var("USER").ok().as_deref() != Some(user) => {
+            Some(user) if current_user().as_deref() == Some(user) => Command::new(&script),
+            Some(user) => {
                 return Err(failure(
                     5,
                     format!(
-                        "Script at specified location: {} has runas {user}, which needs the agent to run as root",
+                        "Script at specified location: {} has runas {user}, which needs the agent to run as root \
+                         (as it does on an instance): run the local agent as root, or remove `runas: {user}` if the \
+                         script need not switch user",
                         hook.location
                     ),
                     Vec::new(),
                 ));
             }
-            _ => Command::new(&script),
         };
+        // One pipe for stdout and stderr keeps the log in the order the script wrote it; the
+        // agent reads until the script's output is closed, not only until it exits.
+        let (reader, writer) =
+            std::io::pipe().map_err(|e| failure(5, format!("cannot make a pipe: {e}"), Vec::new()))?;
+        let writer_err = writer.try_clone().map_err(|e| failure(5, e.to_string(), Vec::new()))?;
         command
             .current_dir(base)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
+            .stdout(writer)
+            .stderr(writer_err)
             .env("LIFECYCLE_EVENT", event)
             .env("DEPLOYMENT_ID", &self.deployment.id)
             .env("APPLICATION_NAME", &self.deployment.application)
@@ -449,50 +708,81 @@ impl Scripts<'_> {
             .env("DEPLOYMENT_GROUP_ID", &self.deployment.group_id)
             .env("VENDING_SANDBOX", self.sandbox)
             .process_group(0);
+        let log =
+            fs::File::create(&log_path).map_err(|e| failure(5, format!("cannot create its log: {e}"), Vec::new()))?;
         let mut child =
             command.spawn().map_err(|e| failure(5, format!("cannot start {}: {e}", hook.location), Vec::new()))?;
+        // The command holds the pipe's writing ends until it is dropped: drop it, or the output
+        // would never close.
+        drop(command);
+        let closed = copy_output(reader, log);
         let started = Instant::now();
-        let timeout = Duration::from_secs(u64::from(hook.timeout.max(1)));
+        let deadline = started + Duration::from_secs(u64::from(hook.timeout.max(1)));
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break Some(status),
-                Ok(None) if started.elapsed() >= timeout => break None,
+                Ok(None) if Instant::now() >= deadline => break None,
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
                 Err(e) => return Err(failure(5, e.to_string(), Vec::new())),
             }
         };
-        let tail = || log_tail(&log_path);
-        match status {
-            None => {
-                kill_group(child.id(), libc::SIGTERM);
-                std::thread::sleep(Duration::from_millis(200));
-                kill_group(child.id(), libc::SIGKILL);
-                let _ = child.wait();
-                Err(failure(
-                    3,
-                    format!(
-                        "Script at specified location: {} failed to complete in {} seconds",
-                        hook.location, hook.timeout
-                    ),
-                    tail(),
-                ))
-            }
-            Some(status) if !status.success() => {
-                let user = hook.runas.as_deref().map(|u| format!(" run as user {u}")).unwrap_or_default();
-                Err(failure(
-                    4,
-                    format!(
-                        "Script at specified location: {}{user} failed with exit code {}",
-                        hook.location,
-                        status.code().unwrap_or(-1)
-                    ),
-                    tail(),
-                ))
-            }
-            // What the script started in the background keeps running (an application server).
-            Some(_) => Ok(()),
+        let Some(status) = status else {
+            kill_group(child.id(), libc::SIGTERM);
+            std::thread::sleep(Duration::from_millis(200));
+            kill_group(child.id(), libc::SIGKILL);
+            let _ = child.wait();
+            let _ = closed.recv_timeout(Duration::from_secs(1));
+            return Err(failure(
+                3,
+                format!(
+                    "Script at specified location: {} failed to complete in {} seconds",
+                    hook.location, hook.timeout
+                ),
+                log_tail(&log_path),
+            ));
+        };
+        // Within the same timeout, as the agent's ThreadJoiner; what holds the output keeps running.
+        if closed.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_err() {
+            return Err(failure(
+                6,
+                format!(
+                    "Script at specified location: {} failed to close STDOUT (a process it started in the background \
+                     still holds its output; redirect that process's output, e.g. `>/dev/null 2>&1 &`)",
+                    hook.location
+                ),
+                log_tail(&log_path),
+            ));
         }
+        if !status.success() {
+            let user = hook.runas.as_deref().map(|u| format!(" run as user {u}")).unwrap_or_default();
+            return Err(failure(
+                4,
+                format!(
+                    "Script at specified location: {}{user} failed with exit code {}",
+                    hook.location,
+                    status.code().unwrap_or(-1)
+                ),
+                log_tail(&log_path),
+            ));
+        }
+        Ok(())
     }
+}
+
+/// Copies a script's output into its log on a thread of its own; the receiver hears when the
+/// output is closed (by everything that held it).
+fn copy_output(reader: std::io::PipeReader, mut log: fs::File) -> mpsc::Receiver<()> {
+    let (closed, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(reader);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let _ = log.write_all(&line);
+            line.clear();
+        }
+        let _ = closed.send(());
+    });
+    receiver
 }
 
 fn kill_group(pid: u32, signal: libc::c_int) {

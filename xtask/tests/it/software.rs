@@ -123,14 +123,25 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
         assert!(read(sandbox.join("opt/acme-shop/scripts/validate.sh")).contains("sandbox: fixed"));
     }
 
-    // The classic trap: a release whose stop script fails deploys fine (ApplicationStop comes
-    // from the revision before it), then blocks every later release, until its failures are
-    // ignored.
+    // The trap: the agent records a revision as the last successful one as soon as it is
+    // installed, so a release whose stop script is broken and whose ValidateService fails runs
+    // that stop script next: it blocks the automatic rollback, and every later release, until
+    // its failures are ignored.
     let broken_stop = "    rm -f \"$ROOT/run/acme-shop.started\"\n    exit 0\n";
+    let fixed = "    echo \"sandbox: fixed\"\n";
+    let broken_validate = "    echo \"deliberately broken\" >&2\n    exit 1\n";
     project.edit("apps/acme-shop/scripts/stop.sh", broken_stop, "    echo \"cannot stop\" >&2\n    exit 1\n");
-    project.git(&["commit", "-qam", "Break ApplicationStop"]);
+    project.edit("apps/acme-shop/scripts/validate.sh", fixed, broken_validate);
+    project.git(&["commit", "-qam", "Break ApplicationStop and ValidateService"]);
     let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
-    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&format!("{first}: ValidateService failed")), "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!(": Failed on {first}: ApplicationStop: Script at specified location: scripts/stop.sh")),
+        "the broken stop script of the release that failed blocks the rollback: {run:?}"
+    );
+    project.edit("apps/acme-shop/scripts/validate.sh", broken_validate, fixed);
     project.edit("apps/acme-shop/app.py", "\"Anvil\"", "\"Anvil XL\"");
     project.git(&["commit", "-qam", "A bigger anvil"]);
     let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
@@ -176,8 +187,8 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     assert_eq!(run.code, 130, "{run:?}");
     assert!(run.stderr.contains("left the local fleet in the middle of deployment"), "{run:?}");
 
-    // Rollback: the revision released before the latest release ("A bigger anvil"), from the
-    // bucket, to every instance (which also repairs the fleet left in the middle above). Again:
+    // Rollback: the revision released before the latest release ("Fix ValidateService"), from
+    // the bucket, to every instance (which also repairs the fleet left in the middle above). Again:
     // nothing to do. `--to` the latest release: forward. Stop scripts of revisions before are
     // broken (see above), hence the flag.
     let rollback = ["rollback", "acme", "dev", "--local", "--ignore-application-stop-failures"];
@@ -208,6 +219,30 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
             assert!(app.contains("Anvil XL") && !app.contains("Anvil XXL"), "forward again: {sandbox:?}");
         }
     }
+
+    // The automatic rollback downloads the running revision from the bucket: changed there, it
+    // is refused, not deployed.
+    let history: serde_json::Value =
+        serde_json::from_str(&read(project.path("target/vending-local/fleet/acme-dev/successful.json"))).unwrap();
+    let running = history.as_array().unwrap().last().unwrap()["key"].as_str().unwrap().to_string();
+    put_object(&moto, "vend-acme-dev", &running, b"not the revision");
+    project.edit("apps/acme-shop/scripts/validate.sh", fixed, broken_validate);
+    project.git(&["commit", "-qam", "Break ValidateService again"]);
+    let run = project
+        .run_with(&["deploy", "acme", "dev", "--local", "--software-only", "--ignore-application-stop-failures"], &env);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("it was changed after the upload"), "{run:?}");
+    assert!(!run.stdout.contains("automatic rollback d-"), "no rollback deployment: {run:?}");
+}
+
+fn put_object(moto: &Moto, bucket: &str, key: &str, body: &'static [u8]) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let target = vending_aws::Target::Local { endpoint: moto.endpoint() };
+        let config = vending_aws::sdk_config("eu-west-1", &target).await;
+        let s3 = vending_aws::s3::client(&config, true);
+        s3.put_object().bucket(bucket).key(key).body(body.to_vec().into()).send().await.unwrap();
+    });
 }
 
 /// Runs `args`, waits until a sandbox's ValidateService script says it runs, and presses

@@ -120,7 +120,7 @@ fn stale_generated_file_names_the_command() {
     project.edit("customers/acme/customer.toml", "timeout = 300", "timeout = 240");
     let run = project.run(&["validate", "--no-packer"]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stdout.contains("error: generated file is stale (differs from its config from line 34)\n  --> appspecs/acme/dev/appspec.yaml:34:1"), "{run:?}");
+    assert!(run.stdout.contains("error: generated file is stale (differs from its config from line 30)\n  --> appspecs/acme/dev/appspec.yaml:30:1"), "{run:?}");
     assert!(run.stdout.contains("run `cargo xtask generate` and commit the result"), "{run:?}");
 }
 

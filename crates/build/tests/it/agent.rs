@@ -1,8 +1,9 @@
 //! The local CodeDeploy agent: file copy and overwrite rules, permissions, hook order and
-//! variables, timeouts, failing hooks, ApplicationStop from the previous revision, runas.
+//! variables, timeouts and output left open, failing hooks, ApplicationStop from the last
+//! installed revision, runas, and paths that try to leave the sandbox or the revision.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use vending_build::agent::{deploy, Deployment, EventStatus, Report};
 
@@ -224,24 +225,64 @@ fn permissions_apply_to_the_files_in_an_object() {
     assert!(sandbox.path().join("opt/app/appspec.yml").exists(), "source `/` copies the whole revision");
 }
 
-#[test]
-fn runas_switches_user_as_root_and_is_a_clear_error_otherwise() {
-    let sandbox = tempfile::tempdir().unwrap();
-    // The sandbox must be writable for the other user.
-    std::fs::set_permissions(sandbox.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let revision = Revision::new(
-        "version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: who.sh\n      runas: nobody\n",
-    )
-    .script("who.sh", "id -un > \"$VENDING_SANDBOX/who\"");
-    std::fs::set_permissions(revision.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let report = run(sandbox.path(), &revision, "d-1");
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A user whose login shell refuses logins (`nobody` on most systems), from /etc/passwd.
+fn nologin_user() -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).find_map(|f| {
+        (f.len() == 7 && (f[6].ends_with("/nologin") || f[6].ends_with("/false"))).then(|| f[0].to_string())
+    })
+}
+
+fn runas_revision(user: &str) -> Revision {
+    let revision = Revision::new(&format!(
+        "version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: who.sh\n      runas: {user}\n"
+    ))
+    .script("who.sh", "id -un > \"$VENDING_SANDBOX/who\"");
+    // Readable for the other user: only the login shell may stop it.
+    std::fs::set_permissions(revision.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    revision
+}
+
+fn runas(user: &str) -> (Report, Option<String>) {
+    let sandbox = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(sandbox.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let report = run(sandbox.path(), &runas_revision(user), "d-1");
+    let who = std::fs::read_to_string(sandbox.path().join("who")).ok().map(|w| w.trim().to_string());
+    (report, who)
+}
+
+#[test]
+fn runas_is_su_with_the_user_s_own_shell_as_root_and_a_clear_error_otherwise() {
+    if is_root() {
+        let (report, who) = runas("root");
         assert!(report.succeeded(), "{report:?}");
-        assert_eq!(std::fs::read_to_string(sandbox.path().join("who")).unwrap().trim(), "nobody");
+        assert_eq!(who.as_deref(), Some("root"));
+        // The agent runs `su USER -c SCRIPT`: a user without a login shell cannot run hooks.
+        let user = nologin_user().expect("a user with a nologin shell in /etc/passwd");
+        let (report, who) = runas(&user);
+        let failure = report.failure.unwrap_or_else(|| panic!("{user} has no login shell, yet the hook ran"));
+        assert_eq!(failure.code, 4);
+        assert_eq!(
+            failure.message,
+            format!("Script at specified location: who.sh run as user {user} failed with exit code 1")
+        );
+        assert_eq!(who, None);
     } else {
+        let (report, who) = runas("root");
         let failure = report.failure.unwrap();
-        assert!(failure.message.contains("runas nobody, which needs the agent to run as root"), "{}", failure.message);
+        assert_eq!(failure.code, 5);
+        assert!(failure.message.contains("runas root, which needs the agent to run as root"), "{}", failure.message);
+        assert_eq!(who, None, "nothing ran as someone else");
+        // The current user needs no switch.
+        let me = String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap();
+        let (report, who) = runas(me.trim());
+        assert!(report.succeeded(), "{report:?}");
+        assert_eq!(who.as_deref(), Some(me.trim()));
     }
 }
 
@@ -251,7 +292,208 @@ fn an_invalid_appspec_deploys_nothing() {
     let revision = Revision::new("version: \"0.0\"\nos: linux\n");
     let error = deploy(sandbox.path(), revision.path(), &deployment("d-1"), &mut |_| {}).unwrap_err();
     assert!(format!("{error:#}").contains("the AppSpec file is invalid"), "{error:#}");
-    let _ = PathBuf::new();
+    assert_eq!(entries(sandbox.path()), Vec::<String>::new(), "the sandbox is left as it was");
+    // Nor does a sandbox that did not exist appear.
+    let missing = sandbox.path().join("new");
+    deploy(&missing, revision.path(), &deployment("d-1"), &mut |_| {}).unwrap_err();
+    assert!(!missing.exists());
+}
+
+/// The names in a folder, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn a_revision_that_installed_but_failed_later_runs_its_stop_script_next_time() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let appspec = "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /opt/shop\nhooks:\n  ApplicationStop:\n    - location: stop.sh\n  ValidateService:\n    - location: validate.sh\n";
+    let good = || {
+        Revision::new(appspec).file("app/index.html", "v1").script("stop.sh", "exit 0").script("validate.sh", "exit 0")
+    };
+    assert!(run(sandbox.path(), &good(), "d-1").succeeded());
+    let broken = Revision::new(appspec)
+        .file("app/index.html", "v2")
+        .script("stop.sh", "echo cannot stop >&2\nexit 3")
+        .script("validate.sh", "exit 1");
+    let report = run(sandbox.path(), &broken, "d-2");
+    assert_eq!(report.failure.map(|f| f.event), Some("ValidateService"));
+
+    // The rollback to v1: the agent recorded v2 as the last successful install, so v2's broken
+    // stop script runs, and blocks it.
+    let rollback = run(sandbox.path(), &good(), "d-3");
+    let failure = rollback.failure.expect("v2's ApplicationStop fails the rollback");
+    assert_eq!((failure.event, failure.log_tail.as_slice()), ("ApplicationStop", &["cannot stop".to_string()][..]));
+    assert_eq!(std::fs::read_to_string(sandbox.path().join("opt/shop/index.html")).unwrap(), "v2");
+    // The way out.
+    let deployment = Deployment { ignore_application_stop_failures: true, ..deployment("d-4") };
+    let report = deploy(sandbox.path(), good().path(), &deployment, &mut |_| {}).unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(std::fs::read_to_string(sandbox.path().join("opt/shop/index.html")).unwrap(), "v1");
+}
+
+#[test]
+fn disallow_is_checked_for_every_file_before_anything_is_copied() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let srv = |p: &str| sandbox.path().join("srv").join(p);
+    std::fs::create_dir_all(srv("")).unwrap();
+    std::fs::write(srv("b.txt"), "not ours").unwrap();
+    let revision = || {
+        Revision::new("version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /srv\n")
+            .file("app/a.txt", "a")
+            .file("app/b.txt", "b")
+            .file("app/c.txt", "c")
+    };
+    let report = run(sandbox.path(), &revision(), "d-1");
+    let failure = report.failure.unwrap();
+    assert!(failure.message.contains("already exists at this location: /srv/b.txt"), "{}", failure.message);
+    assert_eq!(entries(&srv("")), ["b.txt"], "nothing was copied");
+    // Once the conflict is gone, the next deployment goes through.
+    std::fs::remove_file(srv("b.txt")).unwrap();
+    let report = run(sandbox.path(), &revision(), "d-2");
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(entries(&srv("")), ["a.txt", "b.txt", "c.txt"]);
+}
+
+#[test]
+fn permissions_apply_only_to_what_the_deployment_copied_and_an_object_may_be_a_file() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let app = |p: &str| sandbox.path().join("opt/app").join(p);
+    std::fs::create_dir_all(app("scripts")).unwrap();
+    std::fs::write(app("scripts/old.sh"), "not this deployment's").unwrap();
+    std::fs::set_permissions(app("scripts/old.sh"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let revision = Revision::new(
+        "version: 0.0\nos: linux\nfiles:\n  - source: /\n    destination: /opt/app\npermissions:\n  - object: /opt/app/scripts\n    mode: 750\n    type: [file]\n  - object: /opt/app/config.ini\n    mode: 600\n  - object: /opt/app/conf.d\n    mode: 700\n    type: [directory]\n",
+    )
+    .file("scripts/run.sh", "x")
+    .file("config.ini", "secret")
+    .file("conf.d/nested/x.conf", "x");
+    let report = run(sandbox.path(), &revision, "d-1");
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(mode(&app("scripts/run.sh")), 0o750);
+    assert_eq!(mode(&app("scripts/old.sh")), 0o644, "a file the deployment did not copy keeps its mode");
+    assert_eq!(mode(&app("config.ini")), 0o600, "a file object gets the permissions itself");
+    assert_eq!(mode(&app("conf.d/nested")), 0o700, "a folder the deployment created");
+    assert_ne!(mode(&app("conf.d")), 0o700, "not the object itself");
+}
+
+#[test]
+fn a_background_process_holding_the_output_fails_the_script_at_its_timeout() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let revision = Revision::new(
+        "version: 0.0\nos: linux\nhooks:\n  ApplicationStart:\n    - location: detached.sh\n    - location: holding.sh\n      timeout: 2\n",
+    )
+    .script("detached.sh", "sleep 30 >/dev/null 2>&1 &\necho $! > \"$VENDING_SANDBOX/detached.pid\"")
+    .script("holding.sh", "echo starting\nsleep 30 &\necho $! > \"$VENDING_SANDBOX/holding.pid\"");
+    let started = std::time::Instant::now();
+    let report = run(sandbox.path(), &revision, "d-1");
+    let elapsed = started.elapsed();
+    for pid in ["detached.pid", "holding.pid"] {
+        let pid = std::fs::read_to_string(sandbox.path().join(pid)).unwrap();
+        std::process::Command::new("kill").arg(pid.trim()).status().unwrap();
+    }
+    let failure = report.failure.expect("the agent waits for the output to close");
+    assert_eq!((failure.code, failure.script.as_deref()), (6, Some("holding.sh")), "{failure:?}");
+    assert!(
+        failure.message.starts_with("Script at specified location: holding.sh failed to close STDOUT"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(failure.log_tail, ["starting"]);
+    assert!(
+        elapsed >= std::time::Duration::from_secs(2) && elapsed < std::time::Duration::from_secs(10),
+        "{elapsed:?}"
+    );
+}
+
+/// A sandbox inside a folder of its own, so that what leaves it can be seen.
+fn boxed() -> (tempfile::TempDir, std::path::PathBuf) {
+    let outer = tempfile::tempdir().unwrap();
+    let sandbox = outer.path().join("sandbox");
+    std::fs::create_dir(&sandbox).unwrap();
+    (outer, sandbox)
+}
+
+#[test]
+fn dot_dot_never_climbs_above_the_sandbox_which_is_the_root_directory() {
+    let (outer, sandbox) = boxed();
+    std::fs::write(outer.path().join("victim.txt"), "x").unwrap();
+    std::fs::set_permissions(outer.path().join("victim.txt"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let revision = Revision::new(
+        "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /opt/app/../../../etc\npermissions:\n  - object: /../..\n    mode: 700\n",
+    )
+    .file("app/passwd", "sandboxed");
+    let report = run(&sandbox, &revision, "d-1");
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(
+        std::fs::read_to_string(sandbox.join("etc/passwd")).unwrap(),
+        "sandboxed",
+        "/opt/app/../../../etc is /etc"
+    );
+    assert_eq!(entries(outer.path()), ["sandbox", "victim.txt"], "nothing written beside the sandbox");
+    assert_eq!(mode(&outer.path().join("victim.txt")), 0o644, "nothing changed beside the sandbox");
+    // The next deployment removes what this one installed: inside the sandbox only.
+    let report = run(&sandbox, &Revision::new("version: 0.0\nos: linux\n"), "d-2");
+    assert!(report.succeeded(), "{report:?}");
+    assert!(!sandbox.join("etc/passwd").exists());
+    assert_eq!(entries(outer.path()), ["sandbox", "victim.txt"]);
+}
+
+#[test]
+fn a_symbolic_link_out_of_the_sandbox_is_refused() {
+    let (outer, sandbox) = boxed();
+    let elsewhere = outer.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::create_dir(sandbox.join("opt")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, sandbox.join("opt/app")).unwrap();
+    let revision = Revision::new("version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /opt/app\n")
+        .file("app/index.html", "x");
+    let report = run(&sandbox, &revision, "d-1");
+    let failure = report.failure.expect("refused");
+    assert_eq!(failure.event, "Install");
+    assert!(failure.message.contains("outside the sandbox"), "{}", failure.message);
+    assert_eq!(entries(&elsewhere), Vec::<String>::new());
+}
+
+#[test]
+fn a_hook_location_that_leaves_the_revision_is_refused_before_anything_runs() {
+    let sandbox = tempfile::tempdir().unwrap();
+    // Where `../outside.sh` would lead from the unpacked revision, a script that must not run.
+    let work = sandbox.path().join(".codedeploy-agent/dg-1/d-1");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("outside.sh"), "#!/bin/sh\ntouch \"$VENDING_SANDBOX/ran\"\n").unwrap();
+    std::fs::set_permissions(work.join("outside.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let revision = Revision::new("version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: ../outside.sh\n");
+    let error = deploy(sandbox.path(), revision.path(), &deployment("d-1"), &mut |_| {}).unwrap_err();
+    assert!(format!("{error:#}").contains("script location `../outside.sh` leaves the revision"), "{error:#}");
+    assert!(!sandbox.path().join("ran").exists());
+}
+
+#[test]
+fn a_folder_revision_s_link_out_of_the_folder_is_refused_and_one_inside_stays_a_link() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let appspec = "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /opt/app\n";
+    let revision = Revision::new(appspec).file("app/index.html", "x");
+    std::os::unix::fs::symlink("/etc/passwd", revision.path().join("app/passwd")).unwrap();
+    let error = deploy(sandbox.path(), revision.path(), &deployment("d-1"), &mut |_| {}).unwrap_err();
+    assert!(
+        format!("{error:#}").contains("app/passwd, a symbolic link to /etc/passwd, outside the folder"),
+        "{error:#}"
+    );
+    assert_eq!(entries(sandbox.path()), Vec::<String>::new(), "nothing deployed");
+
+    let revision = Revision::new(appspec).file("app/index.html", "x");
+    std::os::unix::fs::symlink("index.html", revision.path().join("app/current")).unwrap();
+    let report = run(sandbox.path(), &revision, "d-2");
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(std::fs::read_link(sandbox.path().join("opt/app/current")).unwrap(), Path::new("index.html"));
 }
 
 #[test]

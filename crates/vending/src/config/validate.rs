@@ -1249,6 +1249,8 @@ fn validate_deploy(raw: Option<&RawDeploy>, file: &File<'_>, c: &mut Checker) ->
     if let Some(destination) = &destination {
         if !destination.starts_with('/') {
             c.error(file, "deploy.destination", format!("deploy.destination `{destination}` must be an absolute path"));
+        } else {
+            warn_dot_dot(c, file, "deploy.destination", destination);
         }
     }
     if let Some(behavior) = &raw.file_exists_behavior {
@@ -1273,6 +1275,8 @@ fn validate_deploy(raw: Option<&RawDeploy>, file: &File<'_>, c: &mut Checker) ->
         };
         if !object.starts_with('/') {
             c.error(file, &format!("{path}.object"), format!("permissions object `{object}` must be an absolute path"));
+        } else {
+            warn_dot_dot(c, file, &format!("{path}.object"), &object);
         }
         if let Some(mode) = &p.mode {
             c.rule(file, &format!("{path}.mode"), "mode", mode, mode_rule);
@@ -1369,6 +1373,20 @@ fn validate_deploy(raw: Option<&RawDeploy>, file: &File<'_>, c: &mut Checker) ->
         permissions,
         hooks,
     })
+}
+
+/// A `..` in a path on the instances is legal: the CodeDeploy agent expands it, which may not be
+/// where the author meant (`/opt/app/../../etc` is `/etc`).
+fn warn_dot_dot(c: &mut Checker, file: &File<'_>, path: &str, value: &str) {
+    if value.split('/').any(|part| part == "..") {
+        let expanded = crate::spec::appspec::expand_instance_path(value);
+        c.warning(
+            file,
+            path,
+            format!("`{path}` `{value}` has `..`: the CodeDeploy agent expands it to `{expanded}`"),
+            format!("write \"{expanded}\" if that is what you mean"),
+        );
+    }
 }
 
 fn mode_rule(mode: &str) -> Result<(), String> {

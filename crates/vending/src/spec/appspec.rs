@@ -155,6 +155,8 @@ impl Checker<'_, '_> {
                             &format!("{path}.destination"),
                             format!("destination `{destination}` must be a fully qualified path"),
                         );
+                    } else if !windows {
+                        self.dot_dot(node, &format!("{path}.destination"), "destination", &destination);
                     }
                 }
             }
@@ -166,8 +168,12 @@ impl Checker<'_, '_> {
             let path = format!("permissions[{i}]");
             check_keys(self.source, entry, &path, PERMISSION, self.out);
             let fields = entries(entry).unwrap_or_default();
-            if !fields.iter().any(|(k, _, _)| k == "object") {
-                self.error(entry, &format!("{path}.object"), format!("`{path}` has no `object`"));
+            match fields.iter().find(|(k, _, _)| k == "object") {
+                None => self.error(entry, &format!("{path}.object"), format!("`{path}` has no `object`")),
+                Some((_, _, node)) => {
+                    let object = scalar_text(node).unwrap_or_default();
+                    self.dot_dot(node, &format!("{path}.object"), "object", &object);
+                }
             }
             for (key, _, node) in fields {
                 let key_path = format!("{path}.{key}");
@@ -200,6 +206,24 @@ impl Checker<'_, '_> {
                     _ => {}
                 }
             }
+        }
+    }
+
+    /// A `..` in a path on the instance is legal: the agent expands it, which may not be where the
+    /// author meant.
+    fn dot_dot(&mut self, node: &Node<'_>, key: &str, what: &str, path: &str) {
+        if path.split('/').any(|part| part == "..") {
+            let expanded = expand_instance_path(path);
+            self.out.push(
+                node_diag(
+                    Severity::Warning,
+                    self.source,
+                    node,
+                    key,
+                    format!("{what} `{path}` has `..`: the agent expands it to `{expanded}`"),
+                )
+                .with_help(format!("write `{expanded}` if that is what you mean")),
+            );
         }
     }
 
@@ -280,6 +304,16 @@ impl Checker<'_, '_> {
                 let fields = entries(script).unwrap_or_default();
                 let get = |key: &str| fields.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| *n);
                 match get("location").and_then(|n| scalar_text(n)) {
+                    Some(location) if leaves_revision(&location) => self.out.push(
+                        node_diag(
+                            Severity::Error,
+                            self.source,
+                            get("location").unwrap_or(script),
+                            &format!("{script_path}.location"),
+                            format!("script location `{location}` leaves the revision: the agent looks for it inside the revision and fails with \"Script does not exist\""),
+                        )
+                        .with_help("give the script's path from the revision root, e.g. scripts/start.sh"),
+                    ),
                     Some(location) if !location.is_empty() => {}
                     _ => self.error(
                         script,
@@ -322,6 +356,38 @@ impl Checker<'_, '_> {
             }
         }
     }
+}
+
+/// A path on the instance as the agent expands it (Ruby's `File.expand_path`): `.` and `..`
+/// resolved, and `..` never climbs above `/`, so `/opt/app/../../etc` is `/etc`.
+pub fn expand_instance_path(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Whether a path relative to the revision root (a hook `location`, a `files` source) climbs out
+/// of the revision with `..`. The agent joins it onto the revision folder, so a leading `/` stays
+/// inside.
+pub fn leaves_revision(path: &str) -> bool {
+    let mut depth = 0usize;
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if depth == 0 => return true,
+            ".." => depth -= 1,
+            _ => depth += 1,
+        }
+    }
+    false
 }
 
 /// An AppSpec file as the local agent runs it.
