@@ -224,6 +224,7 @@ impl<'a> Release<'a> {
             );
         } else {
             self.runtime.block_on(aws_release::register(self.clients, application, &location, description))?;
+            self.wait_for_instance_refresh()?;
         }
         let id = self.runtime.block_on(aws_release::create_deployment(
             self.clients,
@@ -262,6 +263,50 @@ impl<'a> Release<'a> {
                 Ok(if succeeded { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
             }
             None => self.follow(&id),
+        }
+    }
+
+    /// Waits, with progress, while an instance refresh replaces the group's instances (a deploy
+    /// that changed the launch template started it): new instances get the last successful
+    /// revision from CodeDeploy's launch hook, and a deployment started now would race them.
+    fn wait_for_instance_refresh(&self) -> anyhow::Result<()> {
+        let who = self.who();
+        let group = &self.env.names.auto_scaling_group;
+        let deadline = Duration::from_secs(u64::from(self.env.deployment.timeout_minutes) * 60);
+        let started = std::time::Instant::now();
+        let mut last = String::new();
+        loop {
+            let Some(refresh) = self.runtime.block_on(aws_release::latest_instance_refresh(self.clients, group))?
+            else {
+                return Ok(());
+            };
+            if !refresh.running() {
+                if !last.is_empty() {
+                    println!("{who} | {}", refresh.progress());
+                    if refresh.status != "Successful" {
+                        println!("{who} | warning: the instance refresh did not succeed; the release goes to the instances {group} has now");
+                    }
+                }
+                return Ok(());
+            }
+            if last.is_empty() {
+                println!("{who} | an instance refresh is replacing {group}'s instances; the release waits for it to end (new instances get the last successful revision from CodeDeploy's launch hook, and a deployment now would race the replacements)");
+            }
+            let line = refresh.progress();
+            if line != last {
+                println!("{who} | {line}");
+                last = line;
+            }
+            if started.elapsed() > deadline {
+                anyhow::bail!(
+                    "{who}: {} still runs after {} minute(s) (deployment.timeout_minutes); no deployment was started: release with `cargo xtask deploy {} {} --software-only` when it ends",
+                    refresh.id,
+                    self.env.deployment.timeout_minutes,
+                    self.customer.name,
+                    self.env.name
+                );
+            }
+            std::thread::sleep(POLL_INTERVAL);
         }
     }
 

@@ -376,3 +376,30 @@ pub async fn succeeded_deployments(clients: &Clients, application: &str, group: 
     }
     Ok(out)
 }
+
+/// The group's newest instance refresh, if it ever had one. The emulator has none (moto 5.2.5),
+/// so this runs only on AWS; `refresh_of` is tested with SDK-built values.
+pub async fn latest_instance_refresh(
+    clients: &Clients,
+    group: &str,
+) -> anyhow::Result<Option<vending::release::InstanceRefresh>> {
+    let out = clients
+        .asg
+        .describe_instance_refreshes()
+        .auto_scaling_group_name(group)
+        .max_records(1)
+        .send()
+        .await
+        .map_err(|e| failed(&format!("cannot read the instance refreshes of {group}"), e))?;
+    Ok(out.instance_refreshes().first().map(refresh_of))
+}
+
+/// An instance refresh as the core reads it.
+pub fn refresh_of(refresh: &aws_sdk_autoscaling::types::InstanceRefresh) -> vending::release::InstanceRefresh {
+    vending::release::InstanceRefresh {
+        id: refresh.instance_refresh_id.clone().unwrap_or_default(),
+        status: refresh.status.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        percent_complete: refresh.percentage_complete,
+        status_reason: refresh.status_reason.clone().unwrap_or_default(),
+    }
+}

@@ -291,3 +291,31 @@ impl Clock for SystemClock {
         std::thread::sleep(duration);
     }
 }
+
+/// An Auto Scaling instance refresh, as the release reads it before it starts. While one runs,
+/// instances are being replaced; CodeDeploy's launch hook gives each new one the last successful
+/// revision, and a deployment started meanwhile would race the replacements (instances it counts
+/// are terminated; new ones get the old revision and need a follow-on deployment). So a release
+/// waits for the refresh to end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRefresh {
+    pub id: String,
+    /// Auto Scaling's status: `Pending`, `InProgress`, `Successful`, `Failed`, `Cancelled`, …
+    pub status: String,
+    pub percent_complete: Option<i32>,
+    pub status_reason: String,
+}
+
+impl InstanceRefresh {
+    /// Whether instances may still be replaced (Auto Scaling's non-final statuses).
+    pub fn running(&self) -> bool {
+        matches!(self.status.as_str(), "Pending" | "InProgress" | "Cancelling" | "RollbackInProgress" | "Baking")
+    }
+
+    /// One progress line: `instance refresh ir-1: InProgress, 40% done`.
+    pub fn progress(&self) -> String {
+        let done = self.percent_complete.map(|p| format!(", {p}% done")).unwrap_or_default();
+        let reason = if self.status_reason.is_empty() { String::new() } else { format!(" ({})", self.status_reason) };
+        format!("instance refresh {}: {}{done}{reason}", self.id, self.status)
+    }
+}

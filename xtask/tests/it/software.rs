@@ -68,6 +68,10 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
         assert_eq!(read(sandbox.join("opt/acme-shop/BUILD")), first_build, "the same revision everywhere");
         assert!(read(sandbox.join("opt/acme-shop/app.py")).contains("def route"));
         assert!(read(sandbox.join("etc/systemd/system/acme-shop.service")).contains("ExecStart="));
+        // The environment's settings reach the app: the unit reads the file the build wrote.
+        assert_eq!(read(sandbox.join("opt/acme-shop/app.env")), "APP_ENV=development\n");
+        assert!(read(sandbox.join("etc/systemd/system/acme-shop.service"))
+            .contains("EnvironmentFile=/opt/acme-shop/app.env"));
         assert!(read(sandbox.join("run/acme-shop.started")).trim().len() > 8, "ApplicationStart ran");
         let mode = fs::metadata(sandbox.join("opt/acme-shop/scripts/validate.sh")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o755, "permissions applied");

@@ -175,7 +175,7 @@ pub async fn roll_instances(
     }
     match clients.asg.start_instance_refresh().auto_scaling_group_name(group).send().await {
         Ok(out) => notes.push(format!(
-            "{}: instance refresh {} started on {group}: instances are replaced onto the new launch template version",
+            "{}: instance refresh {} started on {group}: instances are replaced onto the new launch template version (a release waits for it to end)",
             stack.label,
             out.instance_refresh_id.unwrap_or_default()
         )),

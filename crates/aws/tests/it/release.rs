@@ -157,3 +157,40 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     let error = unknown.snapshot().unwrap_err().to_string();
     assert!(error.contains("d-NOTTHERE"), "{error}");
 }
+
+/// The emulator has no instance refresh: the mapping a release waits on, from SDK-built values.
+#[test]
+fn an_instance_refresh_is_read_and_waited_for_while_it_runs() {
+    use aws_sdk_autoscaling::types::{InstanceRefresh, InstanceRefreshStatus};
+    let refresh = |status: InstanceRefreshStatus, percent: Option<i32>, reason: Option<&str>| {
+        vending_aws::release::refresh_of(
+            &InstanceRefresh::builder()
+                .instance_refresh_id("ir-0a1")
+                .status(status)
+                .set_percentage_complete(percent)
+                .set_status_reason(reason.map(str::to_string))
+                .build(),
+        )
+    };
+    let running = refresh(InstanceRefreshStatus::InProgress, Some(40), None);
+    assert!(running.running());
+    assert_eq!(running.progress(), "instance refresh ir-0a1: InProgress, 40% done");
+    for status in [
+        InstanceRefreshStatus::Pending,
+        InstanceRefreshStatus::Cancelling,
+        InstanceRefreshStatus::RollbackInProgress,
+        InstanceRefreshStatus::Baking,
+    ] {
+        assert!(refresh(status.clone(), None, None).running(), "{status:?}");
+    }
+    for status in [
+        InstanceRefreshStatus::Successful,
+        InstanceRefreshStatus::Failed,
+        InstanceRefreshStatus::Cancelled,
+        InstanceRefreshStatus::RollbackSuccessful,
+    ] {
+        assert!(!refresh(status.clone(), None, None).running(), "{status:?}");
+    }
+    let failed = refresh(InstanceRefreshStatus::Failed, Some(50), Some("health checks failed"));
+    assert_eq!(failed.progress(), "instance refresh ir-0a1: Failed, 50% done (health checks failed)");
+}
