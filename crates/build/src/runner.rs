@@ -11,8 +11,11 @@
 //! - `env.variables` as literal values; `CODEBUILD_*` variables set; secret values (from
 //!   Parameter Store or Secrets Manager, fetched by the caller) masked in the output, every line
 //!   of a multi-line value too;
-//! - an `exit` in a command ends the session, so it ends the build (no command runs in a new
-//!   shell); a build that runs past its timeout is stopped with everything it started.
+//! - an `exit` in a command ends the session, so it fails the phase and ends the build, with a
+//!   message that says why (no command runs in a new shell, which would lose the session's state).
+//!   CodeBuild does not document `exit`; users report that `exit 0` goes on with the next command
+//!   and `exit N` fails the command, so this is where the runner is stricter than AWS;
+//! - a build that runs past its timeout is stopped with everything it started.
 //!
 //! Each command is handed to the shell's `eval` as one quoted word, with its stdin from
 //! /dev/null, so a command can neither read the rest of the build nor, with a syntax error,
@@ -389,7 +392,7 @@ pub fn run(build: &Build, options: &RunOptions, out: &mut dyn FnMut(&str)) -> an
             PhaseEnd::ShellEnded(command, status) => {
                 report.status = Status::Failed;
                 emit(&format!(
-                    "[runner] Phase {upper} FAILED: command `{command}` ended the build's shell (exit status {status}): CodeBuild runs every command of a build in one shell session, so `exit` (or `exec`, or a failure under `set -e`) ends the build, and no later command runs; use `return` or a condition instead of `exit`"
+                    "[runner] Phase {upper} FAILED: command `{command}` ended the build's shell (exit status {status}): this runner keeps one shell for the whole build, so after `exit` (or `exec`, or a failure under `set -e`) it cannot go on as CodeBuild would (there `exit 0` is reported to go on with the next command, and `exit N` fails that command); no later command ran. Use a condition (`if …; then …; fi`) instead of `exit`"
                 ));
                 report.failed = Some((command, status));
                 ended = true;

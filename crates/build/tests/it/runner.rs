@@ -360,8 +360,8 @@ phases:
         let message = outcome.output.iter().find(|l| l.contains("ended the build's shell")).unwrap_or_else(|| {
             panic!("{what}: no message says why: {:?}", outcome.output);
         });
-        assert!(message.contains("CodeBuild runs every command of a build in one shell session"), "{message}");
-        assert!(message.contains("use `return` or a condition"), "{message}");
+        assert!(message.contains("this runner keeps one shell for the whole build"), "{message}");
+        assert!(message.contains("Use a condition (`if …; then …; fi`) instead of `exit`"), "{message}");
         assert!(!outcome.output.iter().any(|l| l.contains("new shell")), "{what}: {:?}", outcome.output);
     }
 }
