@@ -530,6 +530,11 @@ fn errors_name_the_environment_and_say_what_to_do() {
     });
 }
 
+/// Whether the call about to be sent is an ELB CreateRule.
+fn is_create_rule(cfg: &aws_smithy_types::config_bag::ConfigBag) -> bool {
+    cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>().is_some_and(|m| m.name() == "CreateRule")
+}
+
 /// Holds the first CreateRule of each of two deploys until both have sent it: both have read the
 /// listener's rules by then, so both ask for the same free priority, whatever the scheduling.
 #[derive(Debug)]
@@ -549,9 +554,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for MeetAtCreateRul
         _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let create_rule = cfg
-            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
-            .is_some_and(|m| m.name() == "CreateRule");
+        let create_rule = is_create_rule(cfg);
         if create_rule && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
             self.barrier.wait();
         }
@@ -622,9 +625,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for StealPriority {
         _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let create_rule = cfg
-            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
-            .is_some_and(|m| m.name() == "CreateRule");
+        let create_rule = is_create_rule(cfg);
         if create_rule && !self.done.swap(true, std::sync::atomic::Ordering::SeqCst) {
             let (config, listener) = (self.config.clone(), self.listener.clone());
             // Another client on another thread, as another deploy would be.
