@@ -125,6 +125,9 @@ enum Ran {
     ShellEnded(i32),
     /// The build ran out of time while it ran; everything the build started was stopped.
     TimedOut,
+    /// It redirected the shell's own output away (`exec >/dev/null`): the runner can no longer
+    /// read what happens, so the shell was stopped.
+    OutputClosed,
 }
 
 /// How a phase ended.
@@ -137,6 +140,8 @@ enum PhaseEnd {
     ShellEnded(String, i32),
     /// The build ran out of time, during this command when there was one.
     TimedOut(Option<String>),
+    /// This command closed the shell's output.
+    OutputClosed(String),
 }
 
 /// The shell the build runs in, kept for the whole build.
@@ -223,7 +228,7 @@ impl Session {
             }
             let line = match self.lines.recv_timeout(POLL.min(self.deadline - now)) {
                 Ok(line) => line,
-                Err(RecvTimeoutError::Disconnected) => return Ok(Ran::ShellEnded(self.shell_status())),
+                Err(RecvTimeoutError::Disconnected) => return Ok(self.after_output_closed()),
                 Err(RecvTimeoutError::Timeout) => {
                     if let Ok(Some(status)) = self.child.try_wait() {
                         return Ok(Ran::ShellEnded(status.code().unwrap_or(1)));
@@ -246,6 +251,22 @@ impl Session {
     /// The exit status of a shell that ended (1 when it was killed by a signal).
     fn shell_status(&mut self) -> i32 {
         self.child.wait().ok().and_then(|s| s.code()).unwrap_or(1)
+    }
+
+    /// The shell's output closed: it ended (an `exit` closes it as the shell exits), or a
+    /// command sent it elsewhere (`exec >/dev/null`), after which no status can be read: the
+    /// shell is stopped rather than waited for until the build's timeout.
+    fn after_output_closed(&mut self) -> Ran {
+        let grace = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < grace.min(self.deadline) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Ran::ShellEnded(status.code().unwrap_or(1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        let _ = self.child.wait();
+        Ran::OutputClosed
     }
 
     /// Stops the shell and anything the build left running in its process group.
@@ -366,6 +387,7 @@ pub fn run(build: &Build, options: &RunOptions, out: &mut dyn FnMut(&str)) -> an
                     run_phase(&mut session, phase, &mut emit)?
                 }
                 Ran::ShellEnded(status) => PhaseEnd::ShellEnded(export, status),
+                Ran::OutputClosed => PhaseEnd::OutputClosed(export),
                 Ran::TimedOut => PhaseEnd::TimedOut(None),
             };
             // Only a failed command is retried: an ended shell or a timeout ends the build.
@@ -395,6 +417,14 @@ pub fn run(build: &Build, options: &RunOptions, out: &mut dyn FnMut(&str)) -> an
                     "[runner] Phase {upper} FAILED: command `{command}` ended the build's shell (exit status {status}): this runner keeps one shell for the whole build, so after `exit` (or `exec`, or a failure under `set -e`) it cannot go on as CodeBuild would (there `exit 0` is reported to go on with the next command, and `exit N` fails that command); no later command ran. Use a condition (`if …; then …; fi`) instead of `exit`"
                 ));
                 report.failed = Some((command, status));
+                ended = true;
+            }
+            PhaseEnd::OutputClosed(command) => {
+                report.status = Status::Failed;
+                emit(&format!(
+                    "[runner] Phase {upper} FAILED: command `{command}` sent the build's own output elsewhere (as `exec >/dev/null` does), so the runner can no longer read the build; it was stopped. Redirect the output of single commands instead (`cmd >/dev/null`)"
+                ));
+                report.failed = Some((command, 1));
                 ended = true;
             }
             PhaseEnd::TimedOut(command) => {
@@ -429,6 +459,7 @@ fn run_phase(session: &mut Session, phase: &Phase, emit: &mut dyn FnMut(&str)) -
                     break;
                 }
                 Ran::ShellEnded(status) => return Ok(PhaseEnd::ShellEnded(command.clone(), status)),
+                Ran::OutputClosed => return Ok(PhaseEnd::OutputClosed(command.clone())),
                 Ran::TimedOut => return Ok(PhaseEnd::TimedOut(Some(command.clone()))),
             }
         }

@@ -27,10 +27,11 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
     };
 
     // Host names: each may be claimed by one environment only (case-insensitive, as ALB matches),
-    // and no pattern of one environment may match a host of another: which rule wins would
-    // depend on the rules' priorities, that is on deploy order.
+    // and on the shared listener no pattern of one environment may match a host of another:
+    // which rule wins would depend on the rules' priorities, that is on deploy order.
     let mut hosts: BTreeMap<String, (&str, &str)> = BTreeMap::new();
     let mut patterns: Vec<(&str, &str, &str)> = Vec::new();
+    let mut shared_hosts: Vec<(String, &str, &str)> = Vec::new();
     for customer in &fleet.customers {
         for env in &customer.environments {
             for (i, host) in env.hosts.iter().enumerate() {
@@ -47,11 +48,15 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
                     );
                     continue;
                 }
+                // Rule order decides only among rules of one listener: the shared one.
+                let shared = env.routing == Routing::SharedAlb;
                 let wildcard = host.contains(['*', '?']);
-                let earlier = hosts.iter().filter(|_| wildcard).map(|(h, (c, e))| (h.as_str(), *c, *e));
-                let overlap = patterns.iter().map(|(p, c, e)| (*p, *c, *e)).chain(earlier).find(|(other, c, e)| {
-                    (*c, *e) != (customer.name.as_str(), env.name.as_str()) && hosts_overlap(host, other)
-                });
+                let earlier = shared_hosts.iter().filter(|_| wildcard).map(|(h, c, e)| (h.as_str(), *c, *e));
+                let overlap = patterns.iter().map(|(p, c, e)| (*p, *c, *e)).chain(earlier).filter(|_| shared).find(
+                    |(other, c, e)| {
+                        (*c, *e) != (customer.name.as_str(), env.name.as_str()) && hosts_overlap(host, other)
+                    },
+                );
                 if let Some((other, other_customer, other_env)) = overlap {
                     report(
                         out,
@@ -65,9 +70,12 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
                     );
                     continue;
                 }
-                hosts.insert(key, (&customer.name, &env.name));
-                if wildcard {
-                    patterns.push((host, &customer.name, &env.name));
+                hosts.insert(key.clone(), (&customer.name, &env.name));
+                if shared {
+                    shared_hosts.push((key, &customer.name, &env.name));
+                    if wildcard {
+                        patterns.push((host, &customer.name, &env.name));
+                    }
                 }
             }
         }

@@ -173,10 +173,9 @@ impl Plan {
             for f in fields.into_iter().flatten() {
                 out.push_str(&format!("    {}: {} → {}\n", f.field, f.old.as_deref().unwrap_or("(none)"), f.new));
             }
-            if change.kind == Kind::Database && matches!(change.action, Action::Update(_)) {
-                out.push_str(
-                    "    (RDS applies these in the maintenance window; deploy --apply-immediately applies them now)\n",
-                );
+            let held = fields.into_iter().flatten().any(|f| RDS_DEFERRABLE.contains(&f.field.as_str()));
+            if change.kind == Kind::Database && held {
+                out.push_str("    (RDS applies instance class, storage, Multi-AZ and engine version changes in the maintenance window; deploy --apply-immediately applies them now)\n");
             }
             for f in &change.pending {
                 out.push_str(&format!(
@@ -193,6 +192,11 @@ impl Plan {
         out
     }
 }
+
+/// The database settings RDS holds for the maintenance window unless told to apply them
+/// immediately; it applies the others (deletion protection, security groups, windows, tags, …) at
+/// once either way.
+pub const RDS_DEFERRABLE: &[&str] = &["engine_version", "instance_class", "multi_az", "storage_gb"];
 
 /// Live fields under this prefix are values AWS holds for the maintenance window (RDS
 /// `PendingModifiedValues`): `pending.instance_class` is the class the database will have. The
@@ -227,7 +231,10 @@ pub fn diff(desired: &[Desired], live: &BTreeMap<(Kind, String), BTreeMap<String
                         return false;
                     }
                     let Some(live) = effective(field) else { return true };
-                    if d.kind == Kind::Database && field.as_str() == "engine_version" {
+                    // Versions of different engines do not compare: an engine change replaces
+                    // the database, and the plan says so on `engine`.
+                    let same_engine = effective("engine") == d.fields.get("engine");
+                    if d.kind == Kind::Database && field.as_str() == "engine_version" && same_engine {
                         let (differs, why) = engine_version_change(d, value, live);
                         refused = refused.take().or(why);
                         return differs;
@@ -282,10 +289,12 @@ pub fn engine_version_verdict(engine: &str, configured: &str, running: &str) -> 
             .collect()
     };
     let (want, have) = (numbers(configured), numbers(running));
+    // A configured version shorter than a major version (MySQL's `8`) names only that much.
     let major_len = match engine {
         "postgres" if want.first().is_some_and(|m| *m >= 10) => 1,
         _ => 2,
-    };
+    }
+    .min(want.len());
     let prefix = |v: &[u64], n: usize| -> Vec<u64> { (0..n).map(|i| v.get(i).copied().unwrap_or(0)).collect() };
     let (want_major, have_major) = (prefix(&want, major_len), prefix(&have, major_len));
     if want_major > have_major {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use aws_sdk_rds::types::{DbInstance as DBInstance, Tag};
-use vending::plan::{engine_version_verdict, Desired, VersionVerdict, PENDING};
+use vending::plan::{engine_version_verdict, Desired, VersionVerdict, PENDING, RDS_DEFERRABLE};
 
 use super::{code, desired_tags, failed, field, list, split_list, tags_text, Clients, Found};
 
@@ -263,7 +263,7 @@ pub async fn apply_database(
     if is("tags") {
         retag(clients, &current.id, d, current).await?;
     }
-    let deferred: Vec<&str> = DEFERRABLE.iter().copied().filter(|f| is(f)).collect();
+    let deferred: Vec<&str> = RDS_DEFERRABLE.iter().copied().filter(|f| is(f)).collect();
     Ok((!apply_immediately && !deferred.is_empty()).then(|| {
         let window = current.fields.get("maintenance_window").filter(|w| !w.is_empty());
         format!(
@@ -275,10 +275,6 @@ pub async fn apply_database(
         )
     }))
 }
-
-/// The settings RDS holds for the maintenance window unless told to apply them immediately (the
-/// others it applies at once either way).
-const DEFERRABLE: &[&str] = &["engine_version", "instance_class", "multi_az", "storage_gb"];
 
 /// Deletes a database that must be replaced, keeping a final snapshot. Deletion protection is not
 /// lifted here: whoever turned it on turns it off.

@@ -321,8 +321,8 @@ phases:
 
 #[test]
 fn a_command_that_exits_the_shell_ends_the_build() {
-    // CodeBuild runs a build in one shell session: `exit` ends it, whatever its status, and
-    // nothing runs afterwards (no later command, no `finally`, no later phase, no retry).
+    // The runner keeps one shell session for the build: `exit` ends it, whatever its status,
+    // and nothing runs afterwards (no later command, no `finally`, no later phase, no retry).
     let cases: &[(&str, &str, i32)] = &[
         ("exit with a failure", "exit 4", 4),
         ("exit with success", "exit 0", 0),
@@ -406,4 +406,24 @@ phases:
         assert!(Instant::now() < deadline, "process {pid} still runs after the timeout: {stat}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_command_that_sends_the_shell_s_output_away_fails_at_once_instead_of_hanging() {
+    let outcome = run_with_timeout(
+        r#"version: 0.2
+phases:
+  build:
+    commands:
+      - echo build >> $TRACE
+      - exec >/dev/null 2>&1
+      - echo after >> $TRACE
+"#,
+        &[],
+        Duration::from_secs(30),
+    );
+    // Waiting for a status that can no longer be read would end only at the build's timeout.
+    assert_eq!(statuses(&outcome.report), [("build", Failed)], "{:?}", outcome.output);
+    assert_eq!(outcome.trace, ["build"]);
+    assert!(outcome.output.iter().any(|l| l.contains("sent the build's own output elsewhere")), "{:?}", outcome.output);
 }

@@ -227,6 +227,9 @@ fn mysql_and_mariadb_major_versions_have_two_numbers() {
     assert_eq!(verdict("mysql", "8.4", "8.0.39"), MajorUpgrade);
     assert_eq!(verdict("mariadb", "10.6", "10.11.9"), Downgrade);
     assert_eq!(verdict("postgres", "9.6", "9.5.25"), MajorUpgrade);
+    // A version that names less than a major version names only that much.
+    assert_eq!(verdict("mysql", "8", "8.4.3"), Satisfied);
+    assert_eq!(verdict("mysql", "8", "5.7.44"), MajorUpgrade);
 }
 
 #[test]
@@ -270,6 +273,25 @@ fn a_database_update_says_when_rds_applies_it() {
     let mut live = live_of(&desired);
     live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap().insert("storage_gb".into(), "20".into());
     assert!(diff(&desired, &live).render_human().contains(
-        "    storage_gb: 20 → 50\n    (RDS applies these in the maintenance window; deploy --apply-immediately applies them now)\n"
+        "    storage_gb: 20 → 50\n    (RDS applies instance class, storage, Multi-AZ and engine version changes in the maintenance window; deploy --apply-immediately applies them now)\n"
     ));
+    // What RDS applies at once gets no such note.
+    let mut live = live_of(&desired);
+    live.get_mut(&(Kind::Database, "acme-prod-db".into()))
+        .unwrap()
+        .insert("deletion_protection".into(), "false".into());
+    let text = diff(&desired, &live).render_human();
+    assert!(text.contains("    deletion_protection: false → true\n") && !text.contains("maintenance window"), "{text}");
+}
+
+#[test]
+fn an_engine_change_is_a_replacement_not_a_version_refusal() {
+    let desired = stack("acme", "prod");
+    let mut live = live_of(&desired);
+    let db = live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap();
+    db.insert("engine".into(), "mysql".into());
+    db.insert("engine_version".into(), "8.0.39".into());
+    let plan = diff(&desired, &live);
+    assert_eq!(plan.refused().count(), 0, "{}", plan.render_human());
+    assert_eq!(plan.destructive().count(), 1);
 }
