@@ -267,46 +267,36 @@ impl<'a> Release<'a> {
     }
 
     /// Waits, with progress, while an instance refresh replaces the group's instances (a deploy
-    /// that changed the launch template started it): new instances get the last successful
-    /// revision from CodeDeploy's launch hook, and a deployment started now would race them.
+    /// that changed the launch template started it): see `release::wait_for_refresh`.
     fn wait_for_instance_refresh(&self) -> anyhow::Result<()> {
         let who = self.who();
         let group = &self.env.names.auto_scaling_group;
         let deadline = Duration::from_secs(u64::from(self.env.deployment.timeout_minutes) * 60);
-        let started = std::time::Instant::now();
-        let mut last = String::new();
-        loop {
-            let Some(refresh) = self.runtime.block_on(aws_release::latest_instance_refresh(self.clients, group))?
-            else {
-                return Ok(());
-            };
-            if !refresh.running() {
-                if !last.is_empty() {
-                    println!("{who} | {}", refresh.progress());
-                    if refresh.status != "Successful" {
-                        println!("{who} | warning: the instance refresh did not succeed; the release goes to the instances {group} has now");
-                    }
+        let mut latest = || {
+            self.runtime
+                .block_on(aws_release::latest_instance_refresh(self.clients, group))
+                .map_err(|e| release::SourceError::from(format!("{e:#}")))
+        };
+        let waited =
+            release::wait_for_refresh(&mut latest, &mut Clock::start(), deadline, POLL_INTERVAL, &mut |line| {
+                println!("{who} | {line}")
+            })
+            .map_err(|e| anyhow::anyhow!("{who}: {e}"))?;
+        match waited {
+            release::RefreshWait::NoneRunning => Ok(()),
+            release::RefreshWait::Ended(refresh) => {
+                if refresh.status != "Successful" {
+                    println!("{who} | warning: the instance refresh did not succeed; the release goes to the instances {group} has now");
                 }
-                return Ok(());
+                Ok(())
             }
-            if last.is_empty() {
-                println!("{who} | an instance refresh is replacing {group}'s instances; the release waits for it to end (new instances get the last successful revision from CodeDeploy's launch hook, and a deployment now would race the replacements)");
-            }
-            let line = refresh.progress();
-            if line != last {
-                println!("{who} | {line}");
-                last = line;
-            }
-            if started.elapsed() > deadline {
-                anyhow::bail!(
-                    "{who}: {} still runs after {} minute(s) (deployment.timeout_minutes); no deployment was started: release with `cargo xtask deploy {} {} --software-only` when it ends",
-                    refresh.id,
-                    self.env.deployment.timeout_minutes,
-                    self.customer.name,
-                    self.env.name
-                );
-            }
-            std::thread::sleep(POLL_INTERVAL);
+            release::RefreshWait::StillRunning(refresh) => anyhow::bail!(
+                "{who}: {} still runs after {} minute(s) (deployment.timeout_minutes); no deployment was started: release with `cargo xtask deploy {} {} --software-only` when it ends",
+                refresh.id,
+                self.env.deployment.timeout_minutes,
+                self.customer.name,
+                self.env.name
+            ),
         }
     }
 

@@ -231,7 +231,7 @@ pub fn arn(value: &str, service: &str) -> Result<(), String> {
     if parts.len() != 6 || parts[0] != "arn" {
         return Err(format!("is not an ARN (`arn:aws:{service}:<region>:<account>:<resource>`)"));
     }
-    if !matches!(parts[1], "aws" | "aws-cn" | "aws-us-gov" | "aws-eusc") {
+    if !matches!(parts[1], "aws" | "aws-cn" | "aws-us-gov" | "aws-eusc" | "aws-iso" | "aws-iso-b") {
         return Err(format!("has an unknown partition `{}`", parts[1]));
     }
     if parts[2] != service {

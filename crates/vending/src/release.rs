@@ -319,3 +319,49 @@ impl InstanceRefresh {
         format!("instance refresh {}: {}{done}{reason}", self.id, self.status)
     }
 }
+
+/// How the wait for an instance refresh ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshWait {
+    /// No refresh was running: nothing was waited for.
+    NoneRunning,
+    /// A refresh ran and ended (its last state: `Successful`, `Failed`, `Cancelled`, …).
+    Ended(InstanceRefresh),
+    /// It still ran at the deadline.
+    StillRunning(InstanceRefresh),
+}
+
+/// Waits while the group's newest instance refresh runs, reading it from `latest` every `every`,
+/// one progress line when it changes; gives up at `deadline`. A release calls it before it
+/// creates a deployment.
+pub fn wait_for_refresh(
+    latest: &mut dyn FnMut() -> Result<Option<InstanceRefresh>, SourceError>,
+    clock: &mut dyn Clock,
+    deadline: Duration,
+    every: Duration,
+    out: &mut dyn FnMut(&str),
+) -> Result<RefreshWait, SourceError> {
+    let mut last = String::new();
+    loop {
+        let Some(refresh) = latest()? else { return Ok(RefreshWait::NoneRunning) };
+        if !refresh.running() {
+            if last.is_empty() {
+                return Ok(RefreshWait::NoneRunning);
+            }
+            out(&refresh.progress());
+            return Ok(RefreshWait::Ended(refresh));
+        }
+        if last.is_empty() {
+            out("an instance refresh is replacing the group's instances; the release waits for it to end (new instances get the last successful revision from CodeDeploy's launch hook, and a deployment now would race the replacements)");
+        }
+        let line = refresh.progress();
+        if line != last {
+            out(&line);
+            last = line;
+        }
+        if clock.elapsed() >= deadline {
+            return Ok(RefreshWait::StillRunning(refresh));
+        }
+        clock.sleep(every);
+    }
+}

@@ -539,7 +539,6 @@ fn is_create_rule(cfg: &aws_smithy_types::config_bag::ConfigBag) -> bool {
 /// listener's rules by then, so both ask for the same free priority, whatever the scheduling.
 #[derive(Debug)]
 struct MeetAtCreateRule {
-    barrier: std::sync::Arc<std::sync::Barrier>,
     seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -556,7 +555,12 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for MeetAtCreateRul
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
         let create_rule = is_create_rule(cfg);
         if create_rule && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
-            self.barrier.wait();
+            // Waits for the other deploy's CreateRule, but not for ever: if it never comes (its
+            // deploy failed first), the assertions below fail instead of the test hanging.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while self.seen.load(std::sync::atomic::Ordering::SeqCst) < 2 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
         Ok(())
     }
@@ -566,12 +570,11 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for MeetAtCreateRul
 fn deploys_racing_for_a_priority_both_get_one() {
     let w = world();
     let endpoint = w.moto.endpoint();
-    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // Two deploys on two threads, as two operators' runs would be, each with its own clients.
     std::thread::scope(|scope| {
         for env in ["dev", "prod"] {
-            let (w, endpoint, barrier, seen) = (&w, endpoint.clone(), barrier.clone(), seen.clone());
+            let (w, endpoint, seen) = (&w, endpoint.clone(), seen.clone());
             scope.spawn(move || {
                 crate::block_on(async {
                     let config = vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint }).await;
@@ -579,7 +582,7 @@ fn deploys_racing_for_a_priority_both_get_one() {
                     clients.elb = aws_sdk_elasticloadbalancingv2::Client::from_conf(
                         aws_sdk_elasticloadbalancingv2::config::Builder::from(&config)
                             .interceptor(w.log.clone())
-                            .interceptor(MeetAtCreateRule { barrier, seen })
+                            .interceptor(MeetAtCreateRule { seen })
                             .build(),
                     );
                     let (c, e) = w.fleet.environment("globex", env).unwrap();
@@ -712,9 +715,42 @@ fn changes_rds_holds_for_the_maintenance_window_are_read_as_pending() {
     assert_eq!(field("auto_minor_version_upgrade"), Some("true"));
 }
 
+/// Records the `ApplyImmediately` parameter of every ModifyDBInstance sent (the emulator applies
+/// every change at once whatever it says, so the request itself is what can be checked).
+#[derive(Debug, Clone, Default)]
+struct ApplyImmediatelySent(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ApplyImmediatelySent {
+    fn name(&self) -> &'static str {
+        "ApplyImmediatelySent"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let modify = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .is_some_and(|m| m.name() == "ModifyDBInstance");
+        let body = context.request().body().bytes().map(|b| String::from_utf8_lossy(b).into_owned());
+        if let (true, Some(body)) = (modify, body) {
+            let value = body.split('&').find_map(|p| p.strip_prefix("ApplyImmediately=")).unwrap_or("(absent)");
+            self.0.lock().unwrap().push(value.to_string());
+        }
+        Ok(())
+    }
+}
+
 #[test]
 fn database_changes_wait_for_the_maintenance_window_unless_applied_immediately() {
-    let w = world();
+    let mut w = world();
+    let sent = ApplyImmediatelySent::default();
+    let config = crate::block_on(vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint: w.moto.endpoint() }));
+    w.clients.rds = aws_sdk_rds::Client::from_conf(
+        aws_sdk_rds::config::Builder::from(&config).interceptor(w.log.clone()).interceptor(sent.clone()).build(),
+    );
     crate::block_on(async {
         w.deploy("acme", "prod").await;
         let mut fleet = w.fleet.clone();
@@ -740,6 +776,7 @@ fn database_changes_wait_for_the_maintenance_window_unless_applied_immediately()
         assert_eq!(db.db_instance_class.as_deref(), Some("db.r6g.xlarge"));
         assert_eq!(db.preferred_maintenance_window.as_deref(), Some("sun:03:00-sun:03:30"));
         assert_eq!(db.auto_minor_version_upgrade, Some(true));
+        assert_eq!(*sent.0.lock().unwrap(), ["false", "true"], "ApplyImmediately as sent");
     });
 }
 

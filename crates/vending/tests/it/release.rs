@@ -260,3 +260,69 @@ fn deployment_descriptions_fit_codedeploy_and_keep_commit_and_revision() {
     assert!(text.chars().count() <= DESCRIPTION_LIMIT, "{text}");
     assert!(is_rollback_description(&text) && text.contains(&sha), "{text}");
 }
+
+fn refresh(status: &str, percent: Option<i32>) -> vending::release::InstanceRefresh {
+    vending::release::InstanceRefresh {
+        id: "ir-1".into(),
+        status: status.into(),
+        percent_complete: percent,
+        status_reason: String::new(),
+    }
+}
+
+/// The refreshes a release reads, one per poll, and what it printed.
+fn wait(
+    script: Vec<Option<vending::release::InstanceRefresh>>,
+    deadline: u64,
+) -> (vending::release::RefreshWait, Vec<String>, usize) {
+    let mut script = script.into_iter();
+    let mut polls = 0;
+    let mut latest = || {
+        polls += 1;
+        Ok(script.next().expect("polled past the script"))
+    };
+    let mut lines = Vec::new();
+    let waited = vending::release::wait_for_refresh(
+        &mut latest,
+        &mut FakeClock(Duration::ZERO),
+        Duration::from_secs(deadline),
+        Duration::from_secs(10),
+        &mut |l| lines.push(l.to_string()),
+    )
+    .unwrap();
+    (waited, lines, polls)
+}
+
+#[test]
+fn a_release_waits_for_an_instance_refresh_to_end() {
+    use vending::release::RefreshWait;
+    // Nothing running (none ever, or an old one that ended): no wait, nothing printed.
+    assert_eq!(wait(vec![None], 60), (RefreshWait::NoneRunning, vec![], 1));
+    assert_eq!(wait(vec![Some(refresh("Successful", Some(100)))], 60), (RefreshWait::NoneRunning, vec![], 1));
+    // Running: progress lines when they change, until it ends.
+    let (waited, lines, polls) = wait(
+        vec![
+            Some(refresh("Pending", None)),
+            Some(refresh("InProgress", Some(50))),
+            Some(refresh("InProgress", Some(50))),
+            Some(refresh("Successful", Some(100))),
+        ],
+        600,
+    );
+    assert_eq!(waited, RefreshWait::Ended(refresh("Successful", Some(100))));
+    assert_eq!(polls, 4);
+    assert!(lines[0].starts_with("an instance refresh is replacing the group's instances; the release waits"));
+    assert_eq!(
+        lines[1..],
+        [
+            "instance refresh ir-1: Pending",
+            "instance refresh ir-1: InProgress, 50% done",
+            "instance refresh ir-1: Successful, 100% done"
+        ]
+    );
+    // Still running at the deadline: the caller starts no deployment.
+    let (waited, _, polls) =
+        wait(vec![Some(refresh("InProgress", Some(10))), Some(refresh("InProgress", Some(20)))], 10);
+    assert_eq!(waited, RefreshWait::StillRunning(refresh("InProgress", Some(20))));
+    assert_eq!(polls, 2);
+}
