@@ -144,10 +144,11 @@ fn at_packer_line(mut d: Diagnostic, packer_output: &str, contents: &str) -> Dia
     d
 }
 
-/// `packer validate` on a template the user gave (`validate --spec`), run in its folder as
-/// Packer's own docs do, so relative paths in it resolve. Packer reads HCL only from files named
-/// `*.pkr.hcl` (anything else as JSON), so an HCL template under another name is validated as a
-/// copy so named, in a work folder under `target/`. `Ok(None)` means it passed.
+/// `packer validate` on a template the user gave (`validate --spec`). A `*.pkr.hcl` or
+/// `*.pkr.json` file is validated in its folder, as Packer's own docs do, so relative paths in it
+/// resolve. Packer reads HCL only from files named `*.pkr.hcl` (anything else as JSON), so an HCL
+/// template under another name is validated as a copy so named, in a work folder under `target/`,
+/// where its relative paths may not resolve. `Ok(None)` means it passed.
 pub fn validate_file(root: &Path, binary: &Path, path: &Path) -> anyhow::Result<Option<Diagnostic>> {
     let contents = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let absolute = std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))?;
