@@ -44,7 +44,7 @@ pub fn sync(root: &Path, files: &[GeneratedFile], prune: Option<&[PathBuf]>, mod
         match mode {
             Mode::Write => {
                 let full = root.join(&file.path);
-                write_atomically(&full, &file.contents)
+                vending::project::write_atomic(&full, file.contents.as_bytes())
                     .with_context(|| format!("cannot write {}", file.path.display()))?;
                 outcome.written.push(file.path.clone());
             }
@@ -94,14 +94,4 @@ fn stale(file: &GeneratedFile, current: Option<&str>) -> Diagnostic {
     d.column = 1;
     d.source_line = current.lines().nth(line - 1).map(str::to_string);
     d
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
-fn write_atomically(path: &Path, contents: &str) -> io::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    fs::write(&tmp, contents)?;
-    fs::rename(&tmp, path)
 }

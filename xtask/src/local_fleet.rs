@@ -74,11 +74,9 @@ impl LocalFleet<'_> {
         all.push(record);
         let drop = all.len().saturating_sub(HISTORY_LIMIT);
         all.drain(..drop);
-        fs::create_dir_all(self.dir())?;
-        let part = self.history_path().with_extension("part");
-        fs::write(&part, serde_json::to_vec_pretty(&all)?)?;
-        fs::rename(&part, self.history_path())?;
-        Ok(())
+        let path = self.history_path();
+        vending::project::write_atomic(&path, &serde_json::to_vec_pretty(&all)?)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// The running revision's key and the successful deployments (what CodeDeploy keeps as the

@@ -72,9 +72,7 @@ pub async fn download(clients: &Clients, bucket: &str, key: &str, path: &std::pa
         .map_err(|e| failed("cannot download", e))
         .with_context(|| format!("s3://{bucket}/{key}"))?;
     let bytes = out.body.collect().await.with_context(|| format!("s3://{bucket}/{key}"))?.into_bytes();
-    let part = path.with_extension("part");
-    std::fs::write(&part, &bytes).with_context(|| format!("cannot write {}", part.display()))?;
-    std::fs::rename(&part, path).with_context(|| format!("cannot write {}", path.display()))
+    vending::project::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A deployment group as a release needs it: its id, and its last successful deployment.

@@ -48,10 +48,7 @@ pub fn bundle(appspec: &str, artifacts: &[Artifact]) -> anyhow::Result<Bundle> {
     Ok(Bundle { bytes, sha256 })
 }
 
-/// Writes the bundle through a temporary file and a rename.
+/// Writes the bundle whole or not at all.
 pub fn write(bundle: &Bundle, path: &Path) -> anyhow::Result<()> {
-    let temp = path.with_extension("zip.partial");
-    std::fs::write(&temp, &bundle.bytes).with_context(|| format!("cannot write {}", temp.display()))?;
-    std::fs::rename(&temp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    vending::project::write_atomic(path, &bundle.bytes).with_context(|| format!("cannot write {}", path.display()))
 }

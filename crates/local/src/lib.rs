@@ -71,9 +71,7 @@ fn write_launcher(venv: &Path) -> anyhow::Result<PathBuf> {
     if fs::read_to_string(&launcher).is_ok_and(|text| text == MOTO_FIXES) {
         return Ok(launcher);
     }
-    let temp = venv.join(format!("vending_moto_server.py.{}", std::process::id()));
-    fs::write(&temp, MOTO_FIXES).context("cannot write the emulator launcher")?;
-    fs::rename(&temp, &launcher).context("cannot write the emulator launcher")?;
+    vending::project::write_atomic(&launcher, MOTO_FIXES.as_bytes()).context("cannot write the emulator launcher")?;
     Ok(launcher)
 }
 

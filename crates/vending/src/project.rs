@@ -1,5 +1,6 @@
-//! Reads a project tree (customers/ and the generated folders). `read_tree` is the only IO here;
-//! `fleet_sources` arranges the files it read, so tests can build fleets in memory.
+//! Reads a project tree (customers/ and the generated folders). `read_tree` is the only reading
+//! here; `fleet_sources` arranges the files it read, so tests can build fleets in memory.
+//! `write_atomic` is the one way the tools write a file that others may read meanwhile.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -138,4 +139,19 @@ fn walk(root: &Path, relative: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Writes a file whole or not at all: through a temporary file in the same folder (created with a
+/// unique name, so concurrent writers never share it) renamed over the target, so a reader never
+/// sees half a file and a crash leaves the old one.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent)?;
+    let mut temp = tempfile::NamedTempFile::new_in(parent)?;
+    temp.write_all(contents)?;
+    temp.persist(path).map(|_| ()).map_err(|e| e.error)
 }
