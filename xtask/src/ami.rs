@@ -17,7 +17,7 @@ use vending_aws::Target;
 use crate::output::{self, Format};
 use crate::validate::{load_fleet, Selection};
 
-/// Build the AMI of a customer environment with Packer and record it for deploys.
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct Ami {
     customer: String,

@@ -14,7 +14,7 @@ use clap::{Args, Subcommand};
 use crate::generated::{self, Mode};
 use crate::validate::{load_fleet, Selection};
 
-/// Benchmarks whose figures go into BENCHMARKS.md.
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct Bench {
     #[command(subcommand)]

@@ -17,7 +17,7 @@ use vending_build::runner::{self, Report, RunOptions, Status};
 use crate::output::{self, Format, Summary};
 use crate::validate::{load_fleet, Selection};
 
-/// Run a buildspec locally, with CodeBuild's semantics.
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct BuildspecCommand {
     #[command(subcommand)]
@@ -39,7 +39,7 @@ enum BuildspecAction {
     },
 }
 
-/// Run an AppSpec the way the CodeDeploy agent does, in a sandbox folder, without AWS.
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct AppspecCommand {
     #[command(subcommand)]
@@ -110,7 +110,7 @@ impl AppspecCommand {
     }
 }
 
-/// Build a customer environment's software and bundle its CodeDeploy revision.
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct BuildCommand {
     customer: String,

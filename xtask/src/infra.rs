@@ -20,7 +20,7 @@ use crate::validate::{load_fleet, Selection};
 /// `plan`: something to change.
 const EXIT_CHANGES: u8 = 2;
 
-/// Show what `deploy` would change for a customer environment (exit 0: nothing, 2: changes).
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct PlanCommand {
     customer: String,
@@ -33,7 +33,7 @@ pub struct PlanCommand {
     json: bool,
 }
 
-/// Deploy a customer environment: its infrastructure, then a release of its software.
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct DeployCommand {
     customer: String,
@@ -66,7 +66,7 @@ pub struct DeployCommand {
     apply_immediately: bool,
 }
 
-/// Deploy again the revision released before the latest release (or `--to` a revision).
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct RollbackCommand {
     customer: String,
@@ -83,7 +83,7 @@ pub struct RollbackCommand {
     to: Option<String>,
 }
 
-/// Plan or deploy what all customers share: the state bucket and the shared load balancer.
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct PlatformCommand {
     #[command(subcommand)]

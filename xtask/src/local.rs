@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-/// Start, stop or show the local AWS emulator (moto's server on a loopback port).
+// Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct Local {
     #[command(subcommand)]

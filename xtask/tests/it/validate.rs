@@ -255,3 +255,27 @@ fn a_customer_folder_that_is_a_symbolic_link_is_followed_and_a_broken_one_is_ref
     assert!(run.stderr.contains("which cannot be read"), "{run:?}");
     assert!(project.path("packer/packer-globex-dev.pkr.hcl").exists(), "nothing is deleted: {run:?}");
 }
+
+/// `cargo xtask` builds without the `aws` feature: the pull-request check must not compile the
+/// AWS SDK (it took minutes on a fresh runner), whatever a later change adds to xtask.
+#[test]
+fn the_pull_request_check_builds_without_the_aws_sdk() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let tree = |features: &[&str]| {
+        let out = std::process::Command::new(&cargo)
+            .args(["tree", "--locked", "--offline", "-e", "normal", "--prefix", "none", "--manifest-path"])
+            .arg(&manifest)
+            .args(["--package", "xtask"])
+            .args(features)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let sdk = |text: &str| text.lines().filter(|l| l.starts_with("aws-sdk-")).count();
+    assert_eq!(sdk(&tree(&["--no-default-features"])), 0, "the SDK-free build pulls an SDK crate");
+    assert!(sdk(&tree(&[])) > 0, "the default build has the AWS commands");
+    let alias = std::fs::read_to_string(manifest.parent().unwrap().join("../.cargo/config.toml")).unwrap();
+    assert!(alias.contains("xtask = \"run --package xtask --bin xtask --no-default-features --\""), "{alias}");
+}

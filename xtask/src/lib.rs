@@ -1,0 +1,159 @@
+//! `cargo xtask`: the command line of the PaaS vending machine.
+//!
+//! Built in two ways. The `aws` feature (on by default) holds the commands that talk to AWS or
+//! its emulator and run builds; `cargo xtask` (the alias in `.cargo/config.toml`) builds without
+//! it, so `validate` and `generate`, the pull-request check, never compile the AWS SDK. The other
+//! commands are then run by `forward` through the `xtask-aws` binary (the same code with the
+//! feature), built by cargo on first use: one `cargo xtask …` interface either way.
+
+// Without `aws`, the Packer build and the interrupt handling it uses have no caller.
+#![cfg_attr(not(feature = "aws"), allow(dead_code))]
+
+#[cfg(feature = "aws")]
+mod ami;
+#[cfg(feature = "aws")]
+mod bench;
+#[cfg(feature = "aws")]
+mod bench_build;
+#[cfg(feature = "aws")]
+mod bench_deploy;
+#[cfg(feature = "aws")]
+mod build;
+#[cfg(not(feature = "aws"))]
+mod forward;
+mod generate;
+mod generated;
+#[cfg(feature = "aws")]
+mod git;
+#[cfg(feature = "aws")]
+mod infra;
+mod interrupt;
+#[cfg(feature = "aws")]
+mod local;
+#[cfg(feature = "aws")]
+mod local_fleet;
+mod output;
+mod packer;
+mod parallel;
+#[cfg(feature = "aws")]
+mod software;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The arguments of each command that needs the `aws` feature: its own, or (without the
+/// feature) everything after the command name, handed on to `xtask-aws`.
+#[cfg(feature = "aws")]
+mod aws_args {
+    pub use crate::ami::Ami;
+    pub use crate::bench::Bench;
+    pub use crate::build::{AppspecCommand, BuildCommand, BuildspecCommand};
+    pub use crate::infra::{DeployCommand, PlanCommand, PlatformCommand, RollbackCommand};
+    pub use crate::local::Local;
+}
+#[cfg(not(feature = "aws"))]
+mod aws_args {
+    pub use crate::forward::Forward as Ami;
+    pub use crate::forward::Forward as Bench;
+    pub use crate::forward::Forward as AppspecCommand;
+    pub use crate::forward::Forward as BuildCommand;
+    pub use crate::forward::Forward as BuildspecCommand;
+    pub use crate::forward::Forward as DeployCommand;
+    pub use crate::forward::Forward as PlanCommand;
+    pub use crate::forward::Forward as PlatformCommand;
+    pub use crate::forward::Forward as RollbackCommand;
+    pub use crate::forward::Forward as Local;
+}
+
+/// Turns customer config under customers/ into Packer templates, buildspecs and appspecs, and
+/// checks all of it before anything reaches AWS.
+#[derive(Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+struct Cli {
+    /// Project root (the folder with customers/); defaults to this workspace.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Validate(validate::Validate),
+    Generate(generate::Generate),
+    /// Build the AMI of a customer environment with Packer and record it for deploys.
+    Ami(aws_args::Ami),
+    /// Start, stop or show the local AWS emulator (moto's server on a loopback port).
+    Local(aws_args::Local),
+    /// Show what `deploy` would change for a customer environment (exit 0: nothing, 2: changes).
+    Plan(aws_args::PlanCommand),
+    /// Deploy a customer environment: its infrastructure, then a release of its software.
+    Deploy(aws_args::DeployCommand),
+    /// Deploy again the revision released before the latest release (or `--to` a revision).
+    Rollback(aws_args::RollbackCommand),
+    /// Plan or deploy what all customers share: the state bucket and the shared load balancer.
+    Platform(aws_args::PlatformCommand),
+    /// Build a customer environment's software and bundle its CodeDeploy revision.
+    Build(aws_args::BuildCommand),
+    /// Run a buildspec locally, with CodeBuild's semantics.
+    Buildspec(aws_args::BuildspecCommand),
+    /// Run an AppSpec the way the CodeDeploy agent does, in a sandbox folder, without AWS.
+    Appspec(aws_args::AppspecCommand),
+    /// Benchmarks whose figures go into BENCHMARKS.md.
+    Bench(aws_args::Bench),
+}
+
+/// The command line: parse, then run one command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Absolute, because Packer runs in a work folder and is handed paths under the root.
+    let root = cli.root.unwrap_or_else(project_root);
+    let root = std::path::absolute(&root).unwrap_or(root);
+    // `plan` exits 2 for "changes", so its errors exit 1 (README.md, "Exit codes").
+    let error_code = match cli.command {
+        Command::Plan(_) | Command::Platform(_) | Command::Deploy(_) | Command::Rollback(_) => output::EXIT_PROBLEMS,
+        _ => output::EXIT_CANNOT_RUN,
+    };
+    let result = match cli.command {
+        Command::Validate(cmd) => cmd.run(&root),
+        Command::Generate(cmd) => cmd.run(&root),
+        #[cfg(not(feature = "aws"))]
+        _ => forward::to_aws_binary(),
+        #[cfg(feature = "aws")]
+        Command::Ami(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Local(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Plan(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Deploy(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Rollback(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Platform(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Build(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Buildspec(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Appspec(cmd) => cmd.run(),
+        #[cfg(feature = "aws")]
+        Command::Bench(cmd) => cmd.run(&root),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(error_code)
+        }
+    }
+}
+
+/// The workspace root: xtask lives one level below it.
+pub fn project_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
+}
