@@ -462,11 +462,9 @@ fn install(
     let record = state.join("installed.txt");
     if let Ok(previous) = fs::read_to_string(&record) {
         for path in previous.lines().rev().filter(|l| !l.is_empty()) {
-            let Ok(path) = on_instance(sandbox, path) else { continue };
-            // A folder goes only when empty: what else is in it is not the deployment's.
-            let _ = if path.is_dir() && !path.is_symlink() { fs::remove_dir(&path) } else { fs::remove_file(&path) };
+            remove_installed(sandbox, path);
         }
-        fs::remove_file(&record)?;
+        fs::remove_file(&record).with_context(|| format!("cannot remove {}", record.display()))?;
     }
 
     let behavior = appspec.file_exists_behavior.as_str();
@@ -509,6 +507,23 @@ fn install(
     }
     out(&format!("[agent] Install: {} file(s)", plan.copies.len()));
     Ok(plan.copies.len())
+}
+
+/// Removes what the last Install copied or created at `path`, if it is still there; skipped
+/// when its folder leads out of the sandbox. The path itself is never followed: a link goes as a
+/// link, even when what it pointed at was removed first.
+fn remove_installed(sandbox: &Path, path: &str) {
+    let full = sandbox.join(lexical(Path::new(path)));
+    let Some(parent) = full.parent().filter(|_| full != sandbox) else { return };
+    if ensure_inside(sandbox, parent, path).is_err() {
+        return;
+    }
+    // A folder goes only when empty: what else is in it is not the deployment's.
+    let _ = match full.symlink_metadata() {
+        Ok(meta) if meta.is_dir() => fs::remove_dir(&full),
+        Ok(_) => fs::remove_file(&full),
+        Err(_) => Ok(()),
+    };
 }
 
 /// `permissions` as the agent applies them: to what this Install copied or created only. An

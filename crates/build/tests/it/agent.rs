@@ -523,3 +523,23 @@ fn a_broken_stop_script_blocks_the_next_deployment_unless_its_failures_are_ignor
     // The fixed revision is now the last successful one: its stop script runs next time.
     assert!(run(sandbox.path(), &fixed, "d-4").succeeded());
 }
+
+#[test]
+fn a_relative_link_in_a_revision_does_not_block_the_next_deployment() {
+    for behavior in ["DISALLOW", "OVERWRITE"] {
+        let sandbox = tempfile::tempdir().unwrap();
+        let revision = || {
+            let revision = Revision::new(&format!(
+                "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /opt/app\nfile_exists_behavior: {behavior}\n"
+            ))
+            .file("app/index.html", "x");
+            std::os::unix::fs::symlink("index.html", revision.path().join("app/current")).unwrap();
+            revision
+        };
+        assert!(run(sandbox.path(), &revision(), "d-1").succeeded());
+        // The cleanup removes index.html before the link to it: the link goes all the same.
+        let report = run(sandbox.path(), &revision(), "d-2");
+        assert!(report.succeeded(), "{behavior}: {report:?}");
+        assert_eq!(std::fs::read_link(sandbox.path().join("opt/app/current")).unwrap(), Path::new("index.html"));
+    }
+}
