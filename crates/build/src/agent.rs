@@ -12,8 +12,9 @@
 //!   event still runs its ApplicationStop next time (a broken stop script then blocks even the
 //!   rollback, until `ignore_application_stop_failures`).
 //! - Install works as the agent's installer: it removes what the last Install copied or created,
-//!   plans every copy first (a DISALLOW conflict fails before anything is copied), copies
-//!   (symbolic links stay links), then applies `permissions` to what it copied or created only.
+//!   plans every copy and every `permissions` entry first (a DISALLOW conflict or a bad entry
+//!   fails before anything is copied), copies (symbolic links stay links), then applies
+//!   `permissions` to what it copied or created only.
 //! - The sandbox is the root directory: paths on the instance are expanded as the agent does
 //!   (`..` never climbs above `/`), and a path that still leads out of the sandbox through a
 //!   symbolic link is refused. A hook `location` or `files` source that leaves the revision is
@@ -484,6 +485,8 @@ fn install(
         }
     }
 
+    let permissions = plan_permissions(sandbox, &plan, &appspec.permissions, out)?;
+
     let mut written = fs::File::create(&record)?;
     for path in &plan.order {
         // Recorded before it is made, as the agent does: a half-done Install is cleaned up next time.
@@ -501,9 +504,8 @@ fn install(
             None => fs::create_dir(path).with_context(|| format!("cannot create {}", shown(sandbox, path)))?,
         }
     }
-    let mut seen = BTreeSet::new();
-    for permission in &appspec.permissions {
-        apply_permission(sandbox, &plan, permission, &mut seen, out)?;
+    for change in &permissions {
+        apply_permission(sandbox, change)?;
     }
     out(&format!("[agent] Install: {} file(s)", plan.copies.len()));
     Ok(plan.copies.len())
@@ -526,17 +528,67 @@ fn remove_installed(sandbox: &Path, path: &str) {
     };
 }
 
-/// `permissions` as the agent applies them: to what this Install copied or created only. An
+/// A change of permissions the Install makes, planned with the copy.
+struct PermissionChange {
+    target: PathBuf,
+    mode: Option<u32>,
+    /// `owner:group`, `owner` or `:group` for chown.
+    owner: Option<String>,
+}
+
+/// `permissions` as the agent plans them, before anything is copied (a bad entry fails the
+/// Install with nothing changed): they apply to what this Install copies or creates only. An
 /// object that is a copied file gets them itself; under an object that is a folder, the copied
 /// files (type `file`) and created folders (type `directory`) below it, whose name matches
-/// `pattern` and not `except` (any depth for the default `**`, else directly inside).
-fn apply_permission(
+/// `pattern` and not `except` (any depth for the default `**`, else directly inside). Links keep
+/// their own permissions: changing them would change what they point at.
+fn plan_permissions(
+    sandbox: &Path,
+    plan: &InstallPlan,
+    permissions: &[Permission],
+    out: &mut dyn FnMut(&str),
+) -> anyhow::Result<Vec<PermissionChange>> {
+    let mut changes = Vec::new();
+    let mut seen = BTreeSet::new();
+    for permission in permissions {
+        for target in permission_targets(sandbox, plan, permission, out)? {
+            if !seen.insert(target.clone()) {
+                bail!(
+                    "permissions: {} gets permissions from more than one entry (the agent refuses that)",
+                    shown(sandbox, &target)
+                );
+            }
+            if plan.copies.get(&target).is_some_and(|source| source.is_symlink()) {
+                continue;
+            }
+            let mode = match &permission.mode {
+                Some(mode) => Some(
+                    u32::from_str_radix(mode, 8).with_context(|| format!("permissions: mode `{mode}` is not octal"))?,
+                ),
+                None => None,
+            };
+            let owner = match (&permission.owner, &permission.group) {
+                (None, None) => None,
+                _ if !is_root() => bail!("permissions: setting owner or group needs the agent to run as root"),
+                (owner, group) => {
+                    let spec =
+                        format!("{}:{}", owner.as_deref().unwrap_or_default(), group.as_deref().unwrap_or_default());
+                    Some(spec.trim_end_matches(':').to_string())
+                }
+            };
+            changes.push(PermissionChange { target, mode, owner });
+        }
+    }
+    Ok(changes)
+}
+
+/// What one `permissions` entry applies to, from the plan (see `plan_permissions`).
+fn permission_targets(
     sandbox: &Path,
     plan: &InstallPlan,
     permission: &Permission,
-    seen: &mut BTreeSet<PathBuf>,
     out: &mut dyn FnMut(&str),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<PathBuf>> {
     let object = on_instance(sandbox, &permission.object)?;
     let kinds: Vec<&str> = if permission.kinds.is_empty() {
         vec!["file", "directory"]
@@ -547,7 +599,7 @@ fn apply_permission(
     let mut targets = Vec::new();
     if plan.copies.contains_key(&object) {
         if !kinds.contains(&"file") {
-            return Ok(());
+            return Ok(targets);
         }
         if pattern != "**" || !permission.except.is_empty() {
             bail!(
@@ -581,35 +633,23 @@ fn apply_permission(
             permission.object
         ));
     }
-    for target in targets {
-        if !seen.insert(target.clone()) {
-            bail!(
-                "permissions: {} gets permissions from more than one entry (the agent refuses that)",
-                shown(sandbox, &target)
-            );
-        }
-        // Links keep their own permissions: changing them would change what they point at.
-        if target.is_symlink() {
-            continue;
-        }
-        if let Some(mode) = &permission.mode {
-            let mode =
-                u32::from_str_radix(mode, 8).with_context(|| format!("permissions: mode `{mode}` is not octal"))?;
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
-        }
-        if permission.owner.is_some() || permission.group.is_some() {
-            if !is_root() {
-                bail!("permissions: setting owner or group needs the agent to run as root");
-            }
-            let spec = format!(
-                "{}:{}",
-                permission.owner.clone().unwrap_or_default(),
-                permission.group.clone().unwrap_or_default()
-            );
-            let status = Command::new("chown").arg(spec.trim_end_matches(':')).arg(&target).status()?;
-            if !status.success() {
-                bail!("permissions: chown {spec} {} failed", shown(sandbox, &target));
-            }
+    Ok(targets)
+}
+
+fn apply_permission(sandbox: &Path, change: &PermissionChange) -> anyhow::Result<()> {
+    let target = &change.target;
+    if let Some(mode) = change.mode {
+        fs::set_permissions(target, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("permissions: cannot set the mode of {}", shown(sandbox, target)))?;
+    }
+    if let Some(owner) = &change.owner {
+        let status = Command::new("chown")
+            .arg(owner)
+            .arg(target)
+            .status()
+            .with_context(|| format!("permissions: cannot run chown for {}", shown(sandbox, target)))?;
+        if !status.success() {
+            bail!("permissions: chown {owner} {} failed", shown(sandbox, target));
         }
     }
     Ok(())

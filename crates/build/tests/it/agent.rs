@@ -543,3 +543,55 @@ fn a_relative_link_in_a_revision_does_not_block_the_next_deployment() {
         assert_eq!(std::fs::read_link(sandbox.path().join("opt/app/current")).unwrap(), Path::new("index.html"));
     }
 }
+
+/// What is in a folder and below it, the agent's own folder left out.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut paths: Vec<String> = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".codedeploy-agent")
+        .map(|e| e.unwrap().path().strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// A `permissions` entry the Install refuses, before anything is copied.
+fn check_refused_permissions(permissions: &str, expected: &str) {
+    let (outer, sandbox) = boxed();
+    std::fs::create_dir_all(sandbox.join("opt/app")).unwrap();
+    std::fs::create_dir(outer.path().join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(outer.path().join("elsewhere"), sandbox.join("opt/app/data")).unwrap();
+    let before = tree(&sandbox);
+    let revision = Revision::new(&format!(
+        "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /opt/app\npermissions:\n{permissions}"
+    ))
+    .file("app/config.ini", "x")
+    .file("app/conf.d/site.conf", "x");
+    let report = run(&sandbox, &revision, "d-1");
+    let failure = report.failure.expect("refused");
+    assert_eq!(failure.event, "Install");
+    assert!(failure.message.contains(expected), "{}", failure.message);
+    assert_eq!(tree(&sandbox), before, "nothing was copied");
+}
+
+#[test]
+fn a_pattern_on_a_file_object_is_refused_before_anything_is_copied() {
+    check_refused_permissions(
+        "  - object: /opt/app/config.ini\n    pattern: \"*.ini\"\n    mode: 600\n",
+        "/opt/app/config.ini is a file, so `pattern` and `except` cannot apply",
+    );
+}
+
+#[test]
+fn an_object_covered_by_two_entries_is_refused_before_anything_is_copied() {
+    check_refused_permissions(
+        "  - object: /opt/app\n    mode: 755\n  - object: /opt/app/conf.d\n    mode: 700\n",
+        "/opt/app/conf.d/site.conf gets permissions from more than one entry",
+    );
+}
+
+#[test]
+fn an_object_through_a_link_out_of_the_sandbox_is_refused_before_anything_is_copied() {
+    check_refused_permissions("  - object: /opt/app/data/x\n    mode: 700\n", "outside the sandbox");
+}
