@@ -213,6 +213,32 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Makes the revision at `root` the last successful one, kept at `last`: copied beside it first
+/// and then swapped in, so a copy that fails keeps the record of the one before.
+fn record_last_successful(root: &Path, last: &Path) -> anyhow::Result<()> {
+    let next = last.with_extension("new");
+    let old = last.with_extension("old");
+    for leftover in [&next, &old] {
+        if leftover.exists() {
+            fs::remove_dir_all(leftover).with_context(|| format!("cannot remove {}", leftover.display()))?;
+        }
+    }
+    copy_tree(root, &next).with_context(|| {
+        format!("cannot record the last successful revision: cannot copy {} to {}", root.display(), next.display())
+    })?;
+    if last.exists() {
+        fs::rename(last, &old).with_context(|| format!("cannot move {} to {}", last.display(), old.display()))?;
+    }
+    if let Err(error) = fs::rename(&next, last) {
+        let _ = fs::rename(&old, last);
+        return Err(error).with_context(|| format!("cannot move {} to {}", next.display(), last.display()));
+    }
+    if old.exists() {
+        fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+    }
+    Ok(())
+}
+
 /// A path relative to `base` as the agent joins it (a leading `/` stays inside), `None` when its
 /// `..` climb out of `base`.
 fn in_revision(base: &Path, path: &str) -> Option<PathBuf> {
@@ -318,22 +344,11 @@ pub fn deploy(
             continue;
         }
         let result = if *event == "Install" {
-            let installed = install(&sandbox, &state, &root, &appspec, out).map_err(|e| Failure {
-                event,
-                script: None,
-                code: 5,
-                message: format!("{e:#}"),
-                log_tail: Vec::new(),
-            });
             // The agent records the last successful revision as soon as Install succeeds: its
             // ApplicationStop is the one that runs next, even if a later event fails.
-            if installed.is_ok() {
-                if last.exists() {
-                    fs::remove_dir_all(&last)?;
-                }
-                copy_tree(&root, &last)?;
-            }
-            installed
+            install(&sandbox, &state, &root, &appspec, out)
+                .and_then(|count| record_last_successful(&root, &last).map(|()| count))
+                .map_err(|e| Failure { event, script: None, code: 5, message: format!("{e:#}"), log_tail: Vec::new() })
         } else {
             let (spec, base) = match (from_previous, &previous) {
                 (true, Some(spec)) => (spec, last.as_path()),

@@ -595,3 +595,26 @@ fn an_object_covered_by_two_entries_is_refused_before_anything_is_copied() {
 fn an_object_through_a_link_out_of_the_sandbox_is_refused_before_anything_is_copied() {
     check_refused_permissions("  - object: /opt/app/data/x\n    mode: 700\n", "outside the sandbox");
 }
+
+#[test]
+fn a_revision_that_cannot_be_recorded_keeps_the_record_of_the_last_successful_one() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let appspec = "version: 0.0\nos: linux\nhooks:\n  ApplicationStop:\n    - location: stop.sh\n  BeforeInstall:\n    - location: before.sh\n";
+    let revision = |version: &str, before: &str| {
+        Revision::new(appspec)
+            .script("stop.sh", &format!("echo {version} >> \"$VENDING_SANDBOX/trace\""))
+            .script("before.sh", before)
+    };
+    assert!(run(sandbox.path(), &revision("v1", "exit 0"), "d-1").succeeded());
+    // v2's BeforeInstall puts a socket into the unpacked revision, which cannot be copied into
+    // the record.
+    let _socket = std::os::unix::net::UnixListener::bind(sandbox.path().join("socket")).unwrap();
+    let report = run(sandbox.path(), &revision("v2", "mv \"$VENDING_SANDBOX/socket\" ."), "d-2");
+    let failure = report.failure.expect("the record cannot be written");
+    assert_eq!(failure.event, "Install");
+    assert!(failure.message.contains("cannot record the last successful revision"), "{}", failure.message);
+    assert!(failure.message.contains("dg-1/last-successful.new"), "{}", failure.message);
+    // v1 is still the last successful revision: its stop script runs next.
+    assert!(run(sandbox.path(), &revision("v3", "exit 0"), "d-3").succeeded());
+    assert_eq!(trace(sandbox.path()), ["v1", "v1"]);
+}
