@@ -17,9 +17,11 @@
 //!   `permissions` to what it copied or created only.
 //! - The sandbox is the root directory: paths on the instance are expanded as the agent does
 //!   (`..` never climbs above `/`), and a path that still leads out of the sandbox through a
-//!   symbolic link is refused. A hook `location` or `files` source that leaves the revision is
-//!   not found, as on an instance. A folder revision's symbolic link that leads out of the
-//!   folder is refused (a zip's is never extracted).
+//!   symbolic link is refused. A hook `location` or `files` source that leaves the revision by
+//!   `..` is not found, as on an instance; a hook `location` that leaves it through a symbolic
+//!   link (one a script made) is not found either, where the agent would follow the link. A
+//!   folder revision's symbolic link that leads out of the folder is refused (a zip's is never
+//!   extracted).
 //! - Each script runs directly (it needs a shebang; made executable if it is not), with the
 //!   agent's variables, its `timeout` enforced by killing its process group, and its output in
 //!   a log of its own. Like the agent, it waits until the script's output is closed: a

@@ -618,3 +618,33 @@ fn a_revision_that_cannot_be_recorded_keeps_the_record_of_the_last_successful_on
     assert!(run(sandbox.path(), &revision("v3", "exit 0"), "d-3").succeeded());
     assert_eq!(trace(sandbox.path()), ["v1", "v1"]);
 }
+
+#[test]
+fn a_hook_location_that_leaves_the_revision_through_a_link_is_not_found_when_it_runs() {
+    let sandbox = tempfile::tempdir().unwrap();
+    std::fs::write(sandbox.path().join("outside.sh"), "#!/bin/sh\ntouch \"$VENDING_SANDBOX/ran\"\n").unwrap();
+    std::fs::set_permissions(sandbox.path().join("outside.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The validator sees a plain path, and the revision has no link when it is unpacked: the
+    // link out of the revision appears only when BeforeInstall makes it.
+    let revision = Revision::new(
+        "version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: link.sh\n  AfterInstall:\n    - location: scripts/x.sh\n",
+    )
+    .script("link.sh", "mkdir -p scripts && ln -s \"$VENDING_SANDBOX/outside.sh\" scripts/x.sh");
+    let report = run(sandbox.path(), &revision, "d-1");
+    let failure = report.failure.expect("the script is not in the revision");
+    assert_eq!((failure.event, failure.code), ("AfterInstall", 1), "{failure:?}");
+    assert_eq!(failure.message, "Script does not exist at specified location: scripts/x.sh");
+    assert!(!sandbox.path().join("ran").exists(), "nothing outside the revision ran");
+}
+
+#[test]
+fn a_files_source_that_leaves_the_revision_is_not_found() {
+    let sandbox = tempfile::tempdir().unwrap();
+    // `../app` is not the revision's `app`: the agent joins it onto the revision folder.
+    let revision = Revision::new("version: 0.0\nos: linux\nfiles:\n  - source: ../app\n    destination: /opt/app\n")
+        .file("app/index.html", "x");
+    let failure = run(sandbox.path(), &revision, "d-1").failure.expect("not found");
+    assert_eq!(failure.event, "Install");
+    assert_eq!(failure.message, "files: the source `../app` is not in the revision");
+    assert!(!sandbox.path().join("opt").exists());
+}
