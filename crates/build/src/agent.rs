@@ -132,9 +132,9 @@ fn state_dir(sandbox: &Path, deployment: &Deployment) -> PathBuf {
 /// one top-level folder holding the appspec is entered, as the agent does).
 fn unpack(revision: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
     if dest.exists() {
-        fs::remove_dir_all(dest)?;
+        fs::remove_dir_all(dest).with_context(|| format!("cannot remove {}", dest.display()))?;
     }
-    fs::create_dir_all(dest)?;
+    fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     if revision.is_dir() {
         copy_revision_folder(revision, dest)?;
     } else {
@@ -144,7 +144,10 @@ fn unpack(revision: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
         zip.extract(dest).with_context(|| format!("cannot unpack {}", revision.display()))?;
     }
     if appspec_file(dest).is_none() {
-        let entries: Vec<_> = fs::read_dir(dest)?.filter_map(Result::ok).collect();
+        let entries: Vec<_> = fs::read_dir(dest)
+            .with_context(|| format!("cannot read {}", dest.display()))?
+            .filter_map(Result::ok)
+            .collect();
         if let [only] = entries.as_slice() {
             if only.path().is_dir() && appspec_file(&only.path()).is_some() {
                 return Ok(only.path());
@@ -160,7 +163,8 @@ fn appspec_file(root: &Path) -> Option<PathBuf> {
 
 fn read_appspec(root: &Path) -> anyhow::Result<AppSpec> {
     let path = appspec_file(root).context("the revision has no appspec.yml at its root")?;
-    let source = SourceFile::new(PathBuf::from(path.file_name().unwrap_or_default()), fs::read_to_string(&path)?);
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let source = SourceFile::new(PathBuf::from(path.file_name().unwrap_or_default()), text);
     vending::spec::appspec::read(&source).map_err(|diagnostics| {
         let lines: Vec<String> =
             diagnostics.iter().map(|d| format!("{}: {}", d.key.as_deref().unwrap_or("(file)"), d.message)).collect();
@@ -176,23 +180,17 @@ fn copy_revision_folder(from: &Path, to: &Path) -> anyhow::Result<()> {
         let entry = entry?;
         let relative = entry.path().strip_prefix(from)?;
         let target = to.join(relative);
-        if entry.path_is_symlink() {
-            let link = fs::read_link(entry.path())?;
-            match fs::canonicalize(entry.path()) {
-                Ok(real) if real.starts_with(&real_from) => std::os::unix::fs::symlink(&link, &target)?,
-                _ => bail!(
-                    "the revision folder {} holds {}, a symbolic link to {}, outside the folder: a revision carries \
-                     only its own files; copy the file into the folder or remove the link",
-                    from.display(),
-                    relative.display(),
-                    link.display()
-                ),
-            }
-        } else if entry.file_type().is_dir() {
-            fs::create_dir_all(&target)?;
-        } else {
-            fs::copy(entry.path(), &target)?;
+        if entry.path_is_symlink() && !fs::canonicalize(entry.path()).is_ok_and(|real| real.starts_with(&real_from)) {
+            let link = fs::read_link(entry.path()).unwrap_or_default();
+            bail!(
+                "the revision folder {} holds {}, a symbolic link to {}, outside the folder: a revision carries only \
+                 its own files; copy the file into the folder or remove the link",
+                from.display(),
+                relative.display(),
+                link.display()
+            );
         }
+        copy_entry(&entry, &target)?;
     }
     Ok(())
 }
@@ -200,19 +198,25 @@ fn copy_revision_folder(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// Copies an unpacked revision (its links as links, its modes kept: ApplicationStop runs its
 /// scripts from the copy next time).
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(to)?;
+    fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
     for entry in walkdir::WalkDir::new(from).min_depth(1).sort_by_file_name() {
         let entry = entry?;
-        let target = to.join(entry.path().strip_prefix(from)?);
-        if entry.path_is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
-        } else if entry.file_type().is_dir() {
-            fs::create_dir_all(&target)?;
-        } else {
-            fs::copy(entry.path(), &target)?;
-        }
+        copy_entry(&entry, &to.join(entry.path().strip_prefix(from)?))?;
     }
     Ok(())
+}
+
+/// Copies one file, folder (without its content) or symbolic link (as a link) to `target`.
+fn copy_entry(entry: &walkdir::DirEntry, target: &Path) -> anyhow::Result<()> {
+    let source = entry.path();
+    let copied = if entry.path_is_symlink() {
+        fs::read_link(source).and_then(|link| std::os::unix::fs::symlink(link, target))
+    } else if entry.file_type().is_dir() {
+        fs::create_dir_all(target)
+    } else {
+        fs::copy(source, target).map(drop)
+    };
+    copied.with_context(|| format!("cannot copy {} to {}", source.display(), target.display()))
 }
 
 /// Makes the revision at `root` the last successful one, kept at `last`: copied beside it first
@@ -311,7 +315,8 @@ pub fn deploy(
         .collect();
     fs::create_dir_all(state_dir(sandbox, deployment))
         .with_context(|| format!("cannot create the sandbox {}", sandbox.display()))?;
-    let sandbox = fs::canonicalize(sandbox)?;
+    let sandbox =
+        fs::canonicalize(sandbox).with_context(|| format!("cannot read the sandbox {}", sandbox.display()))?;
     let state = state_dir(&sandbox, deployment);
     let work = state.join(&deployment.id);
     let last = state.join("last-successful");
@@ -335,7 +340,7 @@ pub fn deploy(
         }
     };
     let logs = work.join("logs");
-    fs::create_dir_all(&logs)?;
+    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let scripts_runner = Scripts { sandbox: &sandbox, deployment, logs: &logs };
 
     let mut events = Vec::new();
@@ -448,11 +453,13 @@ impl InstallPlan {
         if !target.is_dir() {
             self.mkdir(target)?;
         }
-        let mut entries: Vec<_> = fs::read_dir(source)?.collect::<Result<_, _>>()?;
+        let cannot_read = || format!("cannot read {}", source.display());
+        let mut entries: Vec<_> =
+            fs::read_dir(source).with_context(cannot_read)?.collect::<Result<_, _>>().with_context(cannot_read)?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let to = target.join(entry.file_name());
-            if entry.file_type()?.is_dir() {
+            if entry.file_type().with_context(|| format!("cannot read {}", entry.path().display()))?.is_dir() {
                 self.folder(sandbox, behavior, &entry.path(), &to)?;
             } else {
                 self.copy(sandbox, behavior, &entry.path(), to)?;
@@ -504,19 +511,23 @@ fn install(
 
     let permissions = plan_permissions(sandbox, &plan, &appspec.permissions, out)?;
 
-    let mut written = fs::File::create(&record)?;
+    let cannot_record = || format!("cannot write {}", record.display());
+    let mut written = fs::File::create(&record).with_context(cannot_record)?;
     for path in &plan.order {
         // Recorded before it is made, as the agent does: a half-done Install is cleaned up next time.
-        writeln!(written, "{}", shown(sandbox, path))?;
+        writeln!(written, "{}", shown(sandbox, path)).with_context(cannot_record)?;
         match plan.copies.get(path) {
             Some(source) if source.is_symlink() => {
                 if path.symlink_metadata().is_ok() {
-                    fs::remove_file(path)?;
+                    fs::remove_file(path).with_context(|| format!("cannot replace {}", shown(sandbox, path)))?;
                 }
-                std::os::unix::fs::symlink(fs::read_link(source)?, path)?
+                fs::read_link(source).and_then(|link| std::os::unix::fs::symlink(link, path)).with_context(|| {
+                    format!("cannot copy the link {} to {}", source.display(), shown(sandbox, path))
+                })?;
             }
             Some(source) => {
-                fs::copy(source, path).with_context(|| format!("cannot copy to {}", shown(sandbox, path)))?;
+                fs::copy(source, path)
+                    .with_context(|| format!("cannot copy {} to {}", source.display(), shown(sandbox, path)))?;
             }
             None => fs::create_dir(path).with_context(|| format!("cannot create {}", shown(sandbox, path)))?,
         }
@@ -628,8 +639,10 @@ fn permission_targets(
     } else if plan.mkdirs.contains(&object) || object.is_dir() {
         let glob =
             |text: &str| globset::GlobBuilder::new(text).literal_separator(true).build().map(|g| g.compile_matcher());
-        let matcher = glob(pattern)?;
-        let except: Vec<globset::GlobMatcher> = permission.except.iter().map(|e| glob(e)).collect::<Result<_, _>>()?;
+        let in_entry = || format!("permissions: {}", permission.object);
+        let matcher = glob(pattern).with_context(in_entry)?;
+        let except: Vec<globset::GlobMatcher> =
+            permission.except.iter().map(|e| glob(e)).collect::<Result<_, _>>().with_context(in_entry)?;
         let matches = |path: &Path| {
             let Ok(relative) = path.strip_prefix(&object) else { return false };
             let name = relative.to_string_lossy();
@@ -767,7 +780,7 @@ impl Scripts<'_> {
         // agent reads until the script's output is closed, not only until it exits.
         let (reader, writer) =
             std::io::pipe().map_err(|e| failure(5, format!("cannot make a pipe: {e}"), Vec::new()))?;
-        let writer_err = writer.try_clone().map_err(|e| failure(5, e.to_string(), Vec::new()))?;
+        let writer_err = writer.try_clone().map_err(|e| failure(5, format!("cannot make a pipe: {e}"), Vec::new()))?;
         command
             .current_dir(base)
             .stdin(Stdio::null())
@@ -780,8 +793,8 @@ impl Scripts<'_> {
             .env("DEPLOYMENT_GROUP_ID", &self.deployment.group_id)
             .env("VENDING_SANDBOX", self.sandbox)
             .process_group(0);
-        let log =
-            fs::File::create(&log_path).map_err(|e| failure(5, format!("cannot create its log: {e}"), Vec::new()))?;
+        let log = fs::File::create(&log_path)
+            .map_err(|e| failure(5, format!("cannot create its log {}: {e}", log_path.display()), Vec::new()))?;
         let mut child =
             command.spawn().map_err(|e| failure(5, format!("cannot start {}: {e}", hook.location), Vec::new()))?;
         // The command holds the pipe's writing ends until it is dropped: drop it, or the output

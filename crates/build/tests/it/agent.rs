@@ -614,6 +614,11 @@ fn a_revision_that_cannot_be_recorded_keeps_the_record_of_the_last_successful_on
     assert_eq!(failure.event, "Install");
     assert!(failure.message.contains("cannot record the last successful revision"), "{}", failure.message);
     assert!(failure.message.contains("dg-1/last-successful.new"), "{}", failure.message);
+    assert!(
+        failure.message.contains("cannot copy ") && failure.message.contains("/archive/socket to "),
+        "{}",
+        failure.message
+    );
     // v1 is still the last successful revision: its stop script runs next.
     assert!(run(sandbox.path(), &revision("v3", "exit 0"), "d-3").succeeded());
     assert_eq!(trace(sandbox.path()), ["v1", "v1"]);
