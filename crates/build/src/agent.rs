@@ -692,14 +692,25 @@ fn is_root() -> bool {
 
 /// The name of the user this process runs as.
 fn current_user() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer to static storage or null; the name is copied out at
-    // once, and nothing else in this process calls the getpw* functions concurrently with it.
-    unsafe {
-        let entry = libc::getpwuid(libc::geteuid());
-        if entry.is_null() || (*entry).pw_name.is_null() {
-            return None;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let mut buffer: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: an all-zero passwd is valid (null pointers and zero ids); getpwuid_r fills it.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwuid_r is the reentrant form: it writes only into `entry`, into `buffer`
+        // up to the length given, and into `found` (null, or a pointer to `entry`); the strings
+        // in `entry` point into `buffer`, which outlives their use below.
+        let code = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+        match code {
+            0 if found.is_null() || entry.pw_name.is_null() => return None,
+            // SAFETY: a non-null pw_name is a NUL-terminated string inside `buffer`.
+            0 => return Some(unsafe { std::ffi::CStr::from_ptr(entry.pw_name) }.to_string_lossy().into_owned()),
+            // The entry does not fit: try again with more room, within reason.
+            libc::ERANGE if buffer.len() < 1 << 20 => buffer.resize(buffer.len() * 2, 0),
+            _ => return None,
         }
-        Some(std::ffi::CStr::from_ptr((*entry).pw_name).to_string_lossy().into_owned())
     }
 }
 
