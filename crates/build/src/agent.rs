@@ -29,8 +29,9 @@
 //!   failing script stops its event; later events are skipped.
 //! - `runas` is `su USER -c SCRIPT`, with the user's own login shell, as the agent does: a user
 //!   whose shell is `nologin` cannot run hooks, here as on an instance. Switching user needs
-//!   root; not running as root, a script with `runas` other than the current user fails with a
-//!   clear error (code 5) instead of running as someone else.
+//!   root, so that failure shows (and is tested) only when the local agent runs as root; not
+//!   running as root, a script with `runas` other than the current user fails with a clear error
+//!   (code 5) instead, and nothing runs as someone else.
 //! - Scripts also get `VENDING_SANDBOX`, the sandbox folder (not an AWS variable), so a script
 //!   can run both on an instance and locally.
 //!

@@ -258,6 +258,7 @@ fn runas(user: &str) -> (Report, Option<String>) {
 
 #[test]
 fn runas_is_su_with_the_user_s_own_shell_as_root_and_a_clear_error_otherwise() {
+    // Only root can switch user, so only as root can the `nologin` failure show.
     if is_root() {
         let (report, who) = runas("root");
         assert!(report.succeeded(), "{report:?}");
