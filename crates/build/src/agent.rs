@@ -12,13 +12,16 @@
 //!   event still runs its ApplicationStop next time (a broken stop script then blocks even the
 //!   rollback, until `ignore_application_stop_failures`).
 //! - Install works as the agent's installer: it removes what the last Install copied or created,
-//!   plans every copy first (a DISALLOW conflict fails before anything is copied), copies
-//!   (symbolic links stay links), then applies `permissions` to what it copied or created only.
+//!   plans every copy and every `permissions` entry first (a DISALLOW conflict or a bad entry
+//!   fails before anything is copied), copies (symbolic links stay links), then applies
+//!   `permissions` to what it copied or created only.
 //! - The sandbox is the root directory: paths on the instance are expanded as the agent does
 //!   (`..` never climbs above `/`), and a path that still leads out of the sandbox through a
-//!   symbolic link is refused. A hook `location` or `files` source that leaves the revision is
-//!   not found, as on an instance. A folder revision's symbolic link that leads out of the
-//!   folder is refused (a zip's is never extracted).
+//!   symbolic link is refused. A hook `location` or `files` source that leaves the revision by
+//!   `..` is not found, as on an instance; a hook `location` that leaves it through a symbolic
+//!   link (one a script made) is not found either, where the agent would follow the link. A
+//!   folder revision's symbolic link that leads out of the folder is refused (a zip's is never
+//!   extracted).
 //! - Each script runs directly (it needs a shebang; made executable if it is not), with the
 //!   agent's variables, its `timeout` enforced by killing its process group, and its output in
 //!   a log of its own. Like the agent, it waits until the script's output is closed: a
@@ -26,8 +29,9 @@
 //!   failing script stops its event; later events are skipped.
 //! - `runas` is `su USER -c SCRIPT`, with the user's own login shell, as the agent does: a user
 //!   whose shell is `nologin` cannot run hooks, here as on an instance. Switching user needs
-//!   root; not running as root, a script with `runas` other than the current user fails with a
-//!   clear error (code 5) instead of running as someone else.
+//!   root, so that failure shows (and is tested) only when the local agent runs as root; not
+//!   running as root, a script with `runas` other than the current user fails with a clear error
+//!   (code 5) instead, and nothing runs as someone else.
 //! - Scripts also get `VENDING_SANDBOX`, the sandbox folder (not an AWS variable), so a script
 //!   can run both on an instance and locally.
 //!
@@ -129,9 +133,9 @@ fn state_dir(sandbox: &Path, deployment: &Deployment) -> PathBuf {
 /// one top-level folder holding the appspec is entered, as the agent does).
 fn unpack(revision: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
     if dest.exists() {
-        fs::remove_dir_all(dest)?;
+        fs::remove_dir_all(dest).with_context(|| format!("cannot remove {}", dest.display()))?;
     }
-    fs::create_dir_all(dest)?;
+    fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     if revision.is_dir() {
         copy_revision_folder(revision, dest)?;
     } else {
@@ -141,7 +145,10 @@ fn unpack(revision: &Path, dest: &Path) -> anyhow::Result<PathBuf> {
         zip.extract(dest).with_context(|| format!("cannot unpack {}", revision.display()))?;
     }
     if appspec_file(dest).is_none() {
-        let entries: Vec<_> = fs::read_dir(dest)?.filter_map(Result::ok).collect();
+        let entries: Vec<_> = fs::read_dir(dest)
+            .with_context(|| format!("cannot read {}", dest.display()))?
+            .filter_map(Result::ok)
+            .collect();
         if let [only] = entries.as_slice() {
             if only.path().is_dir() && appspec_file(&only.path()).is_some() {
                 return Ok(only.path());
@@ -157,7 +164,8 @@ fn appspec_file(root: &Path) -> Option<PathBuf> {
 
 fn read_appspec(root: &Path) -> anyhow::Result<AppSpec> {
     let path = appspec_file(root).context("the revision has no appspec.yml at its root")?;
-    let source = SourceFile::new(PathBuf::from(path.file_name().unwrap_or_default()), fs::read_to_string(&path)?);
+    let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let source = SourceFile::new(PathBuf::from(path.file_name().unwrap_or_default()), text);
     vending::spec::appspec::read(&source).map_err(|diagnostics| {
         let lines: Vec<String> =
             diagnostics.iter().map(|d| format!("{}: {}", d.key.as_deref().unwrap_or("(file)"), d.message)).collect();
@@ -173,23 +181,17 @@ fn copy_revision_folder(from: &Path, to: &Path) -> anyhow::Result<()> {
         let entry = entry?;
         let relative = entry.path().strip_prefix(from)?;
         let target = to.join(relative);
-        if entry.path_is_symlink() {
-            let link = fs::read_link(entry.path())?;
-            match fs::canonicalize(entry.path()) {
-                Ok(real) if real.starts_with(&real_from) => std::os::unix::fs::symlink(&link, &target)?,
-                _ => bail!(
-                    "the revision folder {} holds {}, a symbolic link to {}, outside the folder: a revision carries \
-                     only its own files; copy the file into the folder or remove the link",
-                    from.display(),
-                    relative.display(),
-                    link.display()
-                ),
-            }
-        } else if entry.file_type().is_dir() {
-            fs::create_dir_all(&target)?;
-        } else {
-            fs::copy(entry.path(), &target)?;
+        if entry.path_is_symlink() && !fs::canonicalize(entry.path()).is_ok_and(|real| real.starts_with(&real_from)) {
+            let link = fs::read_link(entry.path()).unwrap_or_default();
+            bail!(
+                "the revision folder {} holds {}, a symbolic link to {}, outside the folder: a revision carries only \
+                 its own files; copy the file into the folder or remove the link",
+                from.display(),
+                relative.display(),
+                link.display()
+            );
         }
+        copy_entry(&entry, &target)?;
     }
     Ok(())
 }
@@ -197,17 +199,49 @@ fn copy_revision_folder(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// Copies an unpacked revision (its links as links, its modes kept: ApplicationStop runs its
 /// scripts from the copy next time).
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(to)?;
+    fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
     for entry in walkdir::WalkDir::new(from).min_depth(1).sort_by_file_name() {
         let entry = entry?;
-        let target = to.join(entry.path().strip_prefix(from)?);
-        if entry.path_is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
-        } else if entry.file_type().is_dir() {
-            fs::create_dir_all(&target)?;
-        } else {
-            fs::copy(entry.path(), &target)?;
+        copy_entry(&entry, &to.join(entry.path().strip_prefix(from)?))?;
+    }
+    Ok(())
+}
+
+/// Copies one file, folder (without its content) or symbolic link (as a link) to `target`.
+fn copy_entry(entry: &walkdir::DirEntry, target: &Path) -> anyhow::Result<()> {
+    let source = entry.path();
+    let copied = if entry.path_is_symlink() {
+        fs::read_link(source).and_then(|link| std::os::unix::fs::symlink(link, target))
+    } else if entry.file_type().is_dir() {
+        fs::create_dir_all(target)
+    } else {
+        fs::copy(source, target).map(drop)
+    };
+    copied.with_context(|| format!("cannot copy {} to {}", source.display(), target.display()))
+}
+
+/// Makes the revision at `root` the last successful one, kept at `last`: copied beside it first
+/// and then swapped in, so a copy that fails keeps the record of the one before.
+fn record_last_successful(root: &Path, last: &Path) -> anyhow::Result<()> {
+    let next = last.with_extension("new");
+    let old = last.with_extension("old");
+    for leftover in [&next, &old] {
+        if leftover.exists() {
+            fs::remove_dir_all(leftover).with_context(|| format!("cannot remove {}", leftover.display()))?;
         }
+    }
+    copy_tree(root, &next).with_context(|| {
+        format!("cannot record the last successful revision: cannot copy {} to {}", root.display(), next.display())
+    })?;
+    if last.exists() {
+        fs::rename(last, &old).with_context(|| format!("cannot move {} to {}", last.display(), old.display()))?;
+    }
+    if let Err(error) = fs::rename(&next, last) {
+        let _ = fs::rename(&old, last);
+        return Err(error).with_context(|| format!("cannot move {} to {}", next.display(), last.display()));
+    }
+    if old.exists() {
+        fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
     }
     Ok(())
 }
@@ -282,7 +316,8 @@ pub fn deploy(
         .collect();
     fs::create_dir_all(state_dir(sandbox, deployment))
         .with_context(|| format!("cannot create the sandbox {}", sandbox.display()))?;
-    let sandbox = fs::canonicalize(sandbox)?;
+    let sandbox =
+        fs::canonicalize(sandbox).with_context(|| format!("cannot read the sandbox {}", sandbox.display()))?;
     let state = state_dir(&sandbox, deployment);
     let work = state.join(&deployment.id);
     let last = state.join("last-successful");
@@ -306,7 +341,7 @@ pub fn deploy(
         }
     };
     let logs = work.join("logs");
-    fs::create_dir_all(&logs)?;
+    fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     let scripts_runner = Scripts { sandbox: &sandbox, deployment, logs: &logs };
 
     let mut events = Vec::new();
@@ -317,22 +352,11 @@ pub fn deploy(
             continue;
         }
         let result = if *event == "Install" {
-            let installed = install(&sandbox, &state, &root, &appspec, out).map_err(|e| Failure {
-                event,
-                script: None,
-                code: 5,
-                message: format!("{e:#}"),
-                log_tail: Vec::new(),
-            });
             // The agent records the last successful revision as soon as Install succeeds: its
             // ApplicationStop is the one that runs next, even if a later event fails.
-            if installed.is_ok() {
-                if last.exists() {
-                    fs::remove_dir_all(&last)?;
-                }
-                copy_tree(&root, &last)?;
-            }
-            installed
+            install(&sandbox, &state, &root, &appspec, out)
+                .and_then(|count| record_last_successful(&root, &last).map(|()| count))
+                .map_err(|e| Failure { event, script: None, code: 5, message: format!("{e:#}"), log_tail: Vec::new() })
         } else {
             let (spec, base) = match (from_previous, &previous) {
                 (true, Some(spec)) => (spec, last.as_path()),
@@ -430,11 +454,13 @@ impl InstallPlan {
         if !target.is_dir() {
             self.mkdir(target)?;
         }
-        let mut entries: Vec<_> = fs::read_dir(source)?.collect::<Result<_, _>>()?;
+        let cannot_read = || format!("cannot read {}", source.display());
+        let mut entries: Vec<_> =
+            fs::read_dir(source).with_context(cannot_read)?.collect::<Result<_, _>>().with_context(cannot_read)?;
         entries.sort_by_key(|e| e.file_name());
         for entry in entries {
             let to = target.join(entry.file_name());
-            if entry.file_type()?.is_dir() {
+            if entry.file_type().with_context(|| format!("cannot read {}", entry.path().display()))?.is_dir() {
                 self.folder(sandbox, behavior, &entry.path(), &to)?;
             } else {
                 self.copy(sandbox, behavior, &entry.path(), to)?;
@@ -462,11 +488,9 @@ fn install(
     let record = state.join("installed.txt");
     if let Ok(previous) = fs::read_to_string(&record) {
         for path in previous.lines().rev().filter(|l| !l.is_empty()) {
-            let Ok(path) = on_instance(sandbox, path) else { continue };
-            // A folder goes only when empty: what else is in it is not the deployment's.
-            let _ = if path.is_dir() && !path.is_symlink() { fs::remove_dir(&path) } else { fs::remove_file(&path) };
+            remove_installed(sandbox, path);
         }
-        fs::remove_file(&record)?;
+        fs::remove_file(&record).with_context(|| format!("cannot remove {}", record.display()))?;
     }
 
     let behavior = appspec.file_exists_behavior.as_str();
@@ -486,42 +510,114 @@ fn install(
         }
     }
 
-    let mut written = fs::File::create(&record)?;
+    let permissions = plan_permissions(sandbox, &plan, &appspec.permissions, out)?;
+
+    let cannot_record = || format!("cannot write {}", record.display());
+    let mut written = fs::File::create(&record).with_context(cannot_record)?;
     for path in &plan.order {
         // Recorded before it is made, as the agent does: a half-done Install is cleaned up next time.
-        writeln!(written, "{}", shown(sandbox, path))?;
+        writeln!(written, "{}", shown(sandbox, path)).with_context(cannot_record)?;
         match plan.copies.get(path) {
             Some(source) if source.is_symlink() => {
                 if path.symlink_metadata().is_ok() {
-                    fs::remove_file(path)?;
+                    fs::remove_file(path).with_context(|| format!("cannot replace {}", shown(sandbox, path)))?;
                 }
-                std::os::unix::fs::symlink(fs::read_link(source)?, path)?
+                fs::read_link(source).and_then(|link| std::os::unix::fs::symlink(link, path)).with_context(|| {
+                    format!("cannot copy the link {} to {}", source.display(), shown(sandbox, path))
+                })?;
             }
             Some(source) => {
-                fs::copy(source, path).with_context(|| format!("cannot copy to {}", shown(sandbox, path)))?;
+                fs::copy(source, path)
+                    .with_context(|| format!("cannot copy {} to {}", source.display(), shown(sandbox, path)))?;
             }
             None => fs::create_dir(path).with_context(|| format!("cannot create {}", shown(sandbox, path)))?,
         }
     }
-    let mut seen = BTreeSet::new();
-    for permission in &appspec.permissions {
-        apply_permission(sandbox, &plan, permission, &mut seen, out)?;
+    for change in &permissions {
+        apply_permission(sandbox, change)?;
     }
     out(&format!("[agent] Install: {} file(s)", plan.copies.len()));
     Ok(plan.copies.len())
 }
 
-/// `permissions` as the agent applies them: to what this Install copied or created only. An
+/// Removes what the last Install copied or created at `path`, if it is still there; skipped
+/// when its folder leads out of the sandbox. The path itself is never followed: a link goes as a
+/// link, even when what it pointed at was removed first.
+fn remove_installed(sandbox: &Path, path: &str) {
+    let full = sandbox.join(lexical(Path::new(path)));
+    let Some(parent) = full.parent().filter(|_| full != sandbox) else { return };
+    if ensure_inside(sandbox, parent, path).is_err() {
+        return;
+    }
+    // A folder goes only when empty: what else is in it is not the deployment's.
+    let _ = match full.symlink_metadata() {
+        Ok(meta) if meta.is_dir() => fs::remove_dir(&full),
+        Ok(_) => fs::remove_file(&full),
+        Err(_) => Ok(()),
+    };
+}
+
+/// A change of permissions the Install makes, planned with the copy.
+struct PermissionChange {
+    target: PathBuf,
+    mode: Option<u32>,
+    /// `owner:group`, `owner` or `:group` for chown.
+    owner: Option<String>,
+}
+
+/// `permissions` as the agent plans them, before anything is copied (a bad entry fails the
+/// Install with nothing changed): they apply to what this Install copies or creates only. An
 /// object that is a copied file gets them itself; under an object that is a folder, the copied
 /// files (type `file`) and created folders (type `directory`) below it, whose name matches
-/// `pattern` and not `except` (any depth for the default `**`, else directly inside).
-fn apply_permission(
+/// `pattern` and not `except` (any depth for the default `**`, else directly inside). Links keep
+/// their own permissions: changing them would change what they point at.
+fn plan_permissions(
+    sandbox: &Path,
+    plan: &InstallPlan,
+    permissions: &[Permission],
+    out: &mut dyn FnMut(&str),
+) -> anyhow::Result<Vec<PermissionChange>> {
+    let mut changes = Vec::new();
+    let mut seen = BTreeSet::new();
+    for permission in permissions {
+        for target in permission_targets(sandbox, plan, permission, out)? {
+            if !seen.insert(target.clone()) {
+                bail!(
+                    "permissions: {} gets permissions from more than one entry (the agent refuses that)",
+                    shown(sandbox, &target)
+                );
+            }
+            if plan.copies.get(&target).is_some_and(|source| source.is_symlink()) {
+                continue;
+            }
+            let mode = match &permission.mode {
+                Some(mode) => Some(
+                    u32::from_str_radix(mode, 8).with_context(|| format!("permissions: mode `{mode}` is not octal"))?,
+                ),
+                None => None,
+            };
+            let owner = match (&permission.owner, &permission.group) {
+                (None, None) => None,
+                _ if !is_root() => bail!("permissions: setting owner or group needs the agent to run as root"),
+                (owner, group) => {
+                    let spec =
+                        format!("{}:{}", owner.as_deref().unwrap_or_default(), group.as_deref().unwrap_or_default());
+                    Some(spec.trim_end_matches(':').to_string())
+                }
+            };
+            changes.push(PermissionChange { target, mode, owner });
+        }
+    }
+    Ok(changes)
+}
+
+/// What one `permissions` entry applies to, from the plan (see `plan_permissions`).
+fn permission_targets(
     sandbox: &Path,
     plan: &InstallPlan,
     permission: &Permission,
-    seen: &mut BTreeSet<PathBuf>,
     out: &mut dyn FnMut(&str),
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<PathBuf>> {
     let object = on_instance(sandbox, &permission.object)?;
     let kinds: Vec<&str> = if permission.kinds.is_empty() {
         vec!["file", "directory"]
@@ -532,7 +628,7 @@ fn apply_permission(
     let mut targets = Vec::new();
     if plan.copies.contains_key(&object) {
         if !kinds.contains(&"file") {
-            return Ok(());
+            return Ok(targets);
         }
         if pattern != "**" || !permission.except.is_empty() {
             bail!(
@@ -544,8 +640,10 @@ fn apply_permission(
     } else if plan.mkdirs.contains(&object) || object.is_dir() {
         let glob =
             |text: &str| globset::GlobBuilder::new(text).literal_separator(true).build().map(|g| g.compile_matcher());
-        let matcher = glob(pattern)?;
-        let except: Vec<globset::GlobMatcher> = permission.except.iter().map(|e| glob(e)).collect::<Result<_, _>>()?;
+        let in_entry = || format!("permissions: {}", permission.object);
+        let matcher = glob(pattern).with_context(in_entry)?;
+        let except: Vec<globset::GlobMatcher> =
+            permission.except.iter().map(|e| glob(e)).collect::<Result<_, _>>().with_context(in_entry)?;
         let matches = |path: &Path| {
             let Ok(relative) = path.strip_prefix(&object) else { return false };
             let name = relative.to_string_lossy();
@@ -566,35 +664,23 @@ fn apply_permission(
             permission.object
         ));
     }
-    for target in targets {
-        if !seen.insert(target.clone()) {
-            bail!(
-                "permissions: {} gets permissions from more than one entry (the agent refuses that)",
-                shown(sandbox, &target)
-            );
-        }
-        // Links keep their own permissions: changing them would change what they point at.
-        if target.is_symlink() {
-            continue;
-        }
-        if let Some(mode) = &permission.mode {
-            let mode =
-                u32::from_str_radix(mode, 8).with_context(|| format!("permissions: mode `{mode}` is not octal"))?;
-            fs::set_permissions(&target, fs::Permissions::from_mode(mode))?;
-        }
-        if permission.owner.is_some() || permission.group.is_some() {
-            if !is_root() {
-                bail!("permissions: setting owner or group needs the agent to run as root");
-            }
-            let spec = format!(
-                "{}:{}",
-                permission.owner.clone().unwrap_or_default(),
-                permission.group.clone().unwrap_or_default()
-            );
-            let status = Command::new("chown").arg(spec.trim_end_matches(':')).arg(&target).status()?;
-            if !status.success() {
-                bail!("permissions: chown {spec} {} failed", shown(sandbox, &target));
-            }
+    Ok(targets)
+}
+
+fn apply_permission(sandbox: &Path, change: &PermissionChange) -> anyhow::Result<()> {
+    let target = &change.target;
+    if let Some(mode) = change.mode {
+        fs::set_permissions(target, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("permissions: cannot set the mode of {}", shown(sandbox, target)))?;
+    }
+    if let Some(owner) = &change.owner {
+        let status = Command::new("chown")
+            .arg(owner)
+            .arg(target)
+            .status()
+            .with_context(|| format!("permissions: cannot run chown for {}", shown(sandbox, target)))?;
+        if !status.success() {
+            bail!("permissions: chown {owner} {} failed", shown(sandbox, target));
         }
     }
     Ok(())
@@ -607,14 +693,25 @@ fn is_root() -> bool {
 
 /// The name of the user this process runs as.
 fn current_user() -> Option<String> {
-    // SAFETY: getpwuid returns a pointer to static storage or null; the name is copied out at
-    // once, and nothing else in this process calls the getpw* functions concurrently with it.
-    unsafe {
-        let entry = libc::getpwuid(libc::geteuid());
-        if entry.is_null() || (*entry).pw_name.is_null() {
-            return None;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let mut buffer: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: an all-zero passwd is valid (null pointers and zero ids); getpwuid_r fills it.
+        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: getpwuid_r is the reentrant form: it writes only into `entry`, into `buffer`
+        // up to the length given, and into `found` (null, or a pointer to `entry`); the strings
+        // in `entry` point into `buffer`, which outlives their use below.
+        let code = unsafe { libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr(), buffer.len(), &mut found) };
+        match code {
+            0 if found.is_null() || entry.pw_name.is_null() => return None,
+            // SAFETY: a non-null pw_name is a NUL-terminated string inside `buffer`.
+            0 => return Some(unsafe { std::ffi::CStr::from_ptr(entry.pw_name) }.to_string_lossy().into_owned()),
+            // The entry does not fit: try again with more room, within reason.
+            libc::ERANGE if buffer.len() < 1 << 20 => buffer.resize(buffer.len() * 2, 0),
+            _ => return None,
         }
-        Some(std::ffi::CStr::from_ptr((*entry).pw_name).to_string_lossy().into_owned())
     }
 }
 
@@ -695,7 +792,7 @@ impl Scripts<'_> {
         // agent reads until the script's output is closed, not only until it exits.
         let (reader, writer) =
             std::io::pipe().map_err(|e| failure(5, format!("cannot make a pipe: {e}"), Vec::new()))?;
-        let writer_err = writer.try_clone().map_err(|e| failure(5, e.to_string(), Vec::new()))?;
+        let writer_err = writer.try_clone().map_err(|e| failure(5, format!("cannot make a pipe: {e}"), Vec::new()))?;
         command
             .current_dir(base)
             .stdin(Stdio::null())
@@ -708,8 +805,8 @@ impl Scripts<'_> {
             .env("DEPLOYMENT_GROUP_ID", &self.deployment.group_id)
             .env("VENDING_SANDBOX", self.sandbox)
             .process_group(0);
-        let log =
-            fs::File::create(&log_path).map_err(|e| failure(5, format!("cannot create its log: {e}"), Vec::new()))?;
+        let log = fs::File::create(&log_path)
+            .map_err(|e| failure(5, format!("cannot create its log {}: {e}", log_path.display()), Vec::new()))?;
         let mut child =
             command.spawn().map_err(|e| failure(5, format!("cannot start {}: {e}", hook.location), Vec::new()))?;
         // The command holds the pipe's writing ends until it is dropped: drop it, or the output

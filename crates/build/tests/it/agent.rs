@@ -258,6 +258,7 @@ fn runas(user: &str) -> (Report, Option<String>) {
 
 #[test]
 fn runas_is_su_with_the_user_s_own_shell_as_root_and_a_clear_error_otherwise() {
+    // Only root can switch user, so only as root can the `nologin` failure show.
     if is_root() {
         let (report, who) = runas("root");
         assert!(report.succeeded(), "{report:?}");
@@ -522,4 +523,134 @@ fn a_broken_stop_script_blocks_the_next_deployment_unless_its_failures_are_ignor
 
     // The fixed revision is now the last successful one: its stop script runs next time.
     assert!(run(sandbox.path(), &fixed, "d-4").succeeded());
+}
+
+#[test]
+fn a_relative_link_in_a_revision_does_not_block_the_next_deployment() {
+    for behavior in ["DISALLOW", "OVERWRITE"] {
+        let sandbox = tempfile::tempdir().unwrap();
+        let revision = || {
+            let revision = Revision::new(&format!(
+                "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /opt/app\nfile_exists_behavior: {behavior}\n"
+            ))
+            .file("app/index.html", "x");
+            std::os::unix::fs::symlink("index.html", revision.path().join("app/current")).unwrap();
+            revision
+        };
+        assert!(run(sandbox.path(), &revision(), "d-1").succeeded());
+        // The cleanup removes index.html before the link to it: the link goes all the same.
+        let report = run(sandbox.path(), &revision(), "d-2");
+        assert!(report.succeeded(), "{behavior}: {report:?}");
+        assert_eq!(std::fs::read_link(sandbox.path().join("opt/app/current")).unwrap(), Path::new("index.html"));
+    }
+}
+
+/// What is in a folder and below it, the agent's own folder left out.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut paths: Vec<String> = walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".codedeploy-agent")
+        .map(|e| e.unwrap().path().strip_prefix(dir).unwrap().display().to_string())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// A `permissions` entry the Install refuses, before anything is copied.
+fn check_refused_permissions(permissions: &str, expected: &str) {
+    let (outer, sandbox) = boxed();
+    std::fs::create_dir_all(sandbox.join("opt/app")).unwrap();
+    std::fs::create_dir(outer.path().join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(outer.path().join("elsewhere"), sandbox.join("opt/app/data")).unwrap();
+    let before = tree(&sandbox);
+    let revision = Revision::new(&format!(
+        "version: 0.0\nos: linux\nfiles:\n  - source: app\n    destination: /opt/app\npermissions:\n{permissions}"
+    ))
+    .file("app/config.ini", "x")
+    .file("app/conf.d/site.conf", "x");
+    let report = run(&sandbox, &revision, "d-1");
+    let failure = report.failure.expect("refused");
+    assert_eq!(failure.event, "Install");
+    assert!(failure.message.contains(expected), "{}", failure.message);
+    assert_eq!(tree(&sandbox), before, "nothing was copied");
+}
+
+#[test]
+fn a_pattern_on_a_file_object_is_refused_before_anything_is_copied() {
+    check_refused_permissions(
+        "  - object: /opt/app/config.ini\n    pattern: \"*.ini\"\n    mode: 600\n",
+        "/opt/app/config.ini is a file, so `pattern` and `except` cannot apply",
+    );
+}
+
+#[test]
+fn an_object_covered_by_two_entries_is_refused_before_anything_is_copied() {
+    check_refused_permissions(
+        "  - object: /opt/app\n    mode: 755\n  - object: /opt/app/conf.d\n    mode: 700\n",
+        "/opt/app/conf.d/site.conf gets permissions from more than one entry",
+    );
+}
+
+#[test]
+fn an_object_through_a_link_out_of_the_sandbox_is_refused_before_anything_is_copied() {
+    check_refused_permissions("  - object: /opt/app/data/x\n    mode: 700\n", "outside the sandbox");
+}
+
+#[test]
+fn a_revision_that_cannot_be_recorded_keeps_the_record_of_the_last_successful_one() {
+    let sandbox = tempfile::tempdir().unwrap();
+    let appspec = "version: 0.0\nos: linux\nhooks:\n  ApplicationStop:\n    - location: stop.sh\n  BeforeInstall:\n    - location: before.sh\n";
+    let revision = |version: &str, before: &str| {
+        Revision::new(appspec)
+            .script("stop.sh", &format!("echo {version} >> \"$VENDING_SANDBOX/trace\""))
+            .script("before.sh", before)
+    };
+    assert!(run(sandbox.path(), &revision("v1", "exit 0"), "d-1").succeeded());
+    // v2's BeforeInstall puts a socket into the unpacked revision, which cannot be copied into
+    // the record.
+    let _socket = std::os::unix::net::UnixListener::bind(sandbox.path().join("socket")).unwrap();
+    let report = run(sandbox.path(), &revision("v2", "mv \"$VENDING_SANDBOX/socket\" ."), "d-2");
+    let failure = report.failure.expect("the record cannot be written");
+    assert_eq!(failure.event, "Install");
+    assert!(failure.message.contains("cannot record the last successful revision"), "{}", failure.message);
+    assert!(failure.message.contains("dg-1/last-successful.new"), "{}", failure.message);
+    assert!(
+        failure.message.contains("cannot copy ") && failure.message.contains("/archive/socket to "),
+        "{}",
+        failure.message
+    );
+    // v1 is still the last successful revision: its stop script runs next.
+    assert!(run(sandbox.path(), &revision("v3", "exit 0"), "d-3").succeeded());
+    assert_eq!(trace(sandbox.path()), ["v1", "v1"]);
+}
+
+#[test]
+fn a_hook_location_that_leaves_the_revision_through_a_link_is_not_found_when_it_runs() {
+    let sandbox = tempfile::tempdir().unwrap();
+    std::fs::write(sandbox.path().join("outside.sh"), "#!/bin/sh\ntouch \"$VENDING_SANDBOX/ran\"\n").unwrap();
+    std::fs::set_permissions(sandbox.path().join("outside.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The validator sees a plain path, and the revision has no link when it is unpacked: the
+    // link out of the revision appears only when BeforeInstall makes it.
+    let revision = Revision::new(
+        "version: 0.0\nos: linux\nhooks:\n  BeforeInstall:\n    - location: link.sh\n  AfterInstall:\n    - location: scripts/x.sh\n",
+    )
+    .script("link.sh", "mkdir -p scripts && ln -s \"$VENDING_SANDBOX/outside.sh\" scripts/x.sh");
+    let report = run(sandbox.path(), &revision, "d-1");
+    let failure = report.failure.expect("the script is not in the revision");
+    assert_eq!((failure.event, failure.code), ("AfterInstall", 1), "{failure:?}");
+    assert_eq!(failure.message, "Script does not exist at specified location: scripts/x.sh");
+    assert!(!sandbox.path().join("ran").exists(), "nothing outside the revision ran");
+}
+
+#[test]
+fn a_files_source_that_leaves_the_revision_is_not_found() {
+    let sandbox = tempfile::tempdir().unwrap();
+    // `../app` is not the revision's `app`: the agent joins it onto the revision folder.
+    let revision = Revision::new("version: 0.0\nos: linux\nfiles:\n  - source: ../app\n    destination: /opt/app\n")
+        .file("app/index.html", "x");
+    let failure = run(sandbox.path(), &revision, "d-1").failure.expect("not found");
+    assert_eq!(failure.event, "Install");
+    assert_eq!(failure.message, "files: the source `../app` is not in the revision");
+    assert!(!sandbox.path().join("opt").exists());
 }
