@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 use vending::config::model::Build;
 use vending::SourceFile;
-use vending_build::runner::{self, Report, RunOptions, Status};
+use vending_runners::runner::{self, Report, RunOptions, Status};
 
 use crate::output::{self, Format, Summary};
 use crate::validate::{load_fleet, Selection};
@@ -72,7 +72,7 @@ impl AppspecCommand {
         let AppspecAction::Run { revision, sandbox, application, deployment_group, ignore_application_stop_failures } =
             self.action;
         let id = format!("d-local{}", std::process::id());
-        let deployment = vending_build::agent::Deployment {
+        let deployment = vending_runners::agent::Deployment {
             id: id.clone(),
             application,
             group_id: format!("local-{deployment_group}"),
@@ -84,13 +84,13 @@ impl AppspecCommand {
             revision.display(),
             sandbox.display()
         );
-        let report = vending_build::agent::deploy(&sandbox, &revision, &deployment, &mut |line| println!("{line}"))?;
+        let report = vending_runners::agent::deploy(&sandbox, &revision, &deployment, &mut |line| println!("{line}"))?;
         for event in &report.events {
             let status = match event.status {
-                vending_build::agent::EventStatus::Succeeded => "Succeeded",
-                vending_build::agent::EventStatus::Failed => "Failed",
-                vending_build::agent::EventStatus::FailedIgnored => "Failed (ignored)",
-                vending_build::agent::EventStatus::Skipped => "Skipped",
+                vending_runners::agent::EventStatus::Succeeded => "Succeeded",
+                vending_runners::agent::EventStatus::Failed => "Failed",
+                vending_runners::agent::EventStatus::FailedIgnored => "Failed (ignored)",
+                vending_runners::agent::EventStatus::Skipped => "Skipped",
             };
             println!("  {:<20} {status}", event.event);
         }
@@ -210,7 +210,7 @@ impl BuildspecCommand {
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
         }
         if !build.artifacts.files.is_empty() {
-            let artifacts = vending_build::artifacts::collect(&src, &build.artifacts)?;
+            let artifacts = vending_runners::artifacts::collect(&src, &build.artifacts)?;
             println!("artifacts ({}):", artifacts.len());
             for artifact in &artifacts {
                 println!("  {}", artifact.path);
@@ -313,7 +313,7 @@ pub fn build(
     let build = vending::spec::buildspec::read(&SourceFile::new(buildspec_path.clone(), buildspec))
         .map_err(|d| anyhow::anyhow!("{} does not read back: {:?}", buildspec_path.display(), d.first()))?;
 
-    let work = root.join("target/vending-build").join(format!("{customer_name}-{env_name}"));
+    let work = root.join("target/vending-runners").join(format!("{customer_name}-{env_name}"));
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let src = work.join("src");
     let software = &customer.software;
@@ -338,10 +338,10 @@ pub fn build(
         eprintln!("error: the build of {who} failed; no revision was made");
         return Ok(Err(ExitCode::from(output::EXIT_PROBLEMS)));
     }
-    let artifacts = vending_build::artifacts::collect(&src, &build.artifacts).context(who.clone())?;
-    let bundle = vending_build::bundle::bundle(&appspec, &artifacts)?;
+    let artifacts = vending_runners::artifacts::collect(&src, &build.artifacts).context(who.clone())?;
+    let bundle = vending_runners::bundle::bundle(&appspec, &artifacts)?;
     let revision = work.join(format!("revision-{}.zip", &bundle.sha256[..16]));
-    vending_build::bundle::write(&bundle, &revision)?;
+    vending_runners::bundle::write(&bundle, &revision)?;
     let record = BuildRecord {
         customer: customer_name.to_string(),
         environment: env_name.to_string(),

@@ -14,10 +14,6 @@ mod ami;
 #[cfg(feature = "aws")]
 mod bench;
 #[cfg(feature = "aws")]
-mod bench_build;
-#[cfg(feature = "aws")]
-mod bench_deploy;
-#[cfg(feature = "aws")]
 mod build;
 #[cfg(not(feature = "aws"))]
 mod forward;

@@ -26,10 +26,10 @@ impl Local {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         match self.action {
             Action::Up => {
-                let state = vending_local::up(&crate::project_root(), root)?;
+                let state = vending_emulator::up(&crate::project_root(), root)?;
                 println!(
                     "local AWS emulator (moto {}) at {} (pid {})",
-                    vending_local::MOTO_VERSION,
+                    vending_emulator::MOTO_VERSION,
                     state.endpoint,
                     state.pid
                 );
@@ -39,13 +39,13 @@ impl Local {
                 );
             }
             Action::Down => {
-                if vending_local::down(root)? {
+                if vending_emulator::down(root)? {
                     println!("local AWS emulator stopped");
                 } else {
                     println!("no local AWS emulator was running");
                 }
             }
-            Action::Status => match vending_local::status(root)? {
+            Action::Status => match vending_emulator::status(root)? {
                 Some(state) => println!("running at {} (pid {})", state.endpoint, state.pid),
                 None => {
                     println!("not running: start it with `cargo xtask local up`");
@@ -61,7 +61,7 @@ impl Local {
 /// server of `local up`), AWS otherwise.
 pub fn target(root: &std::path::Path, local: bool) -> anyhow::Result<vending_aws::Target> {
     Ok(if local {
-        vending_aws::Target::Local { endpoint: vending_local::local_endpoint(root)? }
+        vending_aws::Target::Local { endpoint: vending_emulator::local_endpoint(root)? }
     } else {
         vending_aws::Target::Aws
     })

@@ -11,7 +11,7 @@
 //! proved by the template snapshot test only.
 
 use vending::ami::AmiRecord;
-use vending_local::Moto;
+use vending_emulator::Moto;
 
 use crate::{packer_available, repo_root, Project};
 

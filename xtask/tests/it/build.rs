@@ -2,7 +2,7 @@
 //! cloned from a git repository, built by their generated buildspecs, bundled reproducibly;
 //! Parameter Store values fetched from the emulator.
 
-use vending_local::Moto;
+use vending_emulator::Moto;
 
 use crate::{repo_root, Project};
 
@@ -87,7 +87,7 @@ fn the_configured_ref_is_built_and_bad_refs_or_repositories_are_clear_errors() {
     let run = project.run(&["build", "globex", "dev"]);
     assert_ne!(run.code, 0, "{run:?}");
     assert!(run.stderr.contains("cannot clone --upload-pack=touch@h:r: fatal: strange hostname"), "{run:?}");
-    assert!(!run.stderr.contains("vending-build"), "git took the destination for the repository: {run:?}");
+    assert!(!run.stderr.contains("vending-runners"), "git took the destination for the repository: {run:?}");
 }
 
 #[test]

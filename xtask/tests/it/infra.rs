@@ -3,7 +3,7 @@
 //! and a second deploy that finds nothing to do. The resources themselves are checked through
 //! the SDK in crates/aws (tests/it/infra.rs).
 
-use vending_local::Moto;
+use vending_emulator::Moto;
 
 use crate::{packer_available, repo_root, Project};
 

@@ -3,7 +3,7 @@
 
 use vending_aws::calls::CallLog;
 use vending_aws::{s3, Target};
-use vending_local::Moto;
+use vending_emulator::Moto;
 
 #[test]
 fn the_call_log_names_every_call_and_tells_writes_from_reads() {

@@ -1,11 +1,11 @@
-//! The fixes the local emulator runs with (`crates/local/src/moto_fixes.py`): one test per fix,
+//! The fixes the local emulator runs with (`crates/emulator/src/moto_fixes.py`): one test per fix,
 //! each failing on stock moto 5.2.5. They make the emulator answer as AWS documents; none fakes
 //! progress or success.
 
 use aws_sdk_s3::primitives::ByteStream;
 use vending_aws::infra::Clients;
 use vending_aws::Target;
-use vending_local::Moto;
+use vending_emulator::Moto;
 
 fn clients(moto: &Moto) -> Clients {
     let config = crate::block_on(vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint: moto.endpoint() }));

@@ -4,7 +4,7 @@
 //!
 //! Emulator gaps these tests work around (see ARCHITECTURE.md): no instance refresh (the deploy
 //! says so, asserted below); CodeDeploy has no UpdateDeploymentGroup (not exercised by a change
-//! here); the fixes in `crates/local/src/moto_fixes.py` (tested in `emulator.rs`).
+//! here); the fixes in `crates/emulator/src/moto_fixes.py` (tested in `emulator.rs`).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +16,7 @@ use vending::plan::{Action, Kind};
 use vending_aws::calls::CallLog;
 use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
 use vending_aws::Target;
-use vending_local::Moto;
+use vending_emulator::Moto;
 
 pub(crate) struct World {
     pub(crate) moto: Moto,
@@ -426,7 +426,7 @@ fn an_interrupted_deploy_converges_with_no_duplicates() {
         let total = w.plan("acme", "prod").await.plan.changes.len();
         for k in 0..total {
             // Each round starts from an emulator with only the platform and the AMI records.
-            vending_local::reset(w.moto.port).unwrap();
+            vending_emulator::reset(w.moto.port).unwrap();
             w.prepare().await;
             let stopped =
                 w.deploy_with(&w.fleet, "acme", "prod", &ApplyOptions { stop_after: Some(k), ..options() }).await;

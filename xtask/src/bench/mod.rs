@@ -3,6 +3,9 @@
 //! processes of this same binary and reads their peak memory. With `--with-packer` it also warms
 //! the `packer validate` cache, changes one customer, and times the validate a pull request pays.
 
+mod build;
+mod deploy;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,9 +31,9 @@ enum Which {
     /// The `ami` command's overhead over a bare `packer build`, against the local emulator.
     Ami(BenchAmi),
     /// A no-op `deploy` against the local emulator beside the same reads with the AWS CLI.
-    Deploy(crate::bench_deploy::BenchDeploy),
+    Deploy(deploy::BenchDeploy),
     /// `build` beside the same shell commands run directly, and bundling a 100 MiB tree.
-    Build(crate::bench_build::BenchBuild),
+    Build(build::BenchBuild),
 }
 
 #[derive(Args)]
@@ -192,7 +195,7 @@ impl BenchAmi {
     fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         ensure!(self.runs > 0, "--runs must be at least 1");
         let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
-        let moto = vending_local::Moto::start(&crate::project_root())?;
+        let moto = vending_emulator::Moto::start(&crate::project_root())?;
         let endpoint = moto.endpoint();
         let project = git_copy(root, "target/bench-ami")?;
         let sh = xshell::Shell::new()?;

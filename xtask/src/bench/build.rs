@@ -109,8 +109,8 @@ impl BenchBuild {
         let mut size = 0;
         for i in 0..=self.runs {
             let started = Instant::now();
-            let collected = vending_build::artifacts::collect(&tree, &artifacts)?;
-            let bundle = vending_build::bundle::bundle("version: 0.0\nos: linux\n", &collected).context("bundle")?;
+            let collected = vending_runners::artifacts::collect(&tree, &artifacts)?;
+            let bundle = vending_runners::bundle::bundle("version: 0.0\nos: linux\n", &collected).context("bundle")?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             size = bundle.bytes.len();
             if i > 0 {

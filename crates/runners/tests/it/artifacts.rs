@@ -4,8 +4,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use vending::config::model::Artifacts;
-use vending_build::artifacts::collect;
-use vending_build::bundle::bundle;
+use vending_runners::artifacts::collect;
+use vending_runners::bundle::bundle;
 
 fn tree(root: &Path, files: &[&str]) {
     for file in files {

@@ -47,7 +47,7 @@ impl BenchDeploy {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         ensure!(self.runs > 0, "--runs must be at least 1");
         let aws = ensure_awscli(&crate::project_root())?;
-        let moto = vending_local::Moto::start(&crate::project_root())?;
+        let moto = vending_emulator::Moto::start(&crate::project_root())?;
         let endpoint = moto.endpoint();
         let project = crate::bench::git_copy(root, "target/bench-deploy")?;
         let exe = std::env::current_exe()?;

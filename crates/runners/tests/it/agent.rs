@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use vending_build::agent::{deploy, Deployment, EventStatus, Report};
+use vending_runners::agent::{deploy, Deployment, EventStatus, Report};
 
 struct Revision {
     dir: tempfile::TempDir,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use vending_build::runner::{run, Report, RunOptions, Status, DEFAULT_TIMEOUT};
+use vending_runners::runner::{run, Report, RunOptions, Status, DEFAULT_TIMEOUT};
 
 struct Outcome {
     report: Report,
