@@ -6,6 +6,7 @@ use crate::config::load::locate;
 use crate::config::model::{Fleet, Routing};
 use crate::config::validate::{CustomerSources, FleetSources};
 use crate::diag::{Diagnostic, Severity};
+use crate::names::hosts_overlap;
 
 /// The default quota of rules per ALB, excluding default rules (adjustable with AWS Support).
 const RULES_PER_ALB: usize = 100;
@@ -144,31 +145,4 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
         }
         out.push(d);
     }
-}
-
-/// Whether some host name matches both ALB host patterns (case-insensitive; `*` any run of
-/// characters, `?` exactly one). A dynamic program over both patterns at once.
-pub fn hosts_overlap(a: &str, b: &str) -> bool {
-    let (a, b): (Vec<u8>, Vec<u8>) = (a.to_ascii_lowercase().into_bytes(), b.to_ascii_lowercase().into_bytes());
-    let literal_tail = |p: &[u8]| p.iter().rposition(|c| matches!(c, b'*' | b'?')).map_or(0, |i| i + 1);
-    // A cheap refusal first: the literal tails after each last wildcard must agree.
-    let (ta, tb) = (&a[literal_tail(&a)..], &b[literal_tail(&b)..]);
-    let n = ta.len().min(tb.len());
-    if ta[ta.len() - n..] != tb[tb.len() - n..] {
-        return false;
-    }
-    // can[i][j]: the rests a[i..] and b[j..] can match one common string.
-    let mut can = vec![vec![false; b.len() + 1]; a.len() + 1];
-    for i in (0..=a.len()).rev() {
-        for j in (0..=b.len()).rev() {
-            can[i][j] = match (a.get(i), b.get(j)) {
-                (None, None) => true,
-                (Some(b'*'), _) => can[i + 1][j] || (j < b.len() && can[i][j + 1]),
-                (_, Some(b'*')) => can[i][j + 1] || (i < a.len() && can[i + 1][j]),
-                (Some(x), Some(y)) => (x == y || *x == b'?' || *y == b'?') && can[i + 1][j + 1],
-                _ => false,
-            };
-        }
-    }
-    can[0][0]
 }

@@ -11,6 +11,7 @@ pub mod plan;
 pub mod project;
 pub mod release;
 pub mod render;
+pub mod secrets;
 pub mod source;
 pub mod spec;
 

@@ -8,7 +8,12 @@ use crate::config::model::*;
 use crate::config::raw::*;
 use crate::config::schema::{allowed_keys, FileKind};
 use crate::diag::{Diagnostic, Severity};
-use crate::names::{self, ResourceNames};
+use crate::names::{self, ResourceNames, RESERVED_TAGS};
+use crate::secrets::{looks_secret, redact_url_password};
+
+// Kept for crates/aws/src/infra and plan.rs, which the typed-resources work is rewriting; new code
+// imports them from `names`.
+pub use crate::names::{certificate_covers, MANAGED_BY};
 use crate::source::{Locator, SourceFile};
 use crate::spec::appspec::{HOOK_EVENTS, RESERVED_EVENTS};
 
@@ -27,8 +32,6 @@ pub struct CustomerSources {
     pub environments: Vec<(String, SourceFile)>,
 }
 
-pub const MANAGED_BY: &str = "vending";
-const RESERVED_TAGS: &[&str] = &["Customer", "Environment", "ManagedBy"];
 const DEFAULT_DEPLOYMENT_CONFIG: &str = "CodeDeployDefault.OneAtATime";
 const DEPLOYMENT_CONFIGS: &[&str] =
     &["CodeDeployDefault.OneAtATime", "CodeDeployDefault.HalfAtATime", "CodeDeployDefault.AllAtOnce"];
@@ -684,14 +687,14 @@ fn validate_env(
         let path = if raw.hosts.is_some() { format!("hosts[{i}]") } else { "hosts".into() };
         if c.rule(file, &path, "host name", host, names::host_header) {
             if let Some(CertificateRef::Domain(cert_domain)) = customer.certificate.filter(|_| dedicated) {
-                if !certificate_covers(cert_domain, host) {
+                if !names::certificate_covers(cert_domain, host) {
                     c.error_help(file, &path, format!("host `{host}` is not covered by the certificate for `{cert_domain}`"), "the dedicated ALB serves HTTPS with the customer's certificate; use a host it covers or another certificate");
                 }
             }
             if let Some(CertificateRef::Domain(cert_domain)) =
                 platform.shared_alb.certificate.as_ref().filter(|_| !dedicated)
             {
-                if !certificate_covers(cert_domain, host) {
+                if !names::certificate_covers(cert_domain, host) {
                     c.warning(
                         file,
                         &path,
@@ -1203,11 +1206,6 @@ fn env_maps(
     })
 }
 
-fn looks_secret(name: &str) -> bool {
-    let upper = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "PRIVATE_KEY", "API_KEY", "ACCESS_KEY"].iter().any(|s| upper.contains(s))
-}
-
 /// The environment's `[build]` adds to and overrides the customer's variables.
 fn merge_build(customer: &Build, raw: Option<&RawEnvBuild>, file: &File<'_>, c: &mut Checker) -> Option<Build> {
     let mut build = customer.clone();
@@ -1418,18 +1416,6 @@ fn certificate(c: &mut Checker, file: &File<'_>, path: &str, raw: &RawCertificat
     }
 }
 
-/// Whether a certificate for `domain` (possibly `*.example.com`) covers `host`.
-pub fn certificate_covers(domain: &str, host: &str) -> bool {
-    let host = host.to_ascii_lowercase();
-    let domain = domain.to_ascii_lowercase();
-    match domain.strip_prefix("*.") {
-        Some(parent) => host
-            .split_once('.')
-            .is_some_and(|(label, rest)| rest == parent && !label.is_empty() && !label.contains(['*', '?'])),
-        None => host == domain,
-    }
-}
-
 fn security_groups(c: &mut Checker, file: &File<'_>, path: &str, raw: &RawSecurityGroups) -> Option<SecurityGroupsRef> {
     match raw {
         RawSecurityGroups::Ids(ids) => id_list(c, file, path, "sg", ids).map(SecurityGroupsRef::Ids),
@@ -1541,16 +1527,4 @@ fn repository_rule(value: &str) -> Result<(), String> {
         return Err("carries a password; give credentials through the environment or git's credential helper".into());
     }
     Ok(())
-}
-
-/// `https://user:secret@host/x` → `https://user:***@host/x`, so no message repeats a password.
-pub fn redact_url_password(value: &str) -> String {
-    let Some((scheme, rest)) = value.split_once("://") else { return value.to_string() };
-    match rest.split_once('@').filter(|(userinfo, _)| !userinfo.contains('/')) {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => value.to_string(),
-        },
-        None => value.to_string(),
-    }
 }
