@@ -5,7 +5,6 @@
 pub mod ami;
 pub mod config;
 pub mod diag;
-pub mod fleet;
 pub mod names;
 pub mod plan;
 pub mod project;

@@ -397,6 +397,36 @@ pub fn env_var_name(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// AWS region names such as `eu-west-1`.
+pub fn region(region: &str) -> Result<(), String> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err("is not an AWS region name such as \"eu-west-1\"".into())
+    }
+}
+
+/// EC2 instance types such as `t3.small` (family, a dot, size).
+pub fn instance_type(value: &str) -> Result<(), String> {
+    let ok = value.split_once('.').is_some_and(|(family, size)| {
+        !family.is_empty()
+            && family.as_bytes()[0].is_ascii_lowercase()
+            && family.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !size.is_empty()
+            && size.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("is not an EC2 instance type such as \"t3.small\"".into())
+    }
+}
+
 /// The `ManagedBy` tag's value on everything the tool creates.
 pub const MANAGED_BY: &str = "vending";
 

@@ -130,6 +130,9 @@ pub struct Software {
     pub git_ref: String,
 }
 
+/// CodeBuild's build timeout when none is set: 60 minutes.
+pub const DEFAULT_BUILD_TIMEOUT: u32 = 60;
+
 /// The buildspec's content: CodeBuild 0.2.
 #[derive(Debug, Clone, Serialize)]
 pub struct Build {

@@ -524,6 +524,6 @@ pub fn read(source: &SourceFile) -> Result<crate::config::model::Build, Vec<Diag
         phases,
         artifacts,
         cache_paths: list(child(&root, "cache").as_ref().and_then(|c| child(c, "paths"))),
-        timeout_minutes: crate::config::validate::DEFAULT_BUILD_TIMEOUT,
+        timeout_minutes: crate::config::model::DEFAULT_BUILD_TIMEOUT,
     })
 }
