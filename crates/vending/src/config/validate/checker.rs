@@ -53,6 +53,11 @@ impl Checker {
         self.report(Severity::Warning, file, path, message.into(), Some(help.into()));
     }
 
+    /// Reports what a shared rule found (`spec::hooks`), with the rule's own severity.
+    pub(super) fn finding(&mut self, file: &File<'_>, path: &str, finding: crate::spec::hooks::Finding) {
+        self.report(finding.severity, file, path, finding.message, finding.help);
+    }
+
     pub(super) fn errors(&self) -> usize {
         self.diagnostics.iter().filter(|d| d.is_error()).count()
     }

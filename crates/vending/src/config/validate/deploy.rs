@@ -6,7 +6,7 @@ use crate::config::model::*;
 use crate::config::raw::*;
 use crate::names;
 
-use crate::spec::appspec::{HOOK_EVENTS, RESERVED_EVENTS};
+use crate::spec::hooks::{self, EVENT_SECONDS, HOOK_EVENTS};
 
 use super::{Checker, File};
 
@@ -104,70 +104,55 @@ fn permissions(raw: &[RawPermission], file: &File<'_>, c: &mut Checker) -> Vec<P
     permissions
 }
 
-/// Scripts by lifecycle event, in the order the agent runs the events.
+/// Scripts by lifecycle event, in the order the agent runs the events; the rules are the
+/// appspec validator's (`spec::hooks`).
 fn hooks(raw: Option<&BTreeMap<String, Vec<RawHook>>>, file: &File<'_>, c: &mut Checker) -> Vec<(String, Vec<Hook>)> {
-    let mut hooks = Vec::new();
     let empty = BTreeMap::new();
     let raw_hooks = raw.unwrap_or(&empty);
     for event in raw_hooks.keys() {
-        if RESERVED_EVENTS.contains(&event.as_str()) {
-            c.error_help(
-                file,
-                &format!("deploy.hooks.{event}"),
-                format!("`{event}` is reserved for the CodeDeploy agent and cannot run scripts"),
-                format!("use one of {}", HOOK_EVENTS.join(", ")),
-            );
-        } else if !HOOK_EVENTS.contains(&event.as_str()) {
-            let near = HOOK_EVENTS
-                .iter()
-                .max_by(|a, b| strsim::jaro_winkler(event, a).total_cmp(&strsim::jaro_winkler(event, b)));
-            c.error_help(
-                file,
-                &format!("deploy.hooks.{event}"),
-                format!("unknown lifecycle event `{event}`"),
-                match near {
-                    Some(near) if strsim::jaro_winkler(event, near) > 0.8 => format!("did you mean `{near}`?"),
-                    _ => format!("use one of {}", HOOK_EVENTS.join(", ")),
-                },
-            );
+        if let Some(finding) = hooks::event(event) {
+            c.finding(file, &format!("deploy.hooks.{event}"), finding);
         }
     }
+    let mut out = Vec::new();
     for event in HOOK_EVENTS {
         let Some(scripts) = raw_hooks.get(*event) else { continue };
-        let mut total = 0u32;
         let mut list = Vec::new();
+        let mut timeouts = Vec::new();
         for (i, hook) in scripts.iter().enumerate() {
             let path = format!("deploy.hooks.{event}[{i}]");
-            let location = c.required(
-                file,
-                &format!("{path}.location"),
-                hook.location.clone(),
-                "the script's path relative to the bundle root",
-            );
-            if let Some(location) = &location {
-                if location.is_empty() || location.starts_with('/') || location.split('/').any(|p| p == "..") {
-                    c.error(
-                        file,
-                        &format!("{path}.location"),
-                        format!("script location `{location}` must be relative to the bundle root, without `..`"),
-                    );
+            let location = hook.location.clone();
+            let location_ok = match hooks::location(&path, location.as_deref()) {
+                Some(finding) => {
+                    c.finding(file, &format!("{path}.location"), finding);
+                    false
                 }
+                None => true,
+            };
+            // A script without a timeout is rendered with the agent's default, so it counts as that.
+            let timeout = match hooks::timeout(Some(hook.timeout.unwrap_or(i64::from(EVENT_SECONDS)))) {
+                Ok(timeout) => {
+                    timeouts.push(timeout);
+                    Some(timeout)
+                }
+                Err(finding) => {
+                    c.finding(file, &format!("{path}.timeout"), finding);
+                    None
+                }
+            };
+            if let Some(finding) = hook.runas.as_deref().and_then(|user| hooks::runas(Some(user), false)) {
+                c.finding(file, &format!("{path}.runas"), finding);
             }
-            let timeout = c.range(file, &format!("{path}.timeout"), hook.timeout.unwrap_or(3600), 1..=3600, " s");
-            if let Some(user) = &hook.runas {
-                c.rule(file, &format!("{path}.runas"), "runas user", user, names::unix_user);
-            }
-            total += timeout.unwrap_or(0);
-            if let (Some(location), Some(timeout)) = (location, timeout) {
+            if let (Some(location), Some(timeout), true) = (location, timeout, location_ok) {
                 list.push(Hook { location, timeout, runas: hook.runas.clone() });
             }
         }
-        if total > 3600 {
-            c.error_help(file, &format!("deploy.hooks.{event}"), format!("the scripts of `{event}` may take {total} s together; CodeDeploy allows 3600 s per lifecycle event"), "lower their `timeout` values (a script without one counts as 3600 s)");
+        if let Some(finding) = hooks::event_total(event, timeouts) {
+            c.finding(file, &format!("deploy.hooks.{event}"), finding);
         }
-        hooks.push((event.to_string(), list));
+        out.push((event.to_string(), list));
     }
-    hooks
+    out
 }
 
 /// A `..` in a path on the instances is legal: the CodeDeploy agent expands it, which may not be
