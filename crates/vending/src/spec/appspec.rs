@@ -1,6 +1,7 @@
 //! A validator for CodeDeploy AppSpec files for EC2/on-premises (`version: 0.0`, Linux or
 //! Windows), following what the CodeDeploy agent itself checks.
 
+use crate::config::model::FileExistsBehavior;
 use crate::diag::{Diagnostic, Severity};
 use crate::source::SourceFile;
 use crate::spec::hooks;
@@ -75,7 +76,7 @@ pub fn validate(source: &SourceFile, root: &Node<'_>, out: &mut Vec<Diagnostic>)
         }
     }
     if let Some(node) = get("file_exists_behavior") {
-        if !matches!(as_str(node).as_deref(), Some("DISALLOW" | "OVERWRITE" | "RETAIN")) {
+        if as_str(node).and_then(|b| b.parse::<FileExistsBehavior>().ok()).is_none() {
             v.error(node, "file_exists_behavior", "`file_exists_behavior` must be DISALLOW, OVERWRITE or RETAIN");
         }
     }
@@ -317,8 +318,8 @@ pub fn expand_instance_path(path: &str) -> String {
 pub struct AppSpec {
     /// `(source, destination)` pairs in file order.
     pub files: Vec<(String, String)>,
-    /// `DISALLOW` (the default), `OVERWRITE` or `RETAIN`.
-    pub file_exists_behavior: String,
+    /// `DISALLOW` when the file gives none.
+    pub file_exists_behavior: FileExistsBehavior,
     pub permissions: Vec<crate::config::model::Permission>,
     /// Events with their scripts, in file order (the agent's order is `HOOK_EVENTS`).
     pub hooks: Vec<(String, Vec<crate::config::model::Hook>)>,
@@ -400,7 +401,9 @@ pub fn read(source: &SourceFile) -> Result<AppSpec, Vec<Diagnostic>> {
         .collect();
     Ok(AppSpec {
         files,
-        file_exists_behavior: text(child(&root, "file_exists_behavior").as_ref()).unwrap_or_else(|| "DISALLOW".into()),
+        file_exists_behavior: text(child(&root, "file_exists_behavior").as_ref())
+            .and_then(|b| b.parse().ok())
+            .unwrap_or_default(),
         permissions,
         hooks,
     })

@@ -83,15 +83,13 @@ fn phases(raw_phases: Option<&RawPhases>, file: &File<'_>, c: &mut Checker) -> V
                 c.error(file, &format!("{path}.commands[{i}]"), "empty command");
             }
         }
-        if let Some(on_failure) = &phase.on_failure {
-            c.rule(
-                file,
-                &format!("{path}.on_failure"),
-                "on_failure",
-                on_failure,
-                crate::spec::buildspec::on_failure_rule,
-            );
-        }
+        let on_failure = phase.on_failure.as_deref().and_then(|value| match value.parse::<OnFailure>() {
+            Ok(on_failure) => Some(on_failure),
+            Err(why) => {
+                c.error(file, &format!("{path}.on_failure"), format!("on_failure `{value}` {why}"));
+                None
+            }
+        });
         if let Some(user) = &phase.run_as {
             c.rule(file, &format!("{path}.run_as"), "run_as user", user, names::unix_user);
         }
@@ -99,7 +97,7 @@ fn phases(raw_phases: Option<&RawPhases>, file: &File<'_>, c: &mut Checker) -> V
             name,
             commands,
             finally: phase.finally.clone().unwrap_or_default(),
-            on_failure: phase.on_failure.clone(),
+            on_failure,
             run_as: phase.run_as.clone(),
         });
     }

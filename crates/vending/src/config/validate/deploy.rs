@@ -37,24 +37,20 @@ pub(super) fn validate_deploy(raw: Option<&RawDeploy>, file: &File<'_>, c: &mut 
             warn_dot_dot(c, file, "deploy.destination", destination);
         }
     }
-    if let Some(behavior) = &raw.file_exists_behavior {
-        if !["DISALLOW", "OVERWRITE", "RETAIN"].contains(&behavior.as_str()) {
+    let file_exists_behavior = raw.file_exists_behavior.as_deref().and_then(|behavior| {
+        let parsed = behavior.parse::<FileExistsBehavior>().ok();
+        if parsed.is_none() {
             c.error(
                 file,
                 "deploy.file_exists_behavior",
                 format!("file_exists_behavior `{behavior}` must be DISALLOW, OVERWRITE or RETAIN"),
             );
         }
-    }
+        parsed
+    });
     let permissions = permissions(raw.permissions.as_deref().unwrap_or_default(), file, c);
     let hooks = hooks(raw.hooks.as_ref(), file, c);
-    Some(Deploy {
-        source,
-        destination: destination?,
-        file_exists_behavior: raw.file_exists_behavior.clone(),
-        permissions,
-        hooks,
-    })
+    Some(Deploy { source, destination: destination?, file_exists_behavior, permissions, hooks })
 }
 
 fn permissions(raw: &[RawPermission], file: &File<'_>, c: &mut Checker) -> Vec<Permission> {

@@ -196,16 +196,18 @@ pub(super) fn health_check(layers: &[Layer<'_>], env_file: &File<'_>, c: &mut Ch
         _ => Some("traffic-port".into()),
     };
     let protocol = match pick(layers, |l| l.health_check.as_ref().and_then(|h| h.protocol.clone())) {
-        Some((p, layer)) if p != "HTTP" && p != "HTTPS" => {
-            c.error(
-                layer.file,
-                &path_of(layer, "protocol"),
-                format!("health_check.protocol `{p}` must be \"HTTP\" or \"HTTPS\""),
-            );
-            None
+        Some((p, layer)) => {
+            let parsed = p.parse::<HealthCheckProtocol>().ok();
+            if parsed.is_none() {
+                c.error(
+                    layer.file,
+                    &path_of(layer, "protocol"),
+                    format!("health_check.protocol `{p}` must be \"HTTP\" or \"HTTPS\""),
+                );
+            }
+            parsed
         }
-        Some((p, _)) => Some(p),
-        None => Some("HTTP".into()),
+        None => Some(HealthCheckProtocol::Http),
     };
     let matcher = match pick(layers, |l| l.health_check.as_ref().and_then(|h| h.matcher.clone())) {
         Some((m, layer)) => {
