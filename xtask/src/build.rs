@@ -234,7 +234,7 @@ fn committed(root: &Path, files: &[vending::render::GeneratedFile], path: &Path)
 /// Clones `repository` at `git_ref` into `dest` (replaced) and returns the commit. git's own
 /// credential helpers and the environment supply credentials; nothing is printed or stored.
 fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow::Result<String> {
-    let shown = vending::config::validate::redact_url_password(repository);
+    let shown = vending::secrets::redact_url_password(repository);
     let remote = if repository.contains("://") || repository.contains('@') {
         repository.to_string()
     } else {
@@ -252,7 +252,7 @@ fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow
     if !cloned.status.success() {
         bail!(
             "cannot clone {shown}: {} (check the address and that git's credential helper or SSH agent has access)",
-            vending::config::validate::redact_url_password(String::from_utf8_lossy(&cloned.stderr).trim())
+            vending::secrets::redact_url_password(String::from_utf8_lossy(&cloned.stderr).trim())
         );
     }
     sh.change_dir(dest);
@@ -320,7 +320,7 @@ pub fn build(
     let commit = checkout(root, &software.repository, &software.git_ref, &src)?;
     println!(
         "{who} | building {} at {} ({})",
-        vending::config::validate::redact_url_password(&software.repository),
+        vending::secrets::redact_url_password(&software.repository),
         software.git_ref,
         &commit[..12.min(commit.len())]
     );
@@ -345,7 +345,7 @@ pub fn build(
     let record = BuildRecord {
         customer: customer_name.to_string(),
         environment: env_name.to_string(),
-        repository: vending::config::validate::redact_url_password(&software.repository),
+        repository: vending::secrets::redact_url_password(&software.repository),
         git_ref: software.git_ref.clone(),
         commit,
         revision: revision.clone(),

@@ -101,18 +101,16 @@ enum OnFailure {
 }
 
 fn on_failure(phase: &Phase) -> anyhow::Result<OnFailure> {
-    Ok(match phase.on_failure.as_deref() {
+    use vending::config::model::OnFailure as Rule;
+    Ok(match &phase.on_failure {
         None => OnFailure::Default,
-        Some("ABORT") => OnFailure::Abort,
-        Some("CONTINUE") => OnFailure::Continue,
-        Some("RETRY") => OnFailure::Retry(3),
-        Some(other) => match other.strip_prefix("RETRY-").map(|n| n.parse::<u32>()) {
-            Some(Ok(n)) => OnFailure::Retry(n),
-            _ => bail!(
-                "phase {}: `on-failure: {other}` (retry while the output matches a pattern) is not supported by the local runner; use RETRY or RETRY-<count>",
-                phase.name
-            ),
-        },
+        Some(Rule::Abort) => OnFailure::Abort,
+        Some(Rule::Continue) => OnFailure::Continue,
+        Some(Rule::Retry { count, pattern: None }) => OnFailure::Retry(count.unwrap_or(3)),
+        Some(other) => bail!(
+            "phase {}: `on-failure: {other}` (retry while the output matches a pattern) is not supported by the local runner; use RETRY or RETRY-<count>",
+            phase.name
+        ),
     })
 }
 

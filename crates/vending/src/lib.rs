@@ -5,12 +5,12 @@
 pub mod ami;
 pub mod config;
 pub mod diag;
-pub mod fleet;
 pub mod names;
 pub mod plan;
 pub mod project;
 pub mod release;
 pub mod render;
+pub mod secrets;
 pub mod source;
 pub mod spec;
 

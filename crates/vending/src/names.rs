@@ -397,6 +397,42 @@ pub fn env_var_name(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// AWS region names such as `eu-west-1`.
+pub fn region(region: &str) -> Result<(), String> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err("is not an AWS region name such as \"eu-west-1\"".into())
+    }
+}
+
+/// EC2 instance types such as `t3.small` (family, a dot, size).
+pub fn instance_type(value: &str) -> Result<(), String> {
+    let ok = value.split_once('.').is_some_and(|(family, size)| {
+        !family.is_empty()
+            && family.as_bytes()[0].is_ascii_lowercase()
+            && family.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !size.is_empty()
+            && size.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err("is not an EC2 instance type such as \"t3.small\"".into())
+    }
+}
+
+/// The `ManagedBy` tag's value on everything the tool creates.
+pub const MANAGED_BY: &str = "vending";
+
+/// Tags the tool sets on every resource; a user's tags may not set them.
+pub const RESERVED_TAGS: &[&str] = &["Customer", "Environment", "ManagedBy"];
+
 /// AWS tag keys: 1–128 characters, not starting with `aws:`; values up to 256.
 pub fn tag(key: &str, value: &str) -> Result<(), String> {
     if key.is_empty() || key.chars().count() > 128 {
@@ -409,4 +445,43 @@ pub fn tag(key: &str, value: &str) -> Result<(), String> {
         return Err(format!("tag `{key}` has a value longer than 256 characters"));
     }
     Ok(())
+}
+
+/// Whether a certificate for `domain` (possibly `*.example.com`) covers `host`.
+pub fn certificate_covers(domain: &str, host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    let domain = domain.to_ascii_lowercase();
+    match domain.strip_prefix("*.") {
+        Some(parent) => host
+            .split_once('.')
+            .is_some_and(|(label, rest)| rest == parent && !label.is_empty() && !label.contains(['*', '?'])),
+        None => host == domain,
+    }
+}
+
+/// Whether some host name matches both ALB host patterns (case-insensitive; `*` any run of
+/// characters, `?` exactly one). A dynamic program over both patterns at once.
+pub fn hosts_overlap(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<u8>, Vec<u8>) = (a.to_ascii_lowercase().into_bytes(), b.to_ascii_lowercase().into_bytes());
+    let literal_tail = |p: &[u8]| p.iter().rposition(|c| matches!(c, b'*' | b'?')).map_or(0, |i| i + 1);
+    // A cheap refusal first: the literal tails after each last wildcard must agree.
+    let (ta, tb) = (&a[literal_tail(&a)..], &b[literal_tail(&b)..]);
+    let n = ta.len().min(tb.len());
+    if ta[ta.len() - n..] != tb[tb.len() - n..] {
+        return false;
+    }
+    // can[i][j]: the rests a[i..] and b[j..] can match one common string.
+    let mut can = vec![vec![false; b.len() + 1]; a.len() + 1];
+    for i in (0..=a.len()).rev() {
+        for j in (0..=b.len()).rev() {
+            can[i][j] = match (a.get(i), b.get(j)) {
+                (None, None) => true,
+                (Some(b'*'), _) => can[i + 1][j] || (j < b.len() && can[i][j + 1]),
+                (_, Some(b'*')) => can[i][j + 1] || (i < a.len() && can[i + 1][j]),
+                (Some(x), Some(y)) => (x == y || *x == b'?' || *y == b'?') && can[i + 1][j + 1],
+                _ => false,
+            };
+        }
+    }
+    can[0][0]
 }

@@ -404,7 +404,7 @@ pub fn desired(
                 ("target_type", "instance".into()),
                 ("health_check.path", hc.path.clone()),
                 ("health_check.port", hc.port.clone()),
-                ("health_check.protocol", hc.protocol.clone()),
+                ("health_check.protocol", hc.protocol.as_str().into()),
                 ("health_check.interval", hc.interval.to_string()),
                 ("health_check.timeout", hc.timeout.to_string()),
                 ("health_check.healthy_threshold", hc.healthy_threshold.to_string()),

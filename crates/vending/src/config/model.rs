@@ -130,6 +130,9 @@ pub struct Software {
     pub git_ref: String,
 }
 
+/// CodeBuild's build timeout when none is set: 60 minutes.
+pub const DEFAULT_BUILD_TIMEOUT: u32 = 60;
+
 /// The buildspec's content: CodeBuild 0.2.
 #[derive(Debug, Clone, Serialize)]
 pub struct Build {
@@ -152,7 +155,7 @@ pub struct Phase {
     pub name: &'static str,
     pub commands: Vec<String>,
     pub finally: Vec<String>,
-    pub on_failure: Option<String>,
+    pub on_failure: Option<OnFailure>,
     pub run_as: Option<String>,
 }
 
@@ -170,7 +173,7 @@ pub struct Artifacts {
 pub struct Deploy {
     pub source: String,
     pub destination: String,
-    pub file_exists_behavior: Option<String>,
+    pub file_exists_behavior: Option<FileExistsBehavior>,
     pub permissions: Vec<Permission>,
     /// Lifecycle events in the order the agent runs them.
     pub hooks: Vec<(String, Vec<Hook>)>,
@@ -241,7 +244,7 @@ pub struct HealthCheck {
     pub path: String,
     /// `traffic-port` or a port number.
     pub port: String,
-    pub protocol: String,
+    pub protocol: HealthCheckProtocol,
     pub interval: u32,
     pub timeout: u32,
     pub healthy_threshold: u32,
@@ -277,4 +280,124 @@ pub struct Deployment {
     pub auto_rollback: bool,
     /// How long `deploy` follows a software deployment before it stops it.
     pub timeout_minutes: u32,
+}
+
+// Closed sets of AWS vocabulary, parsed when the config (or a spec file) is validated.
+
+/// What a phase does when a command fails (buildspec `on-failure`): `ABORT`, `CONTINUE`, or
+/// `RETRY`, `RETRY-<count>`, `RETRY-<regex>`, `RETRY-<count>-<regex>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub enum OnFailure {
+    Abort,
+    Continue,
+    /// `count` retries (CodeBuild's default is 3), while the output matches `pattern` if given.
+    Retry {
+        count: Option<u32>,
+        pattern: Option<String>,
+    },
+}
+
+impl std::str::FromStr for OnFailure {
+    /// What is wrong, to complete "on-failure `VALUE` …".
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<OnFailure, String> {
+        match value {
+            "ABORT" => return Ok(OnFailure::Abort),
+            "CONTINUE" => return Ok(OnFailure::Continue),
+            "RETRY" => return Ok(OnFailure::Retry { count: None, pattern: None }),
+            _ => {}
+        }
+        let Some(rest) = value.strip_prefix("RETRY-") else {
+            return Err("must be ABORT, CONTINUE or RETRY[-<count>][-<regex>]".into());
+        };
+        if rest.is_empty() {
+            return Err("has nothing after `RETRY-`".into());
+        }
+        let (first, after) = rest.split_once('-').map_or((rest, None), |(first, after)| (first, Some(after)));
+        match first.parse::<u32>() {
+            Ok(n) if n > 100 => Err(format!("retries {n} times; CodeBuild allows 0 to 100")),
+            Ok(n) => Ok(OnFailure::Retry { count: Some(n), pattern: after.map(str::to_string) }),
+            Err(_) => Ok(OnFailure::Retry { count: None, pattern: Some(rest.to_string()) }),
+        }
+    }
+}
+
+impl std::fmt::Display for OnFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OnFailure::Abort => f.write_str("ABORT"),
+            OnFailure::Continue => f.write_str("CONTINUE"),
+            OnFailure::Retry { count, pattern } => {
+                f.write_str("RETRY")?;
+                if let Some(count) = count {
+                    write!(f, "-{count}")?;
+                }
+                if let Some(pattern) = pattern {
+                    write!(f, "-{pattern}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<OnFailure> for String {
+    fn from(value: OnFailure) -> String {
+        value.to_string()
+    }
+}
+
+/// Defines a closed set of AWS words: the enum, `as_str`, `FromStr` (the error lists the words)
+/// and serialization as the word.
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $word:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum $name {
+            $(#[serde(rename = $word)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $word),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = ();
+
+            fn from_str(value: &str) -> Result<$name, ()> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == value).ok_or(())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// What the CodeDeploy agent does with a file that is already where the revision puts one.
+    FileExistsBehavior { Disallow = "DISALLOW", Overwrite = "OVERWRITE", Retain = "RETAIN" }
+}
+
+impl Default for FileExistsBehavior {
+    /// The agent's default.
+    fn default() -> FileExistsBehavior {
+        FileExistsBehavior::Disallow
+    }
+}
+
+vocabulary! {
+    /// The protocol of a target group's health checks.
+    HealthCheckProtocol { Http = "HTTP", Https = "HTTPS" }
 }

@@ -14,7 +14,7 @@ pub fn render(customer: &Customer, env: &Environment) -> String {
         seq([map(vec![("source", string(&deploy.source)), ("destination", string(&deploy.destination))])]),
     ));
     if let Some(behavior) = &deploy.file_exists_behavior {
-        top.push(("file_exists_behavior", string(behavior)));
+        top.push(("file_exists_behavior", string(behavior.as_str())));
     }
     if !deploy.permissions.is_empty() {
         let entries = deploy.permissions.iter().map(|p| {

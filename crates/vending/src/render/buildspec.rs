@@ -33,7 +33,7 @@ pub fn render(customer: &Customer, env: &Environment) -> String {
             fields.push(("run-as", string(user)));
         }
         if let Some(on_failure) = &phase.on_failure {
-            fields.push(("on-failure", string(on_failure)));
+            fields.push(("on-failure", string(&on_failure.to_string())));
         }
         if phase.name == "install" && !build.runtime_versions.is_empty() {
             fields.push(("runtime-versions", string_map(&build.runtime_versions)));

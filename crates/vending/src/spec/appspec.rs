@@ -1,27 +1,15 @@
 //! A validator for CodeDeploy AppSpec files for EC2/on-premises (`version: 0.0`, Linux or
 //! Windows), following what the CodeDeploy agent itself checks.
 
+use crate::config::model::FileExistsBehavior;
 use crate::diag::{Diagnostic, Severity};
 use crate::source::SourceFile;
+use crate::spec::hooks;
 use crate::spec::yaml::Checker;
 use crate::spec::yaml::{self, as_str, check_keys, entries, node_diag, raw_scalar, scalar_text, value, Node, Value};
 use saphyr::ScalarStyle;
 
-/// Lifecycle events that run scripts, in the order the agent runs them.
-pub const HOOK_EVENTS: &[&str] = &[
-    "BeforeBlockTraffic",
-    "AfterBlockTraffic",
-    "ApplicationStop",
-    "BeforeInstall",
-    "AfterInstall",
-    "ApplicationStart",
-    "ValidateService",
-    "BeforeAllowTraffic",
-    "AfterAllowTraffic",
-];
-
-/// Events the agent performs itself; scripts cannot be attached to them.
-pub const RESERVED_EVENTS: &[&str] = &["BlockTraffic", "DownloadBundle", "Install", "AllowTraffic", "Start", "End"];
+pub use crate::spec::hooks::{leaves_revision, HOOK_EVENTS, RESERVED_EVENTS};
 
 const TOP: &[&str] = &["version", "os", "files", "permissions", "file_exists_behavior", "hooks"];
 const PERMISSION: &[&str] = &["object", "pattern", "except", "owner", "group", "mode", "acls", "context", "type"];
@@ -88,7 +76,7 @@ pub fn validate(source: &SourceFile, root: &Node<'_>, out: &mut Vec<Diagnostic>)
         }
     }
     if let Some(node) = get("file_exists_behavior") {
-        if !matches!(as_str(node).as_deref(), Some("DISALLOW" | "OVERWRITE" | "RETAIN")) {
+        if as_str(node).and_then(|b| b.parse::<FileExistsBehavior>().ok()).is_none() {
             v.error(node, "file_exists_behavior", "`file_exists_behavior` must be DISALLOW, OVERWRITE or RETAIN");
         }
     }
@@ -259,102 +247,53 @@ impl Checker<'_, '_> {
         };
         for (event, event_node, scripts) in events {
             let path = format!("hooks.{event}");
-            if RESERVED_EVENTS.contains(&event.as_ref()) {
-                self.out.push(
-                    node_diag(
-                        Severity::Error,
-                        self.source,
-                        event_node,
-                        &path,
-                        format!("`{event}` is reserved for the CodeDeploy agent; it cannot run scripts"),
-                    )
-                    .with_help(format!("use one of {}", HOOK_EVENTS.join(", "))),
-                );
-                continue;
-            }
-            if !HOOK_EVENTS.contains(&event.as_ref()) {
-                let near = HOOK_EVENTS
-                    .iter()
-                    .copied()
-                    .map(|e| (strsim::jaro_winkler(&event, e), e))
-                    .max_by(|a, b| a.0.total_cmp(&b.0));
-                let help = match near {
-                    Some((score, e)) if score > 0.8 => format!("did you mean `{e}`?"),
-                    _ => format!("use one of {}", HOOK_EVENTS.join(", ")),
-                };
-                self.out.push(
-                    node_diag(
-                        Severity::Error,
-                        self.source,
-                        event_node,
-                        &path,
-                        format!("unknown lifecycle event `{event}`"),
-                    )
-                    .with_help(help),
-                );
+            if let Some(finding) = hooks::event(&event) {
+                self.finding(event_node, &path, finding);
                 continue;
             }
             if yaml::is_null(scripts) {
                 self.note(event_node, &path, format!("`{event}` has no scripts; the CodeDeploy agent skips it"));
             }
-            let mut total = 0i64;
+            let mut timeouts = Vec::new();
             for (i, script) in self.list(scripts, &path).iter().enumerate() {
                 let script_path = format!("{path}[{i}]");
                 check_keys(self.source, script, &script_path, &["location", "timeout", "runas"], self.out);
                 let fields = entries(script).unwrap_or_default();
                 let get = |key: &str| fields.iter().find(|(k, _, _)| k == key).map(|(_, _, n)| *n);
-                match get("location").and_then(|n| scalar_text(n)) {
-                    Some(location) if leaves_revision(&location) => self.out.push(
-                        node_diag(
-                            Severity::Error,
-                            self.source,
-                            get("location").unwrap_or(script),
-                            &format!("{script_path}.location"),
-                            format!("script location `{location}` leaves the revision: the agent looks for it inside the revision and fails with \"Script does not exist\""),
-                        )
-                        .with_help("give the script's path from the revision root, e.g. scripts/start.sh"),
-                    ),
-                    Some(location) if !location.is_empty() => {}
-                    _ => self.error(
-                        script,
-                        &format!("{script_path}.location"),
-                        format!("`{script_path}` has no `location`"),
-                    ),
+                let location = get("location").and_then(|n| scalar_text(n));
+                if let Some(finding) = hooks::location(&script_path, location.as_deref()) {
+                    let at = get("location").filter(|_| location.as_deref().is_some_and(|l| !l.is_empty()));
+                    self.finding(at.unwrap_or(script), &format!("{script_path}.location"), finding);
                 }
                 // Only written timeouts count: AWS's own samples leave most out.
-                match get("timeout") {
-                    None => {}
-                    Some(node) => match value(node) {
-                        Some(Value::Int(t)) if t > 0 => total += t,
-                        _ => self.error(
-                            node,
-                            &format!("{script_path}.timeout"),
-                            "`timeout` must be a positive whole number of seconds",
-                        ),
-                    },
+                if let Some(node) = get("timeout") {
+                    let seconds = match value(node) {
+                        Some(Value::Int(t)) => Some(t),
+                        _ => None,
+                    };
+                    match hooks::timeout(seconds) {
+                        Ok(seconds) => timeouts.push(seconds),
+                        Err(finding) => self.finding(node, &format!("{script_path}.timeout"), finding),
+                    }
                 }
                 if let Some(node) = get("runas") {
-                    if windows {
-                        self.warning(node, &format!("{script_path}.runas"), "`runas` is ignored on Windows: the agent never reads it there, and the script runs as the agent's own account");
-                    } else if as_str(node).is_none_or(|u| crate::names::unix_user(&u).is_err()) {
-                        self.error(node, &format!("{script_path}.runas"), "`runas` must be a Linux user name");
+                    if let Some(finding) = hooks::runas(as_str(node).as_deref(), windows) {
+                        self.finding(node, &format!("{script_path}.runas"), finding);
                     }
                 }
             }
-            if total > 3600 {
-                // AWS accepts the file; the deployment fails only if the scripts really run longer.
-                self.out.push(
-                    node_diag(
-                        Severity::Warning,
-                        self.source,
-                        event_node,
-                        &path,
-                        format!("the timeouts written for `{event}` add up to {total} s; CodeDeploy fails an instance whose lifecycle event runs past 3600 s"),
-                    )
-                    .with_help("lower their `timeout` values"),
-                );
+            if let Some(finding) = hooks::event_total(&event, timeouts) {
+                self.finding(event_node, &path, finding);
             }
         }
+    }
+
+    fn finding(&mut self, node: &Node<'_>, key: &str, finding: hooks::Finding) {
+        let d = node_diag(finding.severity, self.source, node, key, finding.message);
+        self.out.push(match finding.help {
+            Some(help) => d.with_help(help),
+            None => d,
+        });
     }
 }
 
@@ -374,29 +313,13 @@ pub fn expand_instance_path(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// Whether a path relative to the revision root (a hook `location`, a `files` source) climbs out
-/// of the revision with `..`. The agent joins it onto the revision folder, so a leading `/` stays
-/// inside.
-pub fn leaves_revision(path: &str) -> bool {
-    let mut depth = 0usize;
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." if depth == 0 => return true,
-            ".." => depth -= 1,
-            _ => depth += 1,
-        }
-    }
-    false
-}
-
 /// An AppSpec file as the local agent runs it.
 #[derive(Debug, Clone)]
 pub struct AppSpec {
     /// `(source, destination)` pairs in file order.
     pub files: Vec<(String, String)>,
-    /// `DISALLOW` (the default), `OVERWRITE` or `RETAIN`.
-    pub file_exists_behavior: String,
+    /// `DISALLOW` when the file gives none.
+    pub file_exists_behavior: FileExistsBehavior,
     pub permissions: Vec<crate::config::model::Permission>,
     /// Events with their scripts, in file order (the agent's order is `HOOK_EVENTS`).
     pub hooks: Vec<(String, Vec<crate::config::model::Hook>)>,
@@ -466,7 +389,9 @@ pub fn read(source: &SourceFile) -> Result<AppSpec, Vec<Diagnostic>> {
                 .filter_map(|s| {
                     Some(Hook {
                         location: text(child(s, "location").as_ref())?,
-                        timeout: text(child(s, "timeout").as_ref()).and_then(|t| t.parse().ok()).unwrap_or(3600),
+                        timeout: text(child(s, "timeout").as_ref())
+                            .and_then(|t| t.parse().ok())
+                            .unwrap_or(hooks::EVENT_SECONDS),
                         runas: text(child(s, "runas").as_ref()),
                     })
                 })
@@ -476,7 +401,9 @@ pub fn read(source: &SourceFile) -> Result<AppSpec, Vec<Diagnostic>> {
         .collect();
     Ok(AppSpec {
         files,
-        file_exists_behavior: text(child(&root, "file_exists_behavior").as_ref()).unwrap_or_else(|| "DISALLOW".into()),
+        file_exists_behavior: text(child(&root, "file_exists_behavior").as_ref())
+            .and_then(|b| b.parse().ok())
+            .unwrap_or_default(),
         permissions,
         hooks,
     })

@@ -3,6 +3,7 @@
 //! `parameter-store`/`secrets-manager`, `reports`, `cache`, batch builds) and reports every
 //! problem with its line.
 
+use crate::config::model::OnFailure;
 use crate::diag::{Diagnostic, Severity};
 use crate::source::SourceFile;
 use crate::spec::yaml::Checker;
@@ -41,26 +42,6 @@ const REPORT_FORMATS: &[&str] = &[
 const CACHE: &[&str] = &["paths", "key", "fallback-keys", "action"];
 const BATCH: &[&str] = &["fast-fail", "build-list", "build-matrix", "build-graph", "build-fanout"];
 const SHELLS: &[&str] = &["bash", "/bin/sh", "sh", "powershell.exe", "cmd.exe", "pwsh"];
-
-/// `ABORT`, `CONTINUE`, and the newer `RETRY`, `RETRY-<count>`, `RETRY-<regex>`, `RETRY-<count>-<regex>`.
-pub fn on_failure_rule(value: &str) -> Result<(), String> {
-    if value == "ABORT" || value == "CONTINUE" || value == "RETRY" {
-        return Ok(());
-    }
-    let Some(rest) = value.strip_prefix("RETRY-") else {
-        return Err("must be ABORT, CONTINUE or RETRY[-<count>][-<regex>]".into());
-    };
-    let count = rest.split('-').next().unwrap_or("");
-    if let Ok(n) = count.parse::<u32>() {
-        if n > 100 {
-            return Err(format!("retries {n} times; CodeBuild allows 0 to 100"));
-        }
-    }
-    if rest.is_empty() {
-        return Err("has nothing after `RETRY-`".into());
-    }
-    Ok(())
-}
 
 pub fn validate(source: &SourceFile, root: &Node<'_>, out: &mut Vec<Diagnostic>) {
     let mut v = Checker { source, out };
@@ -292,7 +273,7 @@ impl Checker<'_, '_> {
                     }
                     "on-failure" => {
                         if let Some(text) = self.string(node, &key_path) {
-                            if let Err(why) = on_failure_rule(&text) {
+                            if let Err(why) = text.parse::<OnFailure>() {
                                 self.error(node, &key_path, format!("on-failure `{text}` {why}"));
                             }
                         }
@@ -496,7 +477,7 @@ pub fn read(source: &SourceFile) -> Result<crate::config::model::Build, Vec<Diag
             name,
             commands: list(child(&phase, "commands")),
             finally: list(child(&phase, "finally")),
-            on_failure: text(child(&phase, "on-failure")),
+            on_failure: text(child(&phase, "on-failure")).and_then(|t| t.parse().ok()),
             run_as: text(child(&phase, "run-as")),
         });
     }
@@ -524,6 +505,6 @@ pub fn read(source: &SourceFile) -> Result<crate::config::model::Build, Vec<Diag
         phases,
         artifacts,
         cache_paths: list(child(&root, "cache").as_ref().and_then(|c| child(c, "paths"))),
-        timeout_minutes: crate::config::validate::DEFAULT_BUILD_TIMEOUT,
+        timeout_minutes: crate::config::model::DEFAULT_BUILD_TIMEOUT,
     })
 }

@@ -2,6 +2,7 @@
 
 pub mod appspec;
 pub mod buildspec;
+pub mod hooks;
 pub mod yaml;
 
 use crate::diag::{Diagnostic, Severity};

@@ -1,7 +1,8 @@
 //! Each folder under tests/bad-configs/ lays files over the sample customers (a file there
 //! replaces the sample's file of the same path; an empty `<path>.delete` removes it) and
-//! `expected.txt` holds the exact diagnostics validation must give. `UPDATE_EXPECT=1` rewrites
-//! the expectations, to be reviewed as a diff.
+//! `expected.txt` holds the exact diagnostics validation must give. tests/config-warnings/ holds
+//! cases of the same shape that validate, with warnings only. `UPDATE_EXPECT=1` rewrites the
+//! expectations, to be reviewed as a diff.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,22 +36,39 @@ fn overlay(case: &Path, dir: &Path, tree: &mut std::collections::BTreeMap<PathBu
     }
 }
 
-fn check(case: &Path) {
+fn check(case: &Path, errors: bool) {
     let mut tree = crate::sample_tree();
     overlay(case, case, &mut tree);
     let (_, diagnostics) = validate_fleet(&vending::project::fleet_sources(&tree));
-    assert!(diagnostics.iter().any(|d| d.is_error()), "{}: the config validated without error", case.display());
+    if errors {
+        assert!(diagnostics.iter().any(|d| d.is_error()), "{}: the config validated without error", case.display());
+    } else {
+        assert!(!diagnostics.iter().any(|d| d.is_error()), "{}: the config has errors", case.display());
+        assert!(!diagnostics.is_empty(), "{}: the config validated without warning", case.display());
+    }
     expect_test::expect_file![case.join("expected.txt")].assert_eq(&crate::diagnostics_text(&diagnostics));
+}
+
+fn cases(folder: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(folder);
+    let mut cases: Vec<PathBuf> =
+        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+    cases.sort();
+    cases
 }
 
 #[test]
 fn every_bad_config_gives_its_exact_errors() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-configs");
-    let mut cases: Vec<PathBuf> =
-        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-    cases.sort();
+    let cases = cases("bad-configs");
     assert!(cases.len() >= 30, "expected at least 30 bad configs, found {}", cases.len());
     for case in cases {
-        check(&case);
+        check(&case, true);
+    }
+}
+
+#[test]
+fn every_config_with_warnings_gives_its_exact_warnings() {
+    for case in cases("config-warnings") {
+        check(&case, false);
     }
 }

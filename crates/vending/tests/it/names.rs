@@ -88,7 +88,7 @@ fn arns_and_ids() {
 
 #[test]
 fn certificate_coverage() {
-    use vending::config::validate::certificate_covers;
+    use vending::names::certificate_covers;
     assert!(certificate_covers("*.acme.example.com", "shop.acme.example.com"));
     assert!(!certificate_covers("*.acme.example.com", "acme.example.com"));
     assert!(!certificate_covers("*.acme.example.com", "a.b.acme.example.com"));
@@ -97,7 +97,7 @@ fn certificate_coverage() {
 
 #[test]
 fn host_patterns_overlap_when_one_host_matches_both() {
-    use vending::fleet::hosts_overlap as overlap;
+    use vending::names::hosts_overlap as overlap;
     assert!(overlap("*.apps.example.com", "shop.apps.example.com"));
     assert!(overlap("shop.apps.example.com", "*.apps.example.com"));
     assert!(overlap("SHOP.apps.example.com", "shop.apps.example.com"));

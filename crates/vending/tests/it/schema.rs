@@ -1,65 +1,15 @@
-//! The table of allowed keys (`config::schema`, which "unknown key" errors quote) against the raw
-//! structs that really read the files: the field names serde asks for, key for key.
-
-use std::collections::BTreeSet;
+//! The allowed keys (`config::schema`, which "unknown key" errors quote) come from the raw
+//! structs that really read the files: each table path maps to the struct that reads it, every
+//! key of the sample configs is accepted, and an unknown key still gets its suggestion.
 
 use serde::de::DeserializeOwned;
 use vending::config::raw::*;
-use vending::config::schema::{allowed_keys, FileKind};
-
-/// The error that carries a struct's field names out of `Probe`.
-#[derive(Debug)]
-struct Fields(Vec<&'static str>);
-
-impl std::fmt::Display for Fields {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.0)
-    }
-}
-
-impl std::error::Error for Fields {}
-
-impl serde::de::Error for Fields {
-    fn custom<T: std::fmt::Display>(_: T) -> Self {
-        Fields(Vec::new())
-    }
-}
-
-/// A deserializer that answers nothing: a derived `Deserialize` of a struct asks it for the
-/// struct with the list of its fields (as named in the file, after `rename`), which it returns.
-struct Probe;
-
-impl<'de> serde::Deserializer<'de> for Probe {
-    type Error = Fields;
-
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Fields> {
-        Err(Fields(Vec::new()))
-    }
-
-    fn deserialize_struct<V: serde::de::Visitor<'de>>(
-        self,
-        _: &'static str,
-        fields: &'static [&'static str],
-        _: V,
-    ) -> Result<V::Value, Fields> {
-        Err(Fields(fields.to_vec()))
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
-    }
-}
-
-fn fields_of<T: DeserializeOwned>() -> BTreeSet<&'static str> {
-    let Err(Fields(fields)) = T::deserialize(Probe) else { panic!("the probe answers nothing") };
-    assert!(!fields.is_empty(), "{} is not a struct with named fields", std::any::type_name::<T>());
-    fields.into_iter().collect()
-}
+use vending::config::schema::{allowed_keys, file_shape, shape_of, FileKind, Shape};
 
 fn check<T: DeserializeOwned>(kind: FileKind, path: &str) {
-    let table: BTreeSet<&str> = allowed_keys(kind, path).into_iter().collect();
-    assert_eq!(table, fields_of::<T>(), "{kind:?} `{path}`: config::schema and {}", std::any::type_name::<T>());
+    let fields = shape_of::<T>().keys();
+    assert!(!fields.is_empty(), "{} is not a struct with named fields", std::any::type_name::<T>());
+    assert_eq!(allowed_keys(kind, path), fields, "{kind:?} `{path}`: {}", std::any::type_name::<T>());
 }
 
 #[test]
@@ -97,4 +47,61 @@ fn allowed_keys_are_the_raw_structs_fields() {
     check::<RawScaling>(Environment, "scaling");
     check::<RawHealthCheck>(Environment, "health_check");
     check::<RawDeployment>(Environment, "deployment");
+    // `rename`d fields are known by the name in the file.
+    assert!(allowed_keys(Customer, "software").contains(&"ref"));
+    assert!(allowed_keys(Customer, "deploy.permissions[]").contains(&"type"));
+    // Maps and values have no fixed keys.
+    assert_eq!(allowed_keys(Platform, "tags"), Vec::<&str>::new());
+    assert_eq!(allowed_keys(Environment, "hosts"), Vec::<&str>::new());
+}
+
+/// Every key of a table read as a struct is one of its keys; returns how many were checked.
+fn accepted(shape: &Shape, value: &toml::Value, path: &str) -> usize {
+    match (shape, value) {
+        (Shape::Struct(fields), toml::Value::Table(table)) => table
+            .iter()
+            .map(|(key, value)| {
+                let field = fields.iter().find(|(name, _)| name == key);
+                let (_, field) = field.unwrap_or_else(|| panic!("`{key}` under `{path}` is not accepted"));
+                1 + accepted(field, value, &format!("{path}.{key}"))
+            })
+            .sum(),
+        (Shape::Map(values), toml::Value::Table(table)) => {
+            table.iter().map(|(key, value)| accepted(values, value, &format!("{path}.{key}"))).sum()
+        }
+        (Shape::Seq(item), toml::Value::Array(items)) => {
+            items.iter().map(|v| accepted(item, v, &format!("{path}[]"))).sum()
+        }
+        _ => 0,
+    }
+}
+
+#[test]
+fn every_key_of_the_sample_configs_is_accepted() {
+    let mut checked = 0;
+    for (path, bytes) in crate::sample_tree() {
+        let name = path.to_string_lossy();
+        let kind = match () {
+            _ if name.ends_with("platform.toml") => FileKind::Platform,
+            _ if name.ends_with("customer.toml") => FileKind::Customer,
+            _ if name.ends_with(".toml") => FileKind::Environment,
+            _ => continue,
+        };
+        let table: toml::Value = toml::from_str(std::str::from_utf8(&bytes).unwrap()).unwrap();
+        checked += accepted(&file_shape(kind), &table, &name);
+    }
+    assert!(checked > 100, "only {checked} keys checked");
+}
+
+#[test]
+fn an_unknown_key_gets_its_suggestion() {
+    let source = vending::SourceFile::new("dev.toml", "production = false\n[health_check]\nintervall = 30\n");
+    let mut diagnostics = Vec::new();
+    let known = |path: &str| allowed_keys(FileKind::Environment, path);
+    vending::config::load::load_toml::<RawEnv>(&source, &known, &mut diagnostics);
+    let text = crate::diagnostics_text(&diagnostics);
+    assert_eq!(
+        text,
+        "dev.toml:3:1: error: unknown key `intervall` [health_check.intervall]\n    help: did you mean `interval`?\n"
+    );
 }

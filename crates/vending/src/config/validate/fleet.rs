@@ -2,30 +2,44 @@
 
 use std::collections::BTreeMap;
 
+use super::{CustomerSources, FleetSources};
 use crate::config::load::locate;
 use crate::config::model::{Fleet, Routing};
-use crate::config::validate::{CustomerSources, FleetSources};
 use crate::diag::{Diagnostic, Severity};
+use crate::names::hosts_overlap;
 
 /// The default quota of rules per ALB, excluding default rules (adjustable with AWS Support).
 const RULES_PER_ALB: usize = 100;
 
-pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnostic>) {
-    let env_source = |customer: &str, env: &str| {
-        sources
+/// Reports an error at a key of an environment's file, found again by its path.
+struct Reporter<'a> {
+    sources: &'a FleetSources,
+}
+
+impl Reporter<'_> {
+    fn report(&self, out: &mut Vec<Diagnostic>, customer: &str, env: &str, path: &str, message: String, help: String) {
+        let source = self
+            .sources
             .customers
             .iter()
             .find(|c: &&CustomerSources| c.name == customer)
             .and_then(|c| c.environments.iter().find(|(name, _)| name == env))
-            .map(|(_, source)| source)
-    };
-    let report = |out: &mut Vec<Diagnostic>, customer: &str, env: &str, path: &str, message: String, help: String| {
-        let Some(source) = env_source(customer, env) else { return };
+            .map(|(_, source)| source);
+        let Some(source) = source else { return };
         let span = locate(source, path);
         let d = Diagnostic::at(Severity::Error, source, span, message).with_help(help);
         out.push(if path.is_empty() { d } else { d.with_key(path) });
-    };
+    }
+}
 
+pub(super) fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnostic>) {
+    let reporter = Reporter { sources };
+    host_conflicts(fleet, &reporter, out);
+    name_clashes(fleet, &reporter, out);
+    rule_quota(fleet, sources, out);
+}
+
+fn host_conflicts(fleet: &Fleet, reporter: &Reporter<'_>, out: &mut Vec<Diagnostic>) {
     // Host names: each may be claimed by one environment only (case-insensitive, as ALB matches),
     // and on the shared listener no pattern of one environment may match a host of another:
     // which rule wins would depend on the rules' priorities, that is on deploy order.
@@ -38,7 +52,7 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
                 let key = host.to_ascii_lowercase();
                 let at = format!("hosts[{i}]");
                 if let Some((other_customer, other_env)) = hosts.get(&key) {
-                    report(
+                    reporter.report(
                         out,
                         &customer.name,
                         &env.name,
@@ -58,7 +72,7 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
                     },
                 );
                 if let Some((other, other_customer, other_env)) = overlap {
-                    report(
+                    reporter.report(
                         out,
                         &customer.name,
                         &env.name,
@@ -80,7 +94,9 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
             }
         }
     }
+}
 
+fn name_clashes(fleet: &Fleet, reporter: &Reporter<'_>, out: &mut Vec<Diagnostic>) {
     // Resource names: two customers must never derive the same name (`a-b`/`c` and `a`/`b-c`).
     let mut owners: BTreeMap<(&str, &str), (&str, &str)> = BTreeMap::new();
     for customer in &fleet.customers {
@@ -109,7 +125,7 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
                 }
             }
             for ((other_customer, other_env), what) in clashes {
-                report(
+                reporter.report(
                     out,
                     &customer.name,
                     &env.name,
@@ -125,7 +141,9 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
             }
         }
     }
+}
 
+fn rule_quota(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnostic>) {
     let shared_rules =
         fleet.customers.iter().flat_map(|c| &c.environments).filter(|e| e.routing == Routing::SharedAlb).count();
     if shared_rules > RULES_PER_ALB {
@@ -144,31 +162,4 @@ pub fn check_fleet(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnost
         }
         out.push(d);
     }
-}
-
-/// Whether some host name matches both ALB host patterns (case-insensitive; `*` any run of
-/// characters, `?` exactly one). A dynamic program over both patterns at once.
-pub fn hosts_overlap(a: &str, b: &str) -> bool {
-    let (a, b): (Vec<u8>, Vec<u8>) = (a.to_ascii_lowercase().into_bytes(), b.to_ascii_lowercase().into_bytes());
-    let literal_tail = |p: &[u8]| p.iter().rposition(|c| matches!(c, b'*' | b'?')).map_or(0, |i| i + 1);
-    // A cheap refusal first: the literal tails after each last wildcard must agree.
-    let (ta, tb) = (&a[literal_tail(&a)..], &b[literal_tail(&b)..]);
-    let n = ta.len().min(tb.len());
-    if ta[ta.len() - n..] != tb[tb.len() - n..] {
-        return false;
-    }
-    // can[i][j]: the rests a[i..] and b[j..] can match one common string.
-    let mut can = vec![vec![false; b.len() + 1]; a.len() + 1];
-    for i in (0..=a.len()).rev() {
-        for j in (0..=b.len()).rev() {
-            can[i][j] = match (a.get(i), b.get(j)) {
-                (None, None) => true,
-                (Some(b'*'), _) => can[i + 1][j] || (j < b.len() && can[i][j + 1]),
-                (_, Some(b'*')) => can[i][j + 1] || (i < a.len() && can[i + 1][j]),
-                (Some(x), Some(y)) => (x == y || *x == b'?' || *y == b'?') && can[i + 1][j + 1],
-                _ => false,
-            };
-        }
-    }
-    can[0][0]
 }
