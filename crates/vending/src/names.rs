@@ -16,6 +16,9 @@ pub struct ResourceNames {
     pub ami_name_prefix: String,
 }
 
+/// A naming rule: `Err` says why the name is refused.
+pub type Rule = fn(&str) -> Result<(), String>;
+
 impl ResourceNames {
     pub fn derive(prefix: &str, customer: &str, env: &str, database: Option<&str>) -> ResourceNames {
         let stem = format!("{customer}-{env}");
@@ -33,12 +36,8 @@ impl ResourceNames {
     }
 
     /// Every name with its kind and rule, for the per-environment and fleet-wide checks.
-    pub fn checks(
-        &self,
-        dedicated_alb: bool,
-        has_database: bool,
-    ) -> Vec<(&'static str, &str, fn(&str) -> Result<(), String>)> {
-        let mut checks: Vec<(&'static str, &str, fn(&str) -> Result<(), String>)> = vec![
+    pub fn checks(&self, dedicated_alb: bool, has_database: bool) -> Vec<(&'static str, &str, Rule)> {
+        let mut checks: Vec<(&'static str, &str, Rule)> = vec![
             ("S3 bucket", &self.bucket, bucket_name),
             ("target group", &self.target_group, elb_name),
             ("launch template", &self.launch_template, launch_template_name),

@@ -48,10 +48,13 @@ fn build_output(outcome: &Outcome) -> Vec<&str> {
 
 use Status::{Failed, Skipped, Succeeded, TimedOut};
 
+/// What is tested, the input that varies, the phase statuses, the trace.
+type Case<'a> = (&'a str, &'a str, &'a [(&'a str, Status)], &'a [&'a str]);
+
 #[test]
 fn phases_run_in_order_and_fail_as_codebuild_does() {
     // (what fails, the phase statuses, the trace)
-    let cases: &[(&str, &str, &[(&str, Status)], &[&str])] = &[
+    let cases: &[Case] = &[
         (
             "nothing",
             "",
@@ -150,7 +153,7 @@ phases:
 
 #[test]
 fn on_failure_abort_continue_and_retry() {
-    let cases: &[(&str, &str, &[(&str, Status)], &[&str])] = &[
+    let cases: &[Case] = &[
         ("ABORT in build: post_build does not run", "ABORT", &[("build", Failed), ("post_build", Skipped)], &["build"]),
         (
             "CONTINUE in build: post_build runs",

@@ -35,7 +35,7 @@ pub fn check_spec(source: &SourceFile, kind: Option<SpecKind>) -> Vec<Diagnostic
             return out;
         }
         Err(d) => {
-            out.push(d);
+            out.push(*d);
             return out;
         }
     };
@@ -65,7 +65,7 @@ pub fn parse_valid<'a>(source: &'a SourceFile, kind: SpecKind) -> Result<yaml::N
     match yaml::parse(source) {
         Ok(Some(root)) => Ok(root),
         Ok(None) => Err(vec![Diagnostic::file(Severity::Error, source.path.clone(), "the file is empty")]),
-        Err(d) => Err(vec![d]),
+        Err(d) => Err(vec![*d]),
     }
 }
 

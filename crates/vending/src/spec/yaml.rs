@@ -12,8 +12,9 @@ use crate::source::SourceFile;
 
 pub type Node<'a> = MarkedYaml<'a>;
 
-/// Parses one YAML document, or returns the scanner's error as a diagnostic.
-pub fn parse<'a>(source: &'a SourceFile) -> Result<Option<Node<'a>>, Diagnostic> {
+/// Parses one YAML document, or returns the scanner's error as a diagnostic (boxed: it is large,
+/// and the parse succeeds far more often than not).
+pub fn parse<'a>(source: &'a SourceFile) -> Result<Option<Node<'a>>, Box<Diagnostic>> {
     let mut loader: YamlLoader<'a, Node<'a>> = YamlLoader::default();
     loader.early_parse(false);
     let mut parser = Parser::new_from_str(&source.text);
@@ -29,30 +30,32 @@ pub fn parse<'a>(source: &'a SourceFile) -> Result<Option<Node<'a>>, Diagnostic>
         if info.contains("expect ':'") || info.contains("mapping values are not allowed") {
             if let Some((line, col)) = key_without_colon(source, marker.line()) {
                 let key = source.line_text(line).trim();
-                return Err(at_marker(
-                    Severity::Error,
-                    source,
-                    line,
-                    col,
-                    format!(
-                        "YAML: `{key}` has no `:` after its key (the parser noticed at line {}: {info})",
-                        marker.line()
-                    ),
-                )
-                .with_help("write `key: value`, or `key:` with the value indented on the lines below"));
+                return Err(Box::new(
+                    at_marker(
+                        Severity::Error,
+                        source,
+                        line,
+                        col,
+                        format!(
+                            "YAML: `{key}` has no `:` after its key (the parser noticed at line {}: {info})",
+                            marker.line()
+                        ),
+                    )
+                    .with_help("write `key: value`, or `key:` with the value indented on the lines below"),
+                ));
             }
         }
-        return Err(at_marker(Severity::Error, source, marker.line(), marker.col(), format!("YAML: {info}")));
+        return Err(Box::new(at_marker(Severity::Error, source, marker.line(), marker.col(), format!("YAML: {info}"))));
     }
     let mut docs = loader.into_documents();
     if docs.len() > 1 {
-        return Err(at_marker(
+        return Err(Box::new(at_marker(
             Severity::Error,
             source,
             docs[1].span.start.line(),
             docs[1].span.start.col(),
             "the file holds more than one YAML document",
-        ));
+        )));
     }
     Ok(docs.pop())
 }
