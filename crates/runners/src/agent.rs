@@ -50,7 +50,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use vending::config::model::{Hook, Permission};
+use vending::config::model::{Hook, Permission, PermissionKind};
 use vending::spec::appspec::AppSpec;
 use vending::SourceFile;
 
@@ -620,9 +620,9 @@ fn permission_targets(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let object = on_instance(sandbox, &permission.object)?;
     let kinds: Vec<&str> = if permission.kinds.is_empty() {
-        vec!["file", "directory"]
+        PermissionKind::ALL.iter().map(|k| k.as_str()).collect()
     } else {
-        permission.kinds.iter().map(String::as_str).collect()
+        permission.kinds.iter().map(|k| k.as_str()).collect()
     };
     let pattern = permission.pattern.as_deref().unwrap_or("**");
     let mut targets = Vec::new();

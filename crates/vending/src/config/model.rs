@@ -188,7 +188,8 @@ pub struct Permission {
     pub group: Option<String>,
     /// Octal digits as the agent takes them, e.g. `755`.
     pub mode: Option<String>,
-    pub kinds: Vec<String>,
+    /// The appspec's `type`; empty means both.
+    pub kinds: Vec<PermissionKind>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -388,6 +389,11 @@ macro_rules! vocabulary {
 vocabulary! {
     /// What the CodeDeploy agent does with a file that is already where the revision puts one.
     FileExistsBehavior { Disallow = "DISALLOW", Overwrite = "OVERWRITE", Retain = "RETAIN" }
+}
+
+vocabulary! {
+    /// What a permissions entry applies to (the appspec's `type`).
+    PermissionKind { File = "file", Directory = "directory" }
 }
 
 impl Default for FileExistsBehavior {

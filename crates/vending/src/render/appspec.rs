@@ -37,7 +37,8 @@ pub fn render(customer: &Customer, env: &Environment) -> String {
                 fields.push(("mode", int(mode.parse().unwrap_or(0))));
             }
             if !p.kinds.is_empty() {
-                fields.push(("type", strings(&p.kinds)));
+                let kinds: Vec<String> = p.kinds.iter().map(|k| k.as_str().to_string()).collect();
+                fields.push(("type", strings(&kinds)));
             }
             map(fields)
         });

@@ -373,7 +373,7 @@ pub fn read(source: &SourceFile) -> Result<AppSpec, Vec<Diagnostic>> {
                 owner: text(child(p, "owner").as_ref()),
                 group: text(child(p, "group").as_ref()),
                 mode: text(child(p, "mode").as_ref()),
-                kinds: texts(child(p, "type").as_ref()),
+                kinds: texts(child(p, "type").as_ref()).iter().filter_map(|k| k.parse().ok()).collect(),
             })
         })
         .collect();

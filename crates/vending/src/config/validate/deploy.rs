@@ -78,13 +78,15 @@ fn permissions(raw: &[RawPermission], file: &File<'_>, c: &mut Checker) -> Vec<P
                 c.rule(file, &format!("{path}.{key}"), key, value, names::unix_user);
             }
         }
+        let mut kinds = Vec::new();
         for (j, kind) in p.kind.iter().flatten().enumerate() {
-            if kind != "file" && kind != "directory" {
-                c.error(
+            match kind.parse::<PermissionKind>() {
+                Ok(kind) => kinds.push(kind),
+                Err(()) => c.error(
                     file,
                     &format!("{path}.type[{j}]"),
                     format!("permission type `{kind}` must be \"file\" or \"directory\""),
-                );
+                ),
             }
         }
         permissions.push(Permission {
@@ -94,7 +96,7 @@ fn permissions(raw: &[RawPermission], file: &File<'_>, c: &mut Checker) -> Vec<P
             owner: p.owner.clone(),
             group: p.group.clone(),
             mode: p.mode.as_ref().map(|m| normalize_mode(m)),
-            kinds: p.kind.clone().unwrap_or_default(),
+            kinds,
         });
     }
     permissions
