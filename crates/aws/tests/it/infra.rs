@@ -12,7 +12,7 @@ use aws_sdk_elasticloadbalancingv2::types::ActionTypeEnum;
 use vending::ami::{AmiRecord, Commit};
 use vending::config::model::Fleet;
 use vending::config::validate::validate_fleet;
-use vending::plan::{Action, Kind};
+use vending::plan::{Action, Kind, Resource};
 use vending_aws::calls::CallLog;
 use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
 use vending_aws::Target;
@@ -705,14 +705,13 @@ fn changes_rds_holds_for_the_maintenance_window_are_read_as_pending() {
             PendingModifiedValues::builder().db_instance_class("db.r6g.large").allocated_storage(100).build(),
         )
         .build();
-    let found = infra::database_found(&db);
-    let field = |name: &str| found.fields.get(name).map(String::as_str);
-    assert_eq!(field("instance_class"), Some("db.t4g.medium"));
-    assert_eq!(field("pending.instance_class"), Some("db.r6g.large"));
-    assert_eq!(field("pending.storage_gb"), Some("100"));
-    assert_eq!(field("pending.engine_version"), None);
-    assert_eq!(field("maintenance_window"), Some("sun:03:00-sun:03:30"));
-    assert_eq!(field("auto_minor_version_upgrade"), Some("true"));
+    let Resource::Database(found) = infra::database_found(&db).resource else { panic!("not a database") };
+    assert_eq!(found.instance_class, "db.t4g.medium");
+    assert_eq!(found.pending.instance_class.as_deref(), Some("db.r6g.large"));
+    assert_eq!(found.pending.storage_gb, Some(100));
+    assert_eq!(found.pending.engine_version, None);
+    assert_eq!(found.maintenance_window.as_deref(), Some("sun:03:00-sun:03:30"));
+    assert!(found.auto_minor_version_upgrade);
 }
 
 /// Records the `ApplyImmediately` parameter of every ModifyDBInstance sent (the emulator applies
@@ -794,11 +793,9 @@ fn a_plan_changes_nothing_on_any_path() {
         let stack = infra::platform_stack(&clients, &fleet.platform, true).await.unwrap();
         let planned = infra::plan(&clients, stack).await.unwrap();
         assert_eq!(log.mutating(), Vec::<String>::new());
-        let https = planned.stack.desired.iter().find(|d| d.kind == Kind::HttpsListener).unwrap();
-        assert_eq!(
-            https.fields.get("certificate").map(String::as_str),
-            Some("(self-signed, imported by deploy) *.apps.example.com")
-        );
+        let https = planned.stack.desired.iter().find(|d| d.kind() == Kind::HttpsListener).unwrap();
+        let Resource::HttpsListener(https) = &https.resource else { panic!("{https:?}") };
+        assert_eq!(https.certificate.as_deref(), Some("(self-signed, imported by deploy) *.apps.example.com"));
     });
     let w = world();
     crate::block_on(async {
