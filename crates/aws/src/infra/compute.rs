@@ -131,28 +131,14 @@ pub(crate) async fn apply_launch_template(
             .map_err(|e| failed("make the new version the default", e))?;
     }
     if changed.iter().any(|f| f == "tags") {
-        let wanted = &d.tags;
-        ec2.create_tags()
-            .resources(current.id)
-            .set_tags(Some(ec2_tags(wanted)))
-            .send()
-            .await
-            .map_err(|e| failed("tag", e))?;
-        let stale: Vec<_> = current
-            .live
-            .tags
-            .keys()
-            .filter(|k| !wanted.contains_key(*k))
-            .map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build())
-            .collect();
-        if !stale.is_empty() {
-            ec2.delete_tags()
-                .resources(current.id)
-                .set_tags(Some(stale))
-                .send()
-                .await
-                .map_err(|e| failed("remove old tags", e))?;
-        }
+        let put = ec2.create_tags().resources(current.id).set_tags(Some(ec2_tags(&d.tags))).send();
+        let put = async { put.await.map(|_| ()).map_err(|e| failed("tag", e)) };
+        super::retag(&d.tags, &current.live.tags, put, |stale| async {
+            let keys = stale.into_keys().map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build()).collect();
+            let remove = ec2.delete_tags().resources(current.id).set_tags(Some(keys));
+            remove.send().await.map(|_| ()).map_err(|e| failed("remove old tags", e))
+        })
+        .await?;
     }
     Ok(())
 }
@@ -316,26 +302,13 @@ pub(crate) async fn apply_auto_scaling_group(
         }
     }
     if is("tags") {
-        let wanted = &d.tags;
-        asg.create_or_update_tags()
-            .set_tags(Some(asg_tags(name, wanted)))
-            .send()
-            .await
-            .map_err(|e| failed("tag", e))?;
-        let stale: Tags = current
-            .live
-            .tags
-            .iter()
-            .filter(|(k, _)| !wanted.contains_key(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        if !stale.is_empty() {
-            asg.delete_tags()
-                .set_tags(Some(asg_tags(name, &stale)))
-                .send()
-                .await
-                .map_err(|e| failed("remove old tags", e))?;
-        }
+        let put = asg.create_or_update_tags().set_tags(Some(asg_tags(name, &d.tags))).send();
+        let put = async { put.await.map(|_| ()).map_err(|e| failed("tag", e)) };
+        super::retag(&d.tags, &current.live.tags, put, |stale| async move {
+            let remove = asg.delete_tags().set_tags(Some(asg_tags(name, &stale)));
+            remove.send().await.map(|_| ()).map_err(|e| failed("remove old tags", e))
+        })
+        .await?;
     }
     Ok(())
 }

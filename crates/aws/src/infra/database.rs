@@ -28,26 +28,13 @@ async fn tags_of(clients: &Clients, arn: &str) -> anyhow::Result<Tags> {
 }
 
 async fn retag(clients: &Clients, arn: &str, wanted: &Tags, old: &Tags) -> anyhow::Result<()> {
-    clients
-        .rds
-        .add_tags_to_resource()
-        .resource_name(arn)
-        .set_tags(Some(rds_tags(wanted)))
-        .send()
-        .await
-        .map_err(|e| failed("tag", e))?;
-    let stale: Vec<String> = old.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
-    if !stale.is_empty() {
-        clients
-            .rds
-            .remove_tags_from_resource()
-            .resource_name(arn)
-            .set_tag_keys(Some(stale))
-            .send()
-            .await
-            .map_err(|e| failed("remove old tags", e))?;
-    }
-    Ok(())
+    let rds = &clients.rds;
+    let put = rds.add_tags_to_resource().resource_name(arn).set_tags(Some(rds_tags(wanted))).send();
+    super::retag(wanted, old, async { put.await.map(|_| ()).map_err(|e| failed("tag", e)) }, |stale| async {
+        let remove = rds.remove_tags_from_resource().resource_name(arn).set_tag_keys(Some(stale.into_keys().collect()));
+        remove.send().await.map(|_| ()).map_err(|e| failed("remove old tags", e))
+    })
+    .await
 }
 
 pub async fn read_subnet_group(clients: &Clients, name: &str) -> anyhow::Result<Option<Found>> {

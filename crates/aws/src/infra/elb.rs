@@ -38,24 +38,13 @@ fn to_tags(tags: &Tags) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
-/// Makes a resource's tags exactly the desired ones.
 async fn retag(elb: &Client, arn: &str, wanted: &Tags, old: &Tags) -> anyhow::Result<()> {
-    elb.add_tags()
-        .resource_arns(arn)
-        .set_tags(Some(to_tags(wanted)))
-        .send()
-        .await
-        .map_err(|e| failed("cannot tag", e))?;
-    let stale: Vec<String> = old.keys().filter(|k| !wanted.contains_key(*k)).cloned().collect();
-    if !stale.is_empty() {
-        elb.remove_tags()
-            .resource_arns(arn)
-            .set_tag_keys(Some(stale))
-            .send()
-            .await
-            .map_err(|e| failed("cannot remove old tags", e))?;
-    }
-    Ok(())
+    let put = elb.add_tags().resource_arns(arn).set_tags(Some(to_tags(wanted))).send();
+    super::retag(wanted, old, async { put.await.map(|_| ()).map_err(|e| failed("cannot tag", e)) }, |stale| async {
+        let remove = elb.remove_tags().resource_arns(arn).set_tag_keys(Some(stale.into_keys().collect()));
+        remove.send().await.map(|_| ()).map_err(|e| failed("cannot remove old tags", e))
+    })
+    .await
 }
 
 pub async fn read_target_group(clients: &Clients, name: &str) -> anyhow::Result<Option<Found>> {

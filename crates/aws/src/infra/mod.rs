@@ -436,6 +436,29 @@ where
     anyhow::anyhow!("{what}: {}", crate::describe_error(&error))
 }
 
+/// Makes a resource's tags exactly `wanted`: `put` sets (adds or overwrites) them all, then
+/// `remove` drops the ones `old` had that are no longer wanted, if any. Every service that tags by
+/// key is reconciled this way, only the calls differ (S3's PutBucketTagging replaces the whole
+/// set instead).
+pub(crate) async fn retag<R, F>(
+    wanted: &plan::Tags,
+    old: &plan::Tags,
+    put: impl std::future::Future<Output = anyhow::Result<()>>,
+    remove: R,
+) -> anyhow::Result<()>
+where
+    R: FnOnce(plan::Tags) -> F,
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    put.await?;
+    let stale: plan::Tags =
+        old.iter().filter(|(k, _)| !wanted.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    if !stale.is_empty() {
+        remove(stale).await?;
+    }
+    Ok(())
+}
+
 /// Tags as the plan compares them (AWS's own `aws:` tags left out).
 pub(crate) fn live_tags(tags: impl IntoIterator<Item = (String, String)>) -> plan::Tags {
     tags.into_iter().filter(|(k, _)| !k.starts_with("aws:")).collect()
