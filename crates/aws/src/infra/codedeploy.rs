@@ -101,6 +101,43 @@ pub async fn read_deployment_group(clients: &Clients, name: &str) -> anyhow::Res
     Ok(Some(Found::new(Resource::DeploymentGroup(live), info.deployment_group_id.unwrap_or_default())))
 }
 
+fn auto_rollback(d: &DeploymentGroup) -> AutoRollbackConfiguration {
+    match d.auto_rollback.as_str() {
+        "off" => AutoRollbackConfiguration::builder().enabled(false).build(),
+        events => AutoRollbackConfiguration::builder()
+            .enabled(true)
+            .set_events(Some(split_list(events).iter().map(|e| AutoRollbackEvent::from(e.as_str())).collect()))
+            .build(),
+    }
+}
+
+fn deployment_style(d: &DeploymentGroup) -> anyhow::Result<DeploymentStyle> {
+    let (style_type, style_option) = d.deployment_style.split_once(' ').context("deployment_style is TYPE OPTION")?;
+    Ok(DeploymentStyle::builder()
+        .deployment_type(DeploymentType::from(style_type))
+        .deployment_option(DeploymentOption::from(style_option))
+        .build())
+}
+
+fn load_balancer_info(d: &DeploymentGroup) -> LoadBalancerInfo {
+    let target_groups = d.target_groups.iter().map(|n| TargetGroupInfo::builder().name(n).build()).collect();
+    LoadBalancerInfo::builder().set_target_group_info_list(Some(target_groups)).build()
+}
+
+/// A deployment group's settings, on a create or an update request alike (the two requests are
+/// different types with the same setters).
+macro_rules! group_settings {
+    ($request:expr, $d:expr) => {
+        $request
+            .service_role_arn(&$d.service_role)
+            .set_auto_scaling_groups(Some($d.auto_scaling_groups.clone()))
+            .load_balancer_info(load_balancer_info($d))
+            .deployment_style(deployment_style($d)?)
+            .deployment_config_name(&$d.deployment_config)
+            .auto_rollback_configuration(auto_rollback($d))
+    };
+}
+
 pub(crate) async fn apply_deployment_group(
     clients: &Clients,
     stack: &Stack,
@@ -117,57 +154,57 @@ pub(crate) async fn apply_deployment_group(
     for name in &d.target_groups {
         live.id(Kind::TargetGroup, name).with_context(|| format!("target group {name} does not exist"))?;
     }
-    let rollback = match d.auto_rollback.as_str() {
-        "off" => AutoRollbackConfiguration::builder().enabled(false).build(),
-        events => AutoRollbackConfiguration::builder()
-            .enabled(true)
-            .set_events(Some(split_list(events).iter().map(|e| AutoRollbackEvent::from(e.as_str())).collect()))
-            .build(),
-    };
-    let (style_type, style_option) = d.deployment_style.split_once(' ').context("deployment_style is TYPE OPTION")?;
-    let style = DeploymentStyle::builder()
-        .deployment_type(DeploymentType::from(style_type))
-        .deployment_option(DeploymentOption::from(style_option))
-        .build();
-    let load_balancers = LoadBalancerInfo::builder()
-        .set_target_group_info_list(Some(
-            d.target_groups.iter().map(|n| TargetGroupInfo::builder().name(n).build()).collect(),
-        ))
-        .build();
-    let groups = d.auto_scaling_groups.clone();
+    let codedeploy = &clients.codedeploy;
     if !exists {
-        clients
-            .codedeploy
-            .create_deployment_group()
-            .application_name(app)
-            .deployment_group_name(group)
-            .service_role_arn(&d.service_role)
-            .set_auto_scaling_groups(Some(groups))
-            .load_balancer_info(load_balancers)
-            .deployment_style(style)
-            .deployment_config_name(&d.deployment_config)
-            .auto_rollback_configuration(rollback)
-            .send()
-            .await
-            .map_err(|e| failed("create", e))?;
+        let request = codedeploy.create_deployment_group().application_name(app).deployment_group_name(group);
+        group_settings!(request, d).send().await.map_err(|e| failed("create", e))?;
         return Ok(());
     }
     if stack.local {
         bail!("the emulator cannot update a deployment group (UpdateDeploymentGroup is missing in moto 5.2.5); against AWS the tool updates it in place");
     }
-    clients
-        .codedeploy
-        .update_deployment_group()
-        .application_name(app)
-        .current_deployment_group_name(group)
-        .service_role_arn(&d.service_role)
-        .set_auto_scaling_groups(Some(groups))
-        .load_balancer_info(load_balancers)
-        .deployment_style(style)
-        .deployment_config_name(&d.deployment_config)
-        .auto_rollback_configuration(rollback)
-        .send()
-        .await
-        .map_err(|e| failed("update", e))?;
+    let request = codedeploy.update_deployment_group().application_name(app).current_deployment_group_name(group);
+    group_settings!(request, d).send().await.map_err(|e| failed("update", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The update path cannot run against the emulator (no UpdateDeploymentGroup): the two
+    /// requests are compared as built.
+    #[test]
+    fn create_and_update_carry_the_same_settings() -> anyhow::Result<()> {
+        let config = aws_sdk_codedeploy::Config::builder()
+            .behavior_version(aws_sdk_codedeploy::config::BehaviorVersion::latest())
+            .build();
+        let client = aws_sdk_codedeploy::Client::from_conf(config);
+        let d = DeploymentGroup {
+            service_role: "arn:aws:iam::123456789012:role/vend-codedeploy".into(),
+            auto_scaling_groups: vec!["acme-prod".into()],
+            target_groups: vec!["acme-prod-tg".into()],
+            deployment_style: "IN_PLACE WITH_TRAFFIC_CONTROL".into(),
+            deployment_config: "CodeDeployDefault.OneAtATime".into(),
+            auto_rollback: "DEPLOYMENT_FAILURE,DEPLOYMENT_STOP_ON_REQUEST".into(),
+        };
+        let create = group_settings!(client.create_deployment_group(), &d);
+        let update = group_settings!(client.update_deployment_group(), &d);
+        let (c, u) = (create.as_input(), update.as_input());
+        assert_eq!(c.get_service_role_arn().as_deref(), Some(d.service_role.as_str()));
+        assert_eq!(c.get_service_role_arn(), u.get_service_role_arn());
+        assert_eq!(c.get_auto_scaling_groups().as_deref(), Some(&["acme-prod".to_string()][..]));
+        assert_eq!(c.get_auto_scaling_groups(), u.get_auto_scaling_groups());
+        assert_eq!(c.get_load_balancer_info(), u.get_load_balancer_info());
+        assert_eq!(c.get_deployment_style(), u.get_deployment_style());
+        assert_eq!(c.get_deployment_config_name(), u.get_deployment_config_name());
+        let rollback = c.get_auto_rollback_configuration().clone().unwrap();
+        assert!(rollback.enabled);
+        assert_eq!(
+            rollback.events(),
+            [AutoRollbackEvent::DeploymentFailure, AutoRollbackEvent::DeploymentStopOnRequest]
+        );
+        assert_eq!(c.get_auto_rollback_configuration(), u.get_auto_rollback_configuration());
+        Ok(())
+    }
 }
