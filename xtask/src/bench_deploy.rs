@@ -193,6 +193,12 @@ fn cli_reads(planned: &Planned, state_bucket: &str) -> anyhow::Result<Vec<Vec<St
             Resource::TargetGroup(_) => {
                 owned.push(own(&["elbv2", "describe-target-groups", "--names", name]));
                 owned.push(own(&["elbv2", "describe-tags", "--resource-arns", &id(d.kind(), name)?]));
+                owned.push(own(&[
+                    "elbv2",
+                    "describe-target-group-attributes",
+                    "--target-group-arn",
+                    &id(d.kind(), name)?,
+                ]));
             }
             Resource::LoadBalancer(_) => {
                 owned.push(own(&["elbv2", "describe-load-balancers", "--names", name]));

@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, HostHeaderConditionConfig, LoadBalancerSchemeEnum,
     LoadBalancerTypeEnum, Matcher, ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, RuleCondition,
-    Tag, TargetTypeEnum,
+    Tag, TargetGroupAttribute, TargetTypeEnum,
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 use vending::plan::{
@@ -72,6 +72,7 @@ pub async fn read_target_group(clients: &Clients, name: &str) -> anyhow::Result<
             unhealthy_threshold: tg.unhealthy_threshold_count.unwrap_or_default(),
             matcher: text(tg.matcher.as_ref().and_then(|m| m.http_code.as_deref())),
         },
+        deregistration_delay: deregistration_delay(&clients.elb, &arn).await?,
         tags: live_tags(tags),
     };
     Ok(Some(Found::new(Resource::TargetGroup(live), arn)))
@@ -109,21 +110,53 @@ pub(crate) async fn apply_target_group(
             .vpc_id(&d.vpc)
             .target_type(TargetTypeEnum::from(d.target_type.as_str()))
             .health_check_enabled(true);
-        health_check!(request, d.health_check)
+        let created = health_check!(request, d.health_check)
             .set_tags(Some(to_tags(&d.tags)))
             .send()
             .await
             .map_err(|e| failed("create", e))?;
-        return Ok(());
+        let arn = created.target_groups().first().and_then(|t| t.target_group_arn.as_deref());
+        // Attributes are not part of CreateTargetGroup.
+        return set_deregistration_delay(elb, arn.context("AWS returned no target group ARN")?, d).await;
     };
     if changed.iter().any(|f| f.starts_with("health_check.")) {
         let request = elb.modify_target_group().target_group_arn(current.id);
         health_check!(request, d.health_check).send().await.map_err(|e| failed("modify", e))?;
     }
+    if changed.iter().any(|f| f == "deregistration_delay") {
+        set_deregistration_delay(elb, current.id, d).await?;
+    }
     if changed.iter().any(|f| f == "tags") {
         retag(elb, current.id, &d.tags, &current.live.tags).await?;
     }
     Ok(())
+}
+
+const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
+
+async fn set_deregistration_delay(elb: &Client, arn: &str, d: &TargetGroup) -> anyhow::Result<()> {
+    let attribute =
+        TargetGroupAttribute::builder().key(DEREGISTRATION_DELAY).value(d.deregistration_delay.to_string()).build();
+    elb.modify_target_group_attributes()
+        .target_group_arn(arn)
+        .attributes(attribute)
+        .send()
+        .await
+        .map_err(|e| failed("set the deregistration delay", e))?;
+    Ok(())
+}
+
+async fn deregistration_delay(elb: &Client, arn: &str) -> anyhow::Result<i32> {
+    let out = elb
+        .describe_target_group_attributes()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .map_err(|e| failed("describe attributes", e))?;
+    let value = out.attributes().iter().find(|a| a.key.as_deref() == Some(DEREGISTRATION_DELAY));
+    let value =
+        value.and_then(|a| a.value.as_deref()).with_context(|| format!("no {DEREGISTRATION_DELAY} attribute"))?;
+    value.parse().with_context(|| format!("{DEREGISTRATION_DELAY} is `{value}`, not a number"))
 }
 
 pub async fn delete_target_group(clients: &Clients, arn: &str) -> anyhow::Result<()> {

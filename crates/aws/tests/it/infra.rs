@@ -392,6 +392,49 @@ fn one_changed_setting_changes_exactly_that() {
     });
 }
 
+/// A new deregistration delay is planned as exactly that field and set with the target group's
+/// attributes; the next plan has nothing to do.
+#[test]
+fn a_changed_deregistration_delay_is_planned_and_applied() {
+    let w = world();
+    crate::block_on(async {
+        w.deploy("globex", "dev").await;
+        let mut fleet = w.fleet.clone();
+        let globex = fleet.customers.iter_mut().find(|c| c.name == "globex").unwrap();
+        let env = globex.environments.iter_mut().find(|e| e.name == "dev").unwrap();
+        assert_eq!(env.deregistration_delay_seconds, 300, "AWS's default unless set");
+        env.deregistration_delay_seconds = 30;
+        let planned = w.plan_with(&fleet, "globex", "dev").await.unwrap();
+        let updates: Vec<_> = planned
+            .plan
+            .changes
+            .iter()
+            .filter_map(|c| match &c.action {
+                Action::Update(fields) => Some((c.name.clone(), fields.clone())),
+                Action::Unchanged => None,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(updates.len(), 1, "{}", planned.plan.render_human());
+        assert_eq!(updates[0].0, "globex-dev-tg");
+        let field = &updates[0].1;
+        assert_eq!(
+            field.iter().map(|f| (f.field.as_str(), f.old.as_deref(), f.new.as_str())).collect::<Vec<_>>(),
+            [("deregistration_delay", Some("300"), "30")]
+        );
+        w.log.clear();
+        let applied = w.deploy_with(&fleet, "globex", "dev", &options()).await;
+        assert_eq!(applied.changed, ["target-group globex-dev-tg"]);
+        assert_eq!(w.log.mutating(), ["Elastic Load Balancing v2.ModifyTargetGroupAttributes"]);
+        let tg = w.clients.elb.describe_target_groups().names("globex-dev-tg").send().await.unwrap();
+        let arn = tg.target_groups()[0].target_group_arn.clone().unwrap();
+        let attributes = w.clients.elb.describe_target_group_attributes().target_group_arn(arn).send().await.unwrap();
+        let delay = attributes.attributes().iter().find(|a| a.key() == Some("deregistration_delay.timeout_seconds"));
+        assert_eq!(delay.and_then(|a| a.value()), Some("30"));
+        assert_eq!(changed(&w.plan_with(&fleet, "globex", "dev").await.unwrap()), []);
+    });
+}
+
 /// A tag added and one removed in the config: every tagged resource gets the new one and loses
 /// the old one (one call to set, one to remove, per service that tags by key), and the next plan
 /// has nothing to do.

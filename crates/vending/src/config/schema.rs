@@ -9,7 +9,8 @@ pub enum FileKind {
     Environment,
 }
 
-const LAYER: &[&str] = &["instance_type", "capacity", "scaling", "health_check", "deployment", "tags"];
+const LAYER: &[&str] =
+    &["instance_type", "capacity", "scaling", "health_check", "deregistration_delay_seconds", "deployment", "tags"];
 const CAPACITY: &[&str] = &["min", "max", "desired", "health_check_grace_period"];
 const SCALING: &[&str] = &["cpu_target", "requests_per_target"];
 const HEALTH_CHECK: &[&str] =
@@ -86,6 +87,7 @@ pub fn allowed_keys(kind: FileKind, path: &str) -> Vec<&'static str> {
             "capacity",
             "scaling",
             "health_check",
+            "deregistration_delay_seconds",
             "deployment",
             "tags",
             "database",

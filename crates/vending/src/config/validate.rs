@@ -653,6 +653,12 @@ fn validate_env(
     let scaling = Scaling { cpu_target: cpu_target.map(|(v, _)| v), requests_per_target: requests.map(|(v, _)| v) };
 
     let health_check = validate_health_check(layers, file, c);
+    let deregistration_delay = match pick(layers, |l| l.deregistration_delay_seconds) {
+        Some((value, layer)) => {
+            c.range(layer.file, &format!("{}deregistration_delay_seconds", layer.prefix), value, 0..=3600, " s")
+        }
+        None => Some(300), // AWS's default
+    };
 
     // Routing and hosts.
     let dedicated = production_on && customer.domain.is_some();
@@ -745,6 +751,7 @@ fn validate_env(
         capacity: Capacity { min: min.0, max: max.0, desired: desired.0, health_check_grace_period: grace.0 },
         scaling,
         health_check: health_check?,
+        deregistration_delay_seconds: deregistration_delay?,
         hosts,
         routing: if dedicated { Routing::DedicatedAlb } else { Routing::SharedAlb },
         database: if raw.database.is_some() { Some(database?) } else { None },

@@ -324,6 +324,7 @@ pub fn desired(
                     unhealthy_threshold: int(hc.unhealthy_threshold),
                     matcher: hc.matcher.clone(),
                 },
+                deregistration_delay: int(env.deregistration_delay_seconds),
                 tags: tags.clone(),
             }),
         ),

@@ -156,6 +156,7 @@ pub struct TargetGroup {
     pub vpc: String,
     pub target_type: String,
     pub health_check: HealthCheck,
+    pub deregistration_delay: i32,
     pub tags: Tags,
 }
 
@@ -175,6 +176,7 @@ impl Fields for TargetGroup {
             "health_check.healthy_threshold" => hc.healthy_threshold,
             "health_check.unhealthy_threshold" => hc.unhealthy_threshold,
             "health_check.matcher" => hc.matcher,
+            "deregistration_delay" => self.deregistration_delay,
             "tags" => self.tags,
         ]
     }
