@@ -39,8 +39,8 @@ pub async fn ensure_state_bucket(client: &Client, platform: &Platform) -> anyhow
             }
         }
     }
-    let desired = vending::plan::state_bucket_desired(platform);
-    crate::infra::storage::apply_bucket(client, region, &desired, true, &[])
+    let settings = vending::plan::state_bucket(platform);
+    crate::infra::storage::apply_bucket(client, region, bucket, &settings, None, &[])
         .await
         .with_context(|| format!("cannot create the state bucket `{bucket}`"))?;
     Ok(true)

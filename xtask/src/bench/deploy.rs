@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context};
 use clap::Args;
-use vending::plan::Kind;
+use vending::plan::{Kind, Resource};
 use vending_aws::calls::CallLog;
 use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
 
@@ -176,8 +176,8 @@ fn cli_reads(planned: &Planned, state_bucket: &str) -> anyhow::Result<Vec<Vec<St
     for d in &stack.desired {
         let name = d.name.as_str();
         let own = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        match d.kind {
-            Kind::Bucket => {
+        match &d.resource {
+            Resource::Bucket(_) => {
                 for op in [
                     "head-bucket",
                     "get-bucket-location",
@@ -190,44 +190,49 @@ fn cli_reads(planned: &Planned, state_bucket: &str) -> anyhow::Result<Vec<Vec<St
                     owned.push(own(&["s3api", op, "--bucket", name]));
                 }
             }
-            Kind::TargetGroup => {
+            Resource::TargetGroup(_) => {
                 owned.push(own(&["elbv2", "describe-target-groups", "--names", name]));
-                owned.push(own(&["elbv2", "describe-tags", "--resource-arns", &id(d.kind, name)?]));
+                owned.push(own(&["elbv2", "describe-tags", "--resource-arns", &id(d.kind(), name)?]));
+                owned.push(own(&[
+                    "elbv2",
+                    "describe-target-group-attributes",
+                    "--target-group-arn",
+                    &id(d.kind(), name)?,
+                ]));
             }
-            Kind::LoadBalancer => {
+            Resource::LoadBalancer(_) => {
                 owned.push(own(&["elbv2", "describe-load-balancers", "--names", name]));
-                owned.push(own(&["elbv2", "describe-tags", "--resource-arns", &id(d.kind, name)?]));
+                owned.push(own(&["elbv2", "describe-tags", "--resource-arns", &id(d.kind(), name)?]));
             }
-            Kind::HttpListener => {
+            Resource::HttpListener(_) => {
                 let lb = name.rsplit_once(':').map(|(lb, _)| lb).unwrap_or_default();
                 owned.push(own(&["elbv2", "describe-listeners", "--load-balancer-arn", &id(Kind::LoadBalancer, lb)?]));
             }
-            Kind::HttpsListener => {
+            Resource::HttpsListener(_) => {
                 let lb = name.rsplit_once(':').map(|(lb, _)| lb).unwrap_or_default();
                 owned.push(own(&["elbv2", "describe-listeners", "--load-balancer-arn", &id(Kind::LoadBalancer, lb)?]));
             }
-            Kind::ListenerRule => {
-                let listener = d.inputs.get("listener").cloned().unwrap_or_default();
-                let listener_arn = id(Kind::HttpsListener, &listener)?;
+            Resource::ListenerRule(rule) => {
+                let listener_arn = id(Kind::HttpsListener, &rule.listener)?;
                 owned.push(own(&["elbv2", "describe-rules", "--listener-arn", &listener_arn]));
-                owned.push(own(&["elbv2", "describe-tags", "--resource-arns", &id(d.kind, name)?]));
+                owned.push(own(&["elbv2", "describe-tags", "--resource-arns", &id(d.kind(), name)?]));
             }
-            Kind::LaunchTemplate => {
+            Resource::LaunchTemplate(_) => {
                 owned.push(own(&["ec2", "describe-launch-templates", "--launch-template-names", name]));
                 owned.push(own(&[
                     "ec2",
                     "describe-launch-template-versions",
                     "--launch-template-id",
-                    &id(d.kind, name)?,
+                    &id(d.kind(), name)?,
                     "--versions",
                     "$Default",
                 ]));
             }
-            Kind::AutoScalingGroup => {
+            Resource::AutoScalingGroup(_) => {
                 owned.push(own(&["autoscaling", "describe-auto-scaling-groups", "--auto-scaling-group-names", name]));
             }
-            Kind::ScalingPolicy => {
-                let group = d.inputs.get("auto_scaling_group").cloned().unwrap_or_default();
+            Resource::ScalingPolicy(policy) => {
+                let group = policy.auto_scaling_group.clone();
                 owned.push(own(&[
                     "autoscaling",
                     "describe-policies",
@@ -237,17 +242,17 @@ fn cli_reads(planned: &Planned, state_bucket: &str) -> anyhow::Result<Vec<Vec<St
                     name,
                 ]));
             }
-            Kind::DbSubnetGroup => {
+            Resource::DbSubnetGroup(_) => {
                 owned.push(own(&["rds", "describe-db-subnet-groups", "--db-subnet-group-name", name]));
-                owned.push(own(&["rds", "list-tags-for-resource", "--resource-name", &id(d.kind, name)?]));
+                owned.push(own(&["rds", "list-tags-for-resource", "--resource-name", &id(d.kind(), name)?]));
             }
-            Kind::Database => {
+            Resource::Database(_) => {
                 owned.push(own(&["rds", "describe-db-instances", "--db-instance-identifier", name]));
             }
-            Kind::CodeDeployApplication => {
+            Resource::CodeDeployApplication(_) => {
                 owned.push(own(&["deploy", "get-application", "--application-name", name]));
             }
-            Kind::DeploymentGroup => {
+            Resource::DeploymentGroup(_) => {
                 let (app, group) = name.split_once('/').context("APP/GROUP")?;
                 owned.push(own(&[
                     "deploy",

@@ -7,7 +7,7 @@ use anyhow::bail;
 use aws_sdk_acm::primitives::Blob;
 use aws_sdk_acm::types::{CertificateStatus, Tag};
 use vending::config::model::{CertificateRef, Tags};
-use vending::config::validate::certificate_covers;
+use vending::names::certificate_covers;
 
 use super::{failed, Clients};
 
@@ -52,7 +52,7 @@ pub fn pending_import(certificate: &str) -> Option<&str> {
 pub async fn import_self_signed(clients: &Clients, domain: &str, tags: &Tags) -> anyhow::Result<String> {
     let (certificate, key) = self_signed_pem(domain)?;
     let mut tags = tags.clone();
-    tags.insert("ManagedBy".into(), vending::config::validate::MANAGED_BY.into());
+    tags.insert("ManagedBy".into(), vending::names::MANAGED_BY.into());
     let tags: Vec<Tag> = tags.into_iter().filter_map(|(k, v)| Tag::builder().key(k).value(v).build().ok()).collect();
     let out = clients
         .acm

@@ -1,7 +1,5 @@
 //! EC2 launch templates, Auto Scaling groups on them, and their target-tracking policies.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context;
 use aws_sdk_autoscaling::types::{
     LaunchTemplateSpecification, MetricType, PredefinedMetricSpecification, TargetTrackingConfiguration,
@@ -11,17 +9,17 @@ use aws_sdk_ec2::types::{
     LaunchTemplateInstanceMetadataOptionsRequest, LaunchTemplateTagSpecificationRequest, RequestLaunchTemplateData,
     ResourceType, TagSpecification,
 };
-use vending::plan::{Desired, Kind};
+use vending::plan::{AutoScalingGroup, Kind, LaunchTemplate, Resource, ScalingPolicy, Tags};
 
 use super::elb::{rule_listener, target_group_text};
-use super::{code, desired_tags, failed, field, input, list, split_list, tags_text, Clients, Found, Live, Stack};
+use super::{code, failed, live_tags, split_list, Clients, Current, Found, Live, Stack};
 
-fn ec2_tags(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_ec2::types::Tag> {
+fn ec2_tags(tags: &Tags) -> Vec<aws_sdk_ec2::types::Tag> {
     tags.iter().map(|(k, v)| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build()).collect()
 }
 
-pub async fn read_launch_template(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
-    let out = match clients.ec2.describe_launch_templates().launch_template_names(&d.name).send().await {
+pub async fn read_launch_template(clients: &Clients, name: &str) -> anyhow::Result<Option<Found>> {
+    let out = match clients.ec2.describe_launch_templates().launch_template_names(name).send().await {
         Ok(out) => out,
         Err(e) if code(&e).is_some_and(|c| c.contains("NotFound")) => return Ok(None),
         Err(e) => return Err(failed("describe", e)),
@@ -44,46 +42,46 @@ pub async fn read_launch_template(clients: &Clients, d: &Desired) -> anyhow::Res
         .and_then(|p| p.name.clone().or_else(|| p.arn.as_ref().map(|a| a.rsplit('/').next().unwrap_or(a).to_string())))
         .unwrap_or_default();
     let tags = template.tags().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?)));
-    let fields = [
-        ("image_id", data.image_id.clone().unwrap_or_default()),
-        ("instance_type", data.instance_type.as_ref().map(|t| t.as_str().to_string()).unwrap_or_default()),
-        ("instance_profile", profile),
-        ("security_groups", list(data.security_group_ids().iter().cloned())),
-        (
-            "metadata_http_tokens",
-            data.metadata_options
-                .as_ref()
-                .and_then(|m| m.http_tokens.as_ref())
-                .map(|t| t.as_str().to_string())
-                .unwrap_or_default(),
-        ),
-        ("tags", tags_text(tags)),
-    ];
-    let mut extra = BTreeMap::new();
-    extra.insert("version".to_string(), version.version_number.unwrap_or_default().to_string());
-    Ok(Some(Found { fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(), id, extra }))
+    let live = LaunchTemplate {
+        image_id: data.image_id.clone().unwrap_or_default(),
+        instance_type: data.instance_type.as_ref().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        instance_profile: profile,
+        security_groups: data.security_group_ids().to_vec(),
+        metadata_http_tokens: data
+            .metadata_options
+            .as_ref()
+            .and_then(|m| m.http_tokens.as_ref())
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        tags: live_tags(tags),
+    };
+    let mut found = Found::new(Resource::LaunchTemplate(live), id);
+    found.extra.insert("version".to_string(), version.version_number.unwrap_or_default().to_string());
+    Ok(Some(found))
 }
 
 /// The complete data of a version: every new version carries all of it (the emulator ignores
 /// `SourceVersion`, and a full version is clearer to review on AWS as well).
-fn template_data(d: &Desired) -> RequestLaunchTemplateData {
-    let tags = desired_tags(d);
+fn template_data(d: &LaunchTemplate) -> RequestLaunchTemplateData {
     let tag_specs = [ResourceType::Instance, ResourceType::Volume]
         .into_iter()
         .map(|kind| {
-            LaunchTemplateTagSpecificationRequest::builder().resource_type(kind).set_tags(Some(ec2_tags(&tags))).build()
+            LaunchTemplateTagSpecificationRequest::builder()
+                .resource_type(kind)
+                .set_tags(Some(ec2_tags(&d.tags)))
+                .build()
         })
         .collect();
     RequestLaunchTemplateData::builder()
-        .image_id(field(d, "image_id"))
-        .instance_type(aws_sdk_ec2::types::InstanceType::from(field(d, "instance_type")))
+        .image_id(&d.image_id)
+        .instance_type(aws_sdk_ec2::types::InstanceType::from(d.instance_type.as_str()))
         .iam_instance_profile(
-            LaunchTemplateIamInstanceProfileSpecificationRequest::builder().name(field(d, "instance_profile")).build(),
+            LaunchTemplateIamInstanceProfileSpecificationRequest::builder().name(&d.instance_profile).build(),
         )
-        .set_security_group_ids(Some(split_list(field(d, "security_groups"))))
+        .set_security_group_ids(Some(d.security_groups.clone()))
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                .http_tokens(LaunchTemplateHttpTokensState::from(field(d, "metadata_http_tokens")))
+                .http_tokens(LaunchTemplateHttpTokensState::from(d.metadata_http_tokens.as_str()))
                 .http_endpoint(aws_sdk_ec2::types::LaunchTemplateInstanceMetadataEndpointState::Enabled)
                 .build(),
         )
@@ -91,21 +89,22 @@ fn template_data(d: &Desired) -> RequestLaunchTemplateData {
         .build()
 }
 
-pub async fn apply_launch_template(
+pub(crate) async fn apply_launch_template(
     clients: &Clients,
-    d: &Desired,
-    current: Option<&Found>,
+    name: &str,
+    d: &LaunchTemplate,
+    current: Option<Current<'_, LaunchTemplate>>,
     changed: &[String],
 ) -> anyhow::Result<()> {
     let ec2 = &clients.ec2;
     let Some(current) = current else {
         ec2.create_launch_template()
-            .launch_template_name(&d.name)
+            .launch_template_name(name)
             .launch_template_data(template_data(d))
             .tag_specifications(
                 TagSpecification::builder()
                     .resource_type(ResourceType::LaunchTemplate)
-                    .set_tags(Some(ec2_tags(&desired_tags(d))))
+                    .set_tags(Some(ec2_tags(&d.tags)))
                     .build(),
             )
             .send()
@@ -116,7 +115,7 @@ pub async fn apply_launch_template(
     if changed.iter().any(|f| f != "tags") {
         let created = ec2
             .create_launch_template_version()
-            .launch_template_id(&current.id)
+            .launch_template_id(current.id)
             .version_description("cargo xtask deploy")
             .launch_template_data(template_data(d))
             .send()
@@ -125,35 +124,21 @@ pub async fn apply_launch_template(
         let version =
             created.launch_template_version.and_then(|v| v.version_number).context("AWS returned no version number")?;
         ec2.modify_launch_template()
-            .launch_template_id(&current.id)
+            .launch_template_id(current.id)
             .default_version(version.to_string())
             .send()
             .await
             .map_err(|e| failed("make the new version the default", e))?;
     }
     if changed.iter().any(|f| f == "tags") {
-        let wanted = desired_tags(d);
-        ec2.create_tags()
-            .resources(&current.id)
-            .set_tags(Some(ec2_tags(&wanted)))
-            .send()
-            .await
-            .map_err(|e| failed("tag", e))?;
-        let old: BTreeMap<String, String> =
-            current.fields.get("tags").and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-        let stale: Vec<_> = old
-            .into_keys()
-            .filter(|k| !wanted.contains_key(k))
-            .map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build())
-            .collect();
-        if !stale.is_empty() {
-            ec2.delete_tags()
-                .resources(&current.id)
-                .set_tags(Some(stale))
-                .send()
-                .await
-                .map_err(|e| failed("remove old tags", e))?;
-        }
+        let put = ec2.create_tags().resources(current.id).set_tags(Some(ec2_tags(&d.tags))).send();
+        let put = async { put.await.map(|_| ()).map_err(|e| failed("tag", e)) };
+        super::retag(&d.tags, &current.live.tags, put, |stale| async {
+            let keys = stale.into_keys().map(|k| aws_sdk_ec2::types::Tag::builder().key(k).build()).collect();
+            let remove = ec2.delete_tags().resources(current.id).set_tags(Some(keys));
+            remove.send().await.map(|_| ()).map_err(|e| failed("remove old tags", e))
+        })
+        .await?;
     }
     Ok(())
 }
@@ -188,11 +173,11 @@ pub async fn roll_instances(
     Ok(())
 }
 
-pub async fn read_auto_scaling_group(clients: &Clients, live: &Live, d: &Desired) -> anyhow::Result<Option<Found>> {
+pub async fn read_auto_scaling_group(clients: &Clients, live: &Live, name: &str) -> anyhow::Result<Option<Found>> {
     let out = clients
         .asg
         .describe_auto_scaling_groups()
-        .auto_scaling_group_names(&d.name)
+        .auto_scaling_group_names(name)
         .send()
         .await
         .map_err(|e| failed("describe", e))?;
@@ -205,25 +190,21 @@ pub async fn read_auto_scaling_group(clients: &Clients, live: &Live, d: &Desired
         (None, None) => String::new(),
     };
     let tags = group.tags().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?)));
-    let fields = [
-        ("launch_template", launch),
-        ("min", group.min_size.unwrap_or_default().to_string()),
-        ("max", group.max_size.unwrap_or_default().to_string()),
-        ("desired", group.desired_capacity.unwrap_or_default().to_string()),
-        ("subnets", list(split_list(group.vpc_zone_identifier.as_deref().unwrap_or_default()))),
-        ("target_groups", list(group.target_group_arns().iter().map(|arn| target_group_text(live, arn)))),
-        ("health_check_type", group.health_check_type.clone().unwrap_or_default()),
-        ("health_check_grace_period", group.health_check_grace_period.unwrap_or_default().to_string()),
-        ("tags", tags_text(tags)),
-    ];
-    Ok(Some(Found {
-        fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        id: d.name.clone(),
-        extra: BTreeMap::new(),
-    }))
+    let found = AutoScalingGroup {
+        launch_template: launch,
+        min: group.min_size.unwrap_or_default(),
+        max: group.max_size.unwrap_or_default(),
+        desired: group.desired_capacity.unwrap_or_default(),
+        subnets: split_list(group.vpc_zone_identifier.as_deref().unwrap_or_default()),
+        target_groups: group.target_group_arns().iter().map(|arn| target_group_text(live, arn)).collect(),
+        health_check_type: group.health_check_type.clone().unwrap_or_default(),
+        health_check_grace_period: group.health_check_grace_period.unwrap_or_default(),
+        tags: live_tags(tags),
+    };
+    Ok(Some(Found::new(Resource::AutoScalingGroup(found), name.to_string())))
 }
 
-fn asg_tags(group: &str, tags: &BTreeMap<String, String>) -> Vec<aws_sdk_autoscaling::types::Tag> {
+fn asg_tags(group: &str, tags: &Tags) -> Vec<aws_sdk_autoscaling::types::Tag> {
     tags.iter()
         .map(|(k, v)| {
             aws_sdk_autoscaling::types::Tag::builder()
@@ -237,8 +218,8 @@ fn asg_tags(group: &str, tags: &BTreeMap<String, String>) -> Vec<aws_sdk_autosca
         .collect()
 }
 
-fn target_group_arns(live: &Live, d: &Desired) -> anyhow::Result<Vec<String>> {
-    split_list(field(d, "target_groups"))
+fn target_group_arns(live: &Live, d: &AutoScalingGroup) -> anyhow::Result<Vec<String>> {
+    d.target_groups
         .iter()
         .map(|name| {
             live.id(Kind::TargetGroup, name)
@@ -248,36 +229,33 @@ fn target_group_arns(live: &Live, d: &Desired) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-fn launch_template(d: &Desired) -> anyhow::Result<LaunchTemplateSpecification> {
-    let (name, version) = field(d, "launch_template").split_once(':').context("launch_template is NAME:VERSION")?;
+fn launch_template(d: &AutoScalingGroup) -> anyhow::Result<LaunchTemplateSpecification> {
+    let (name, version) = d.launch_template.split_once(':').context("launch_template is NAME:VERSION")?;
     Ok(LaunchTemplateSpecification::builder().launch_template_name(name).version(version).build())
 }
 
-fn int(d: &Desired, name: &str) -> anyhow::Result<i32> {
-    field(d, name).parse().with_context(|| format!("{name} is not a number"))
-}
-
-pub async fn apply_auto_scaling_group(
+pub(crate) async fn apply_auto_scaling_group(
     clients: &Clients,
     live: &Live,
-    d: &Desired,
-    current: Option<&Found>,
+    name: &str,
+    d: &AutoScalingGroup,
+    current: Option<Current<'_, AutoScalingGroup>>,
     changed: &[String],
 ) -> anyhow::Result<()> {
     let asg = &clients.asg;
     let wanted_groups = target_group_arns(live, d)?;
     let Some(current) = current else {
         asg.create_auto_scaling_group()
-            .auto_scaling_group_name(&d.name)
+            .auto_scaling_group_name(name)
             .launch_template(launch_template(d)?)
-            .min_size(int(d, "min")?)
-            .max_size(int(d, "max")?)
-            .desired_capacity(int(d, "desired")?)
-            .vpc_zone_identifier(split_list(field(d, "subnets")).join(","))
+            .min_size(d.min)
+            .max_size(d.max)
+            .desired_capacity(d.desired)
+            .vpc_zone_identifier(d.subnets.join(","))
             .set_target_group_arns(Some(wanted_groups))
-            .health_check_type(field(d, "health_check_type"))
-            .health_check_grace_period(int(d, "health_check_grace_period")?)
-            .set_tags(Some(asg_tags(&d.name, &desired_tags(d))))
+            .health_check_type(&d.health_check_type)
+            .health_check_grace_period(d.health_check_grace_period)
+            .set_tags(Some(asg_tags(name, &d.tags)))
             .send()
             .await
             .map_err(|e| failed("create", e))?;
@@ -289,33 +267,34 @@ pub async fn apply_auto_scaling_group(
         .any(|f| is(f))
     {
         asg.update_auto_scaling_group()
-            .auto_scaling_group_name(&d.name)
+            .auto_scaling_group_name(name)
             .launch_template(launch_template(d)?)
-            .min_size(int(d, "min")?)
-            .max_size(int(d, "max")?)
-            .vpc_zone_identifier(split_list(field(d, "subnets")).join(","))
-            .health_check_type(field(d, "health_check_type"))
-            .health_check_grace_period(int(d, "health_check_grace_period")?)
+            .min_size(d.min)
+            .max_size(d.max)
+            .vpc_zone_identifier(d.subnets.join(","))
+            .health_check_type(&d.health_check_type)
+            .health_check_grace_period(d.health_check_grace_period)
             .send()
             .await
             .map_err(|e| failed("update", e))?;
     }
     if is("target_groups") {
-        let old = current.fields.get("target_groups").map(|t| split_list(t)).unwrap_or_default();
-        let old_arns: Vec<String> = old
+        let old_arns: Vec<String> = current
+            .live
+            .target_groups
             .iter()
             .map(|name| live.id(Kind::TargetGroup, name).map(str::to_string).unwrap_or_else(|| name.clone()))
             .collect();
         let stale: Vec<String> = old_arns.iter().filter(|a| !wanted_groups.contains(a)).cloned().collect();
         asg.attach_load_balancer_target_groups()
-            .auto_scaling_group_name(&d.name)
+            .auto_scaling_group_name(name)
             .set_target_group_arns(Some(wanted_groups.clone()))
             .send()
             .await
             .map_err(|e| failed("attach target groups", e))?;
         if !stale.is_empty() {
             asg.detach_load_balancer_target_groups()
-                .auto_scaling_group_name(&d.name)
+                .auto_scaling_group_name(name)
                 .set_target_group_arns(Some(stale))
                 .send()
                 .await
@@ -323,32 +302,27 @@ pub async fn apply_auto_scaling_group(
         }
     }
     if is("tags") {
-        let wanted = desired_tags(d);
-        asg.create_or_update_tags()
-            .set_tags(Some(asg_tags(&d.name, &wanted)))
-            .send()
-            .await
-            .map_err(|e| failed("tag", e))?;
-        let old: BTreeMap<String, String> =
-            current.fields.get("tags").and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-        let stale: BTreeMap<String, String> = old.into_iter().filter(|(k, _)| !wanted.contains_key(k)).collect();
-        if !stale.is_empty() {
-            asg.delete_tags()
-                .set_tags(Some(asg_tags(&d.name, &stale)))
-                .send()
-                .await
-                .map_err(|e| failed("remove old tags", e))?;
-        }
+        let put = asg.create_or_update_tags().set_tags(Some(asg_tags(name, &d.tags))).send();
+        let put = async { put.await.map(|_| ()).map_err(|e| failed("tag", e)) };
+        super::retag(&d.tags, &current.live.tags, put, |stale| async move {
+            let remove = asg.delete_tags().set_tags(Some(asg_tags(name, &stale)));
+            remove.send().await.map(|_| ()).map_err(|e| failed("remove old tags", e))
+        })
+        .await?;
     }
     Ok(())
 }
 
-pub async fn read_scaling_policy(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
+pub(crate) async fn read_scaling_policy(
+    clients: &Clients,
+    name: &str,
+    d: &ScalingPolicy,
+) -> anyhow::Result<Option<Found>> {
     let out = clients
         .asg
         .describe_policies()
-        .auto_scaling_group_name(input(d, "auto_scaling_group"))
-        .policy_names(&d.name)
+        .auto_scaling_group_name(&d.auto_scaling_group)
+        .policy_names(name)
         .send()
         .await
         .map_err(|e| failed("describe", e))?;
@@ -359,9 +333,10 @@ pub async fn read_scaling_policy(clients: &Clients, d: &Desired) -> anyhow::Resu
         .and_then(|m| m.predefined_metric_type.as_ref())
         .map(|t| t.as_str().to_string())
         .unwrap_or_default();
-    let target = tracking.and_then(|t| t.target_value).map(|v| format!("{v}")).unwrap_or_default();
-    let fields = [("metric".to_string(), metric), ("target".to_string(), target)].into_iter().collect();
-    Ok(Some(Found { fields, id: policy.policy_arn.clone().unwrap_or_default(), extra: BTreeMap::new() }))
+    let target = tracking.and_then(|t| t.target_value).unwrap_or_default();
+    // Found by its group and name: those inputs are the desired ones.
+    let found = ScalingPolicy { metric, target, ..d.clone() };
+    Ok(Some(Found::new(Resource::ScalingPolicy(found), policy.policy_arn.clone().unwrap_or_default())))
 }
 
 /// `app/<load balancer>/<id>/targetgroup/<target group>/<id>`: what a request-count policy counts.
@@ -375,24 +350,30 @@ fn resource_label(listener_arn: &str, target_group_arn: &str) -> anyhow::Result<
     Ok(format!("{balancer}/{group}"))
 }
 
-pub async fn apply_scaling_policy(clients: &Clients, stack: &Stack, live: &Live, d: &Desired) -> anyhow::Result<()> {
-    let metric = MetricType::from(field(d, "metric"));
+pub(crate) async fn apply_scaling_policy(
+    clients: &Clients,
+    stack: &Stack,
+    live: &Live,
+    name: &str,
+    d: &ScalingPolicy,
+) -> anyhow::Result<()> {
+    let metric = MetricType::from(d.metric.as_str());
     let mut specification = PredefinedMetricSpecification::builder().predefined_metric_type(metric.clone());
     if metric == MetricType::AlbRequestCountPerTarget {
-        let listener = rule_listener(stack, live, d).context("its load balancer's listener does not exist")?;
-        let group = live.id(Kind::TargetGroup, input(d, "target_group")).context("its target group does not exist")?;
+        let listener =
+            rule_listener(stack, live, &d.listener).context("its load balancer's listener does not exist")?;
+        let group = live.id(Kind::TargetGroup, &d.target_group).context("its target group does not exist")?;
         specification = specification.resource_label(resource_label(listener, group)?);
     }
-    let target: f64 = field(d, "target").parse().context("the target is not a number")?;
     let tracking = TargetTrackingConfiguration::builder()
         .predefined_metric_specification(specification.build())
-        .target_value(target)
+        .target_value(d.target)
         .build();
     clients
         .asg
         .put_scaling_policy()
-        .auto_scaling_group_name(input(d, "auto_scaling_group"))
-        .policy_name(&d.name)
+        .auto_scaling_group_name(&d.auto_scaling_group)
+        .policy_name(name)
         .policy_type("TargetTrackingScaling")
         .target_tracking_configuration(tracking)
         .send()

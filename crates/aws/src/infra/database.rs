@@ -2,20 +2,21 @@
 //! in Secrets Manager (`ManageMasterUserPassword`): the tool has no way to send one, so none can
 //! reach config, files, output or logs.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use aws_sdk_rds::types::{DbInstance as DBInstance, Tag};
-use vending::plan::{engine_version_verdict, Desired, VersionVerdict, PENDING, RDS_DEFERRABLE};
+use vending::plan::{
+    engine_version_verdict, Database, DbSubnetGroup, PendingDatabase, Resource, Tags, VersionVerdict, RDS_DEFERRABLE,
+};
 
-use super::{code, desired_tags, failed, field, list, split_list, tags_text, Clients, Found};
+use super::{code, failed, live_tags, Clients, Current, Found};
 
-fn rds_tags(tags: BTreeMap<String, String>) -> Vec<Tag> {
-    tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+fn rds_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
-async fn tags_of(clients: &Clients, arn: &str) -> anyhow::Result<String> {
+async fn tags_of(clients: &Clients, arn: &str) -> anyhow::Result<Tags> {
     let out = clients
         .rds
         .list_tags_for_resource()
@@ -23,64 +24,50 @@ async fn tags_of(clients: &Clients, arn: &str) -> anyhow::Result<String> {
         .send()
         .await
         .map_err(|e| failed("cannot read tags", e))?;
-    Ok(tags_text(out.tag_list().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?)))))
+    Ok(live_tags(out.tag_list().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?)))))
 }
 
-async fn retag(clients: &Clients, arn: &str, d: &Desired, current: &Found) -> anyhow::Result<()> {
-    let wanted = desired_tags(d);
-    clients
-        .rds
-        .add_tags_to_resource()
-        .resource_name(arn)
-        .set_tags(Some(rds_tags(wanted.clone())))
-        .send()
-        .await
-        .map_err(|e| failed("tag", e))?;
-    let old: BTreeMap<String, String> =
-        current.fields.get("tags").and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-    let stale: Vec<String> = old.into_keys().filter(|k| !wanted.contains_key(k)).collect();
-    if !stale.is_empty() {
-        clients
-            .rds
-            .remove_tags_from_resource()
-            .resource_name(arn)
-            .set_tag_keys(Some(stale))
-            .send()
-            .await
-            .map_err(|e| failed("remove old tags", e))?;
-    }
-    Ok(())
+async fn retag(clients: &Clients, arn: &str, wanted: &Tags, old: &Tags) -> anyhow::Result<()> {
+    let rds = &clients.rds;
+    let put = rds.add_tags_to_resource().resource_name(arn).set_tags(Some(rds_tags(wanted))).send();
+    super::retag(wanted, old, async { put.await.map(|_| ()).map_err(|e| failed("tag", e)) }, |stale| async {
+        let remove = rds.remove_tags_from_resource().resource_name(arn).set_tag_keys(Some(stale.into_keys().collect()));
+        remove.send().await.map(|_| ()).map_err(|e| failed("remove old tags", e))
+    })
+    .await
 }
 
-pub async fn read_subnet_group(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
-    let out = match clients.rds.describe_db_subnet_groups().db_subnet_group_name(&d.name).send().await {
+pub async fn read_subnet_group(clients: &Clients, name: &str) -> anyhow::Result<Option<Found>> {
+    let out = match clients.rds.describe_db_subnet_groups().db_subnet_group_name(name).send().await {
         Ok(out) => out,
         Err(e) if code(&e) == Some("DBSubnetGroupNotFoundFault") => return Ok(None),
         Err(e) => return Err(failed("describe", e)),
     };
     let Some(group) = out.db_subnet_groups().first() else { return Ok(None) };
     let arn = group.db_subnet_group_arn.clone().unwrap_or_default();
-    let mut fields = BTreeMap::new();
-    fields.insert("subnets".to_string(), list(group.subnets().iter().filter_map(|s| s.subnet_identifier.clone())));
-    fields.insert("tags".to_string(), tags_of(clients, &arn).await?);
-    Ok(Some(Found { fields, id: arn, extra: BTreeMap::new() }))
+    let live = DbSubnetGroup {
+        subnets: group.subnets().iter().filter_map(|s| s.subnet_identifier.clone()).collect(),
+        tags: tags_of(clients, &arn).await?,
+    };
+    Ok(Some(Found::new(Resource::DbSubnetGroup(live), arn)))
 }
 
-pub async fn apply_subnet_group(
+pub(crate) async fn apply_subnet_group(
     clients: &Clients,
-    d: &Desired,
-    current: Option<&Found>,
+    name: &str,
+    d: &DbSubnetGroup,
+    current: Option<Current<'_, DbSubnetGroup>>,
     changed: &[String],
 ) -> anyhow::Result<()> {
-    let subnets = split_list(field(d, "subnets"));
+    let subnets = d.subnets.clone();
     let Some(current) = current else {
         clients
             .rds
             .create_db_subnet_group()
-            .db_subnet_group_name(&d.name)
-            .db_subnet_group_description(format!("{} (cargo xtask deploy)", d.name))
+            .db_subnet_group_name(name)
+            .db_subnet_group_description(format!("{name} (cargo xtask deploy)"))
             .set_subnet_ids(Some(subnets))
-            .set_tags(Some(rds_tags(desired_tags(d))))
+            .set_tags(Some(rds_tags(&d.tags)))
             .send()
             .await
             .map_err(|e| failed("create", e))?;
@@ -90,20 +77,20 @@ pub async fn apply_subnet_group(
         clients
             .rds
             .modify_db_subnet_group()
-            .db_subnet_group_name(&d.name)
+            .db_subnet_group_name(name)
             .set_subnet_ids(Some(subnets))
             .send()
             .await
             .map_err(|e| failed("modify", e))?;
     }
     if changed.iter().any(|f| f == "tags") {
-        retag(clients, &current.id, d, current).await?;
+        retag(clients, current.id, &d.tags, &current.live.tags).await?;
     }
     Ok(())
 }
 
-pub async fn read_database(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
-    let out = match clients.rds.describe_db_instances().db_instance_identifier(&d.name).send().await {
+pub async fn read_database(clients: &Clients, name: &str) -> anyhow::Result<Option<Found>> {
+    let out = match clients.rds.describe_db_instances().db_instance_identifier(name).send().await {
         Ok(out) => out,
         Err(e) if code(&e) == Some("DBInstanceNotFound") => return Ok(None),
         Err(e) => return Err(failed("describe", e)),
@@ -112,60 +99,44 @@ pub async fn read_database(clients: &Clients, d: &Desired) -> anyhow::Result<Opt
 }
 
 /// A database as the plan compares it. Changes RDS holds for the maintenance window
-/// (`PendingModifiedValues`) are reported under `plan::PENDING`, so the plan neither asks for
-/// them again nor hides them. Only AWS reports pending values (the emulator applies every change
-/// at once); this mapping is tested with SDK-built answers.
+/// (`PendingModifiedValues`) are its `pending` values, so the plan neither asks for them again
+/// nor hides them. Only AWS reports pending values (the emulator applies every change at once);
+/// this mapping is tested with SDK-built answers.
 pub fn database_found(db: &DBInstance) -> Found {
     let text = |v: Option<String>| v.unwrap_or_default();
-    let mut fields: BTreeMap<String, String> = [
-        ("engine", text(db.engine.clone())),
-        ("engine_version", text(db.engine_version.clone())),
-        ("instance_class", text(db.db_instance_class.clone())),
-        ("master_username", text(db.master_username.clone())),
-        ("database_name", text(db.db_name.clone())),
-        ("manage_master_user_password", db.master_user_secret.is_some().to_string()),
-        ("multi_az", db.multi_az.unwrap_or_default().to_string()),
-        ("security_groups", list(db.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id.clone()))),
-        ("backup_retention_days", db.backup_retention_period.unwrap_or_default().to_string()),
-        ("backup_window", text(db.preferred_backup_window.clone())),
-        ("maintenance_window", text(db.preferred_maintenance_window.clone())),
-        ("auto_minor_version_upgrade", db.auto_minor_version_upgrade.unwrap_or_default().to_string()),
-        ("storage_gb", db.allocated_storage.unwrap_or_default().to_string()),
-        ("storage_encrypted", db.storage_encrypted.unwrap_or_default().to_string()),
-        ("deletion_protection", db.deletion_protection.unwrap_or_default().to_string()),
-        ("tags", tags_text(db.tag_list().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?))))),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    if let Some(pending) = &db.pending_modified_values {
-        let waiting = [
-            ("engine_version", pending.engine_version.clone()),
-            ("instance_class", pending.db_instance_class.clone()),
-            ("multi_az", pending.multi_az.map(|v| v.to_string())),
-            ("backup_retention_days", pending.backup_retention_period.map(|v| v.to_string())),
-            ("storage_gb", pending.allocated_storage.map(|v| v.to_string())),
-        ];
-        for (field, value) in waiting {
-            if let Some(value) = value {
-                fields.insert(format!("{PENDING}{field}"), value);
-            }
-        }
-    }
-    let mut extra = BTreeMap::new();
-    extra.insert("status".to_string(), text(db.db_instance_status.clone()));
+    let pending = db.pending_modified_values.as_ref();
+    let live = Database {
+        engine: text(db.engine.clone()),
+        engine_version: text(db.engine_version.clone()),
+        instance_class: text(db.db_instance_class.clone()),
+        master_username: text(db.master_username.clone()),
+        database_name: text(db.db_name.clone()),
+        manage_master_user_password: db.master_user_secret.is_some(),
+        multi_az: db.multi_az.unwrap_or_default(),
+        security_groups: db.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id.clone()).collect(),
+        backup_retention_days: db.backup_retention_period.unwrap_or_default(),
+        backup_window: Some(text(db.preferred_backup_window.clone())),
+        maintenance_window: Some(text(db.preferred_maintenance_window.clone())),
+        auto_minor_version_upgrade: db.auto_minor_version_upgrade.unwrap_or_default(),
+        storage_gb: db.allocated_storage.unwrap_or_default(),
+        storage_encrypted: db.storage_encrypted.unwrap_or_default(),
+        deletion_protection: db.deletion_protection.unwrap_or_default(),
+        tags: live_tags(db.tag_list().iter().filter_map(|t| Some((t.key.clone()?, t.value.clone()?)))),
+        allow_major_version_upgrade: false,
+        pending: PendingDatabase {
+            engine_version: pending.and_then(|p| p.engine_version.clone()),
+            instance_class: pending.and_then(|p| p.db_instance_class.clone()),
+            multi_az: pending.and_then(|p| p.multi_az),
+            backup_retention_days: pending.and_then(|p| p.backup_retention_period),
+            storage_gb: pending.and_then(|p| p.allocated_storage),
+        },
+    };
+    let mut found = Found::new(Resource::Database(live), text(db.db_instance_arn.clone()));
+    found.extra.insert("status".to_string(), text(db.db_instance_status.clone()));
     if let Some(secret) = db.master_user_secret.as_ref().and_then(|s| s.secret_arn.clone()) {
-        extra.insert("secret_arn".to_string(), secret);
+        found.extra.insert("secret_arn".to_string(), secret);
     }
-    Found { fields, id: text(db.db_instance_arn.clone()), extra }
-}
-
-fn int(d: &Desired, name: &str) -> anyhow::Result<i32> {
-    field(d, name).parse().with_context(|| format!("{name} is not a number"))
-}
-
-fn flag(d: &Desired, name: &str) -> bool {
-    field(d, name) == "true"
+    found
 }
 
 fn non_empty(value: &str) -> Option<String> {
@@ -176,39 +147,40 @@ fn non_empty(value: &str) -> Option<String> {
 /// the changes it can hold (instance class, storage, Multi-AZ, engine version) for the
 /// maintenance window and applies the rest (deletion protection, security groups, windows, …) at
 /// once, as it always does. Returns a note when changes wait.
-pub async fn apply_database(
+pub(crate) async fn apply_database(
     clients: &Clients,
-    d: &Desired,
-    current: Option<&Found>,
+    name: &str,
+    d: &Database,
+    current: Option<Current<'_, Database>>,
     changed: &[String],
     apply_immediately: bool,
 ) -> anyhow::Result<Option<String>> {
-    if field(d, "manage_master_user_password") != "true" {
+    if !d.manage_master_user_password {
         bail!("the master password must be managed by AWS (ManageMasterUserPassword); the tool never sets one");
     }
     let Some(current) = current else {
         clients
             .rds
             .create_db_instance()
-            .db_instance_identifier(&d.name)
-            .engine(field(d, "engine"))
-            .engine_version(field(d, "engine_version"))
-            .db_instance_class(field(d, "instance_class"))
-            .master_username(field(d, "master_username"))
+            .db_instance_identifier(name)
+            .engine(&d.engine)
+            .engine_version(&d.engine_version)
+            .db_instance_class(&d.instance_class)
+            .master_username(&d.master_username)
             .manage_master_user_password(true)
-            .set_db_name(non_empty(field(d, "database_name")))
-            .multi_az(flag(d, "multi_az"))
-            .set_vpc_security_group_ids(Some(split_list(field(d, "security_groups"))))
-            .db_subnet_group_name(&d.name)
-            .backup_retention_period(int(d, "backup_retention_days")?)
-            .set_preferred_backup_window(non_empty(field(d, "backup_window")))
-            .set_preferred_maintenance_window(non_empty(field(d, "maintenance_window")))
-            .auto_minor_version_upgrade(flag(d, "auto_minor_version_upgrade"))
-            .allocated_storage(int(d, "storage_gb")?)
+            .set_db_name(non_empty(&d.database_name))
+            .multi_az(d.multi_az)
+            .set_vpc_security_group_ids(Some(d.security_groups.clone()))
+            .db_subnet_group_name(name)
+            .backup_retention_period(d.backup_retention_days)
+            .set_preferred_backup_window(d.backup_window.clone())
+            .set_preferred_maintenance_window(d.maintenance_window.clone())
+            .auto_minor_version_upgrade(d.auto_minor_version_upgrade)
+            .allocated_storage(d.storage_gb)
             .storage_encrypted(true)
-            .deletion_protection(flag(d, "deletion_protection"))
+            .deletion_protection(d.deletion_protection)
             .publicly_accessible(false)
-            .set_tags(Some(rds_tags(desired_tags(d))))
+            .set_tags(Some(rds_tags(&d.tags)))
             .send()
             .await
             .map_err(|e| failed("create", e))?;
@@ -218,42 +190,39 @@ pub async fn apply_database(
     let settings = changed.iter().any(|f| f != "tags");
     if settings {
         let mut request =
-            clients.rds.modify_db_instance().db_instance_identifier(&d.name).apply_immediately(apply_immediately);
+            clients.rds.modify_db_instance().db_instance_identifier(name).apply_immediately(apply_immediately);
         if is("engine_version") {
             // The plan refused a downgrade and a major upgrade that the config does not allow.
-            let major = engine_version_verdict(
-                field(d, "engine"),
-                field(d, "engine_version"),
-                current.fields.get("engine_version").map(String::as_str).unwrap_or_default(),
-            ) == VersionVerdict::MajorUpgrade;
-            request = request.engine_version(field(d, "engine_version")).allow_major_version_upgrade(major);
+            let major = engine_version_verdict(&d.engine, &d.engine_version, &current.live.engine_version)
+                == VersionVerdict::MajorUpgrade;
+            request = request.engine_version(&d.engine_version).allow_major_version_upgrade(major);
         }
         if is("instance_class") {
-            request = request.db_instance_class(field(d, "instance_class"));
+            request = request.db_instance_class(&d.instance_class);
         }
         if is("multi_az") {
-            request = request.multi_az(flag(d, "multi_az"));
+            request = request.multi_az(d.multi_az);
         }
         if is("security_groups") {
-            request = request.set_vpc_security_group_ids(Some(split_list(field(d, "security_groups"))));
+            request = request.set_vpc_security_group_ids(Some(d.security_groups.clone()));
         }
         if is("backup_retention_days") {
-            request = request.backup_retention_period(int(d, "backup_retention_days")?);
+            request = request.backup_retention_period(d.backup_retention_days);
         }
         if is("backup_window") {
-            request = request.set_preferred_backup_window(non_empty(field(d, "backup_window")));
+            request = request.set_preferred_backup_window(d.backup_window.clone());
         }
         if is("storage_gb") {
-            request = request.allocated_storage(int(d, "storage_gb")?);
+            request = request.allocated_storage(d.storage_gb);
         }
         if is("deletion_protection") {
-            request = request.deletion_protection(flag(d, "deletion_protection"));
+            request = request.deletion_protection(d.deletion_protection);
         }
         if is("maintenance_window") {
-            request = request.set_preferred_maintenance_window(non_empty(field(d, "maintenance_window")));
+            request = request.set_preferred_maintenance_window(d.maintenance_window.clone());
         }
         if is("auto_minor_version_upgrade") {
-            request = request.auto_minor_version_upgrade(flag(d, "auto_minor_version_upgrade"));
+            request = request.auto_minor_version_upgrade(d.auto_minor_version_upgrade);
         }
         if is("manage_master_user_password") {
             request = request.manage_master_user_password(true);
@@ -261,14 +230,13 @@ pub async fn apply_database(
         request.send().await.map_err(|e| failed("modify", e))?;
     }
     if is("tags") {
-        retag(clients, &current.id, d, current).await?;
+        retag(clients, current.id, &d.tags, &current.live.tags).await?;
     }
     let deferred: Vec<&str> = RDS_DEFERRABLE.iter().copied().filter(|f| is(f)).collect();
     Ok((!apply_immediately && !deferred.is_empty()).then(|| {
-        let window = current.fields.get("maintenance_window").filter(|w| !w.is_empty());
+        let window = current.live.maintenance_window.as_ref().filter(|w| !w.is_empty());
         format!(
-            "{}: RDS applies {} in its maintenance window{}; `deploy --apply-immediately` applies {} now",
-            d.name,
+            "{name}: RDS applies {} in its maintenance window{}; `deploy --apply-immediately` applies {} now",
             deferred.join(", "),
             window.map(|w| format!(" ({w} UTC)")).unwrap_or_default(),
             if deferred.len() == 1 { "it" } else { "them" }
@@ -278,16 +246,15 @@ pub async fn apply_database(
 
 /// Deletes a database that must be replaced, keeping a final snapshot. Deletion protection is not
 /// lifted here: whoever turned it on turns it off.
-pub async fn delete_database(clients: &Clients, d: &Desired) -> anyhow::Result<()> {
+pub async fn delete_database(clients: &Clients, name: &str) -> anyhow::Result<()> {
     let snapshot = format!(
-        "{}-final-{}",
-        d.name,
+        "{name}-final-{}",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.as_secs()).unwrap_or_default()
     );
     match clients
         .rds
         .delete_db_instance()
-        .db_instance_identifier(&d.name)
+        .db_instance_identifier(name)
         .skip_final_snapshot(false)
         .final_db_snapshot_identifier(&snapshot)
         .send()
@@ -295,18 +262,17 @@ pub async fn delete_database(clients: &Clients, d: &Desired) -> anyhow::Result<(
     {
         Ok(_) => {}
         Err(e) if code(&e) == Some("InvalidParameterCombination") => bail!(
-            "{} has deletion protection: turn it off yourself if it really must be replaced (final snapshot {snapshot} would be kept)",
-            d.name
+            "{name} has deletion protection: turn it off yourself if it really must be replaced (final snapshot {snapshot} would be kept)"
         ),
         Err(e) => return Err(failed("delete the old database", e)),
     }
-    println!("{}: deleting; final snapshot {snapshot}", d.name);
+    println!("{name}: deleting; final snapshot {snapshot}");
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(3600) {
-        if read_database(clients, d).await?.is_none() {
+        if read_database(clients, name).await?.is_none() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_secs(15)).await;
     }
-    bail!("{} was still being deleted after an hour; deploy again when it is gone", d.name)
+    bail!("{name} was still being deleted after an hour; deploy again when it is gone")
 }

@@ -6,12 +6,15 @@ use anyhow::{bail, Context};
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, Certificate, FixedResponseActionConfig, HostHeaderConditionConfig, LoadBalancerSchemeEnum,
     LoadBalancerTypeEnum, Matcher, ProtocolEnum, RedirectActionConfig, RedirectActionStatusCodeEnum, RuleCondition,
-    Tag, TargetTypeEnum,
+    Tag, TargetGroupAttribute, TargetTypeEnum,
 };
 use aws_sdk_elasticloadbalancingv2::Client;
-use vending::plan::{allocate_priority, Desired, Kind, HOST_NOT_FOUND};
+use vending::plan::{
+    allocate_priority, HealthCheck, Kind, Listener, ListenerRule, LoadBalancer, Resource, Tags, TargetGroup,
+    HOST_NOT_FOUND,
+};
 
-use super::{code, desired_tags, failed, field, input, list, split_list, tags_text, Clients, Found, Live, Stack};
+use super::{code, failed, live_tags, Clients, Current, Found, Live, Stack};
 
 async fn tags_of(elb: &Client, arns: &[String]) -> anyhow::Result<BTreeMap<String, Vec<(String, String)>>> {
     let mut out = BTreeMap::new();
@@ -31,35 +34,21 @@ async fn tags_of(elb: &Client, arns: &[String]) -> anyhow::Result<BTreeMap<Strin
     Ok(out)
 }
 
-fn to_tags(tags: BTreeMap<String, String>) -> Vec<Tag> {
-    tags.into_iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+fn to_tags(tags: &Tags) -> Vec<Tag> {
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
-/// Makes a resource's tags exactly the desired ones.
-async fn retag(elb: &Client, arn: &str, d: &Desired, current: Option<&Found>) -> anyhow::Result<()> {
-    let wanted = desired_tags(d);
-    elb.add_tags()
-        .resource_arns(arn)
-        .set_tags(Some(to_tags(wanted.clone())))
-        .send()
-        .await
-        .map_err(|e| failed("cannot tag", e))?;
-    let old: BTreeMap<String, String> =
-        current.and_then(|c| c.fields.get("tags")).and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-    let stale: Vec<String> = old.into_keys().filter(|k| !wanted.contains_key(k)).collect();
-    if !stale.is_empty() {
-        elb.remove_tags()
-            .resource_arns(arn)
-            .set_tag_keys(Some(stale))
-            .send()
-            .await
-            .map_err(|e| failed("cannot remove old tags", e))?;
-    }
-    Ok(())
+async fn retag(elb: &Client, arn: &str, wanted: &Tags, old: &Tags) -> anyhow::Result<()> {
+    let put = elb.add_tags().resource_arns(arn).set_tags(Some(to_tags(wanted))).send();
+    super::retag(wanted, old, async { put.await.map(|_| ()).map_err(|e| failed("cannot tag", e)) }, |stale| async {
+        let remove = elb.remove_tags().resource_arns(arn).set_tag_keys(Some(stale.into_keys().collect()));
+        remove.send().await.map(|_| ()).map_err(|e| failed("cannot remove old tags", e))
+    })
+    .await
 }
 
-pub async fn read_target_group(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
-    let out = match clients.elb.describe_target_groups().names(&d.name).send().await {
+pub async fn read_target_group(clients: &Clients, name: &str) -> anyhow::Result<Option<Found>> {
+    let out = match clients.elb.describe_target_groups().names(name).send().await {
         Ok(out) => out,
         Err(e) if code(&e) == Some("TargetGroupNotFound") => return Ok(None),
         Err(e) => return Err(failed("describe", e)),
@@ -67,140 +56,161 @@ pub async fn read_target_group(clients: &Clients, d: &Desired) -> anyhow::Result
     let Some(tg) = out.target_groups().first() else { return Ok(None) };
     let arn = tg.target_group_arn.clone().unwrap_or_default();
     let tags = tags_of(&clients.elb, std::slice::from_ref(&arn)).await?.remove(&arn).unwrap_or_default();
-    let text = |v: Option<i32>| v.map(|n| n.to_string()).unwrap_or_default();
-    let fields = [
-        ("protocol", tg.protocol.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default()),
-        ("port", text(tg.port)),
-        ("vpc", tg.vpc_id.clone().unwrap_or_default()),
-        ("target_type", tg.target_type.as_ref().map(|t| t.as_str().to_string()).unwrap_or_default()),
-        ("health_check.path", tg.health_check_path.clone().unwrap_or_default()),
-        ("health_check.port", tg.health_check_port.clone().unwrap_or_default()),
-        (
-            "health_check.protocol",
-            tg.health_check_protocol.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default(),
-        ),
-        ("health_check.interval", text(tg.health_check_interval_seconds)),
-        ("health_check.timeout", text(tg.health_check_timeout_seconds)),
-        ("health_check.healthy_threshold", text(tg.healthy_threshold_count)),
-        ("health_check.unhealthy_threshold", text(tg.unhealthy_threshold_count)),
-        ("health_check.matcher", tg.matcher.as_ref().and_then(|m| m.http_code.clone()).unwrap_or_default()),
-        ("tags", tags_text(tags)),
-    ];
-    Ok(Some(Found {
-        fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        id: arn,
-        extra: BTreeMap::new(),
-    }))
-}
-
-fn number(d: &Desired, name: &str) -> anyhow::Result<i32> {
-    field(d, name).parse().with_context(|| format!("{name} is not a number"))
+    let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+    let live = TargetGroup {
+        protocol: text(tg.protocol.as_ref().map(|p| p.as_str())),
+        port: tg.port.unwrap_or_default(),
+        vpc: text(tg.vpc_id.as_deref()),
+        target_type: text(tg.target_type.as_ref().map(|t| t.as_str())),
+        health_check: HealthCheck {
+            path: text(tg.health_check_path.as_deref()),
+            port: text(tg.health_check_port.as_deref()),
+            protocol: text(tg.health_check_protocol.as_ref().map(|p| p.as_str())),
+            interval: tg.health_check_interval_seconds.unwrap_or_default(),
+            timeout: tg.health_check_timeout_seconds.unwrap_or_default(),
+            healthy_threshold: tg.healthy_threshold_count.unwrap_or_default(),
+            unhealthy_threshold: tg.unhealthy_threshold_count.unwrap_or_default(),
+            matcher: text(tg.matcher.as_ref().and_then(|m| m.http_code.as_deref())),
+        },
+        deregistration_delay: deregistration_delay(&clients.elb, &arn).await?,
+        tags: live_tags(tags),
+    };
+    Ok(Some(Found::new(Resource::TargetGroup(live), arn)))
 }
 
 /// The health-check settings, on a create or a modify request alike.
 macro_rules! health_check {
-    ($request:expr, $d:expr, $matcher:expr) => {
+    ($request:expr, $hc:expr) => {
         $request
-            .health_check_path(field($d, "health_check.path"))
-            .health_check_port(field($d, "health_check.port"))
-            .health_check_protocol(ProtocolEnum::from(field($d, "health_check.protocol")))
-            .health_check_interval_seconds(number($d, "health_check.interval")?)
-            .health_check_timeout_seconds(number($d, "health_check.timeout")?)
-            .healthy_threshold_count(number($d, "health_check.healthy_threshold")?)
-            .unhealthy_threshold_count(number($d, "health_check.unhealthy_threshold")?)
-            .matcher($matcher)
+            .health_check_path(&$hc.path)
+            .health_check_port(&$hc.port)
+            .health_check_protocol(ProtocolEnum::from($hc.protocol.as_str()))
+            .health_check_interval_seconds($hc.interval)
+            .health_check_timeout_seconds($hc.timeout)
+            .healthy_threshold_count($hc.healthy_threshold)
+            .unhealthy_threshold_count($hc.unhealthy_threshold)
+            .matcher(Matcher::builder().http_code(&$hc.matcher).build())
     };
 }
 
-pub async fn apply_target_group(
+pub(crate) async fn apply_target_group(
     clients: &Clients,
-    d: &Desired,
-    current: Option<&Found>,
+    name: &str,
+    d: &TargetGroup,
+    current: Option<Current<'_, TargetGroup>>,
     changed: &[String],
 ) -> anyhow::Result<()> {
     let elb = &clients.elb;
-    let matcher = Matcher::builder().http_code(field(d, "health_check.matcher")).build();
     let Some(current) = current else {
         let request = elb
             .create_target_group()
-            .name(&d.name)
-            .protocol(ProtocolEnum::from(field(d, "protocol")))
-            .port(number(d, "port")?)
-            .vpc_id(field(d, "vpc"))
-            .target_type(TargetTypeEnum::from(field(d, "target_type")))
+            .name(name)
+            .protocol(ProtocolEnum::from(d.protocol.as_str()))
+            .port(d.port)
+            .vpc_id(&d.vpc)
+            .target_type(TargetTypeEnum::from(d.target_type.as_str()))
             .health_check_enabled(true);
-        health_check!(request, d, matcher)
-            .set_tags(Some(to_tags(desired_tags(d))))
+        let created = health_check!(request, d.health_check)
+            .set_tags(Some(to_tags(&d.tags)))
             .send()
             .await
             .map_err(|e| failed("create", e))?;
-        return Ok(());
+        let arn = created.target_groups().first().and_then(|t| t.target_group_arn.as_deref());
+        // Attributes are not part of CreateTargetGroup.
+        return set_deregistration_delay(elb, arn.context("AWS returned no target group ARN")?, d).await;
     };
     if changed.iter().any(|f| f.starts_with("health_check.")) {
-        let request = elb.modify_target_group().target_group_arn(&current.id);
-        health_check!(request, d, matcher).send().await.map_err(|e| failed("modify", e))?;
+        let request = elb.modify_target_group().target_group_arn(current.id);
+        health_check!(request, d.health_check).send().await.map_err(|e| failed("modify", e))?;
+    }
+    if changed.iter().any(|f| f == "deregistration_delay") {
+        set_deregistration_delay(elb, current.id, d).await?;
     }
     if changed.iter().any(|f| f == "tags") {
-        retag(elb, &current.id, d, Some(current)).await?;
+        retag(elb, current.id, &d.tags, &current.live.tags).await?;
     }
     Ok(())
 }
 
-pub async fn delete_target_group(clients: &Clients, current: &Found) -> anyhow::Result<()> {
+const DEREGISTRATION_DELAY: &str = "deregistration_delay.timeout_seconds";
+
+async fn set_deregistration_delay(elb: &Client, arn: &str, d: &TargetGroup) -> anyhow::Result<()> {
+    let attribute =
+        TargetGroupAttribute::builder().key(DEREGISTRATION_DELAY).value(d.deregistration_delay.to_string()).build();
+    elb.modify_target_group_attributes()
+        .target_group_arn(arn)
+        .attributes(attribute)
+        .send()
+        .await
+        .map_err(|e| failed("set the deregistration delay", e))?;
+    Ok(())
+}
+
+async fn deregistration_delay(elb: &Client, arn: &str) -> anyhow::Result<i32> {
+    let out = elb
+        .describe_target_group_attributes()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .map_err(|e| failed("describe attributes", e))?;
+    let value = out.attributes().iter().find(|a| a.key.as_deref() == Some(DEREGISTRATION_DELAY));
+    let value =
+        value.and_then(|a| a.value.as_deref()).with_context(|| format!("no {DEREGISTRATION_DELAY} attribute"))?;
+    value.parse().with_context(|| format!("{DEREGISTRATION_DELAY} is `{value}`, not a number"))
+}
+
+pub async fn delete_target_group(clients: &Clients, arn: &str) -> anyhow::Result<()> {
     clients
         .elb
         .delete_target_group()
-        .target_group_arn(&current.id)
+        .target_group_arn(arn)
         .send()
         .await
         .map_err(|e| failed("cannot delete the old target group (still in use by a rule or group?)", e))?;
     Ok(())
 }
 
-pub async fn read_load_balancer(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
-    let out = match clients.elb.describe_load_balancers().names(&d.name).send().await {
+pub async fn read_load_balancer(clients: &Clients, name: &str) -> anyhow::Result<Option<Found>> {
+    let out = match clients.elb.describe_load_balancers().names(name).send().await {
         Ok(out) => out,
         Err(e) if code(&e) == Some("LoadBalancerNotFound") => return Ok(None),
         Err(e) => return Err(failed("describe", e)),
     };
     let balancers = out.load_balancers();
     if balancers.len() > 1 {
-        bail!("{} load balancers are named `{}`; delete the extra ones, then deploy again", balancers.len(), d.name);
+        bail!("{} load balancers are named `{}`; delete the extra ones, then deploy again", balancers.len(), name);
     }
     let Some(lb) = balancers.first() else { return Ok(None) };
     let arn = lb.load_balancer_arn.clone().unwrap_or_default();
     let tags = tags_of(&clients.elb, std::slice::from_ref(&arn)).await?.remove(&arn).unwrap_or_default();
-    let fields = [
-        ("type", lb.r#type.as_ref().map(|t| t.as_str().to_string()).unwrap_or_default()),
-        ("scheme", lb.scheme.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default()),
-        ("subnets", list(lb.availability_zones().iter().filter_map(|z| z.subnet_id.clone()))),
-        ("security_groups", list(lb.security_groups().iter().cloned())),
-        ("tags", tags_text(tags)),
-    ];
-    Ok(Some(Found {
-        fields: fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-        id: arn,
-        extra: BTreeMap::new(),
-    }))
+    let live = LoadBalancer {
+        balancer_type: lb.r#type.as_ref().map(|t| t.as_str().to_string()).unwrap_or_default(),
+        scheme: lb.scheme.as_ref().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        subnets: lb.availability_zones().iter().filter_map(|z| z.subnet_id.clone()).collect(),
+        security_groups: lb.security_groups().to_vec(),
+        tags: live_tags(tags),
+    };
+    Ok(Some(Found::new(Resource::LoadBalancer(live), arn)))
 }
 
-pub async fn apply_load_balancer(
+pub(crate) async fn apply_load_balancer(
     clients: &Clients,
-    d: &Desired,
-    current: Option<&Found>,
+    name: &str,
+    d: &LoadBalancer,
+    current: Option<Current<'_, LoadBalancer>>,
     changed: &[String],
 ) -> anyhow::Result<()> {
     let elb = &clients.elb;
-    let subnets = split_list(field(d, "subnets"));
-    let groups = split_list(field(d, "security_groups"));
+    let subnets = d.subnets.clone();
+    let groups = d.security_groups.clone();
     let Some(current) = current else {
         elb.create_load_balancer()
-            .name(&d.name)
+            .name(name)
             .set_subnets(Some(subnets))
             .set_security_groups(Some(groups))
-            .scheme(LoadBalancerSchemeEnum::from(field(d, "scheme")))
-            .r#type(LoadBalancerTypeEnum::from(field(d, "type")))
-            .set_tags(Some(to_tags(desired_tags(d))))
+            .scheme(LoadBalancerSchemeEnum::from(d.scheme.as_str()))
+            .r#type(LoadBalancerTypeEnum::from(d.balancer_type.as_str()))
+            .set_tags(Some(to_tags(&d.tags)))
             .send()
             .await
             .map_err(|e| failed("create", e))?;
@@ -208,7 +218,7 @@ pub async fn apply_load_balancer(
     };
     if changed.iter().any(|f| f == "subnets") {
         elb.set_subnets()
-            .load_balancer_arn(&current.id)
+            .load_balancer_arn(current.id)
             .set_subnets(Some(subnets))
             .send()
             .await
@@ -216,23 +226,23 @@ pub async fn apply_load_balancer(
     }
     if changed.iter().any(|f| f == "security_groups") {
         elb.set_security_groups()
-            .load_balancer_arn(&current.id)
+            .load_balancer_arn(current.id)
             .set_security_groups(Some(groups))
             .send()
             .await
             .map_err(|e| failed("set security groups", e))?;
     }
     if changed.iter().any(|f| f == "tags") {
-        retag(elb, &current.id, d, Some(current)).await?;
+        retag(elb, current.id, &d.tags, &current.live.tags).await?;
     }
     Ok(())
 }
 
-pub async fn delete_load_balancer(clients: &Clients, current: &Found) -> anyhow::Result<()> {
+pub async fn delete_load_balancer(clients: &Clients, arn: &str) -> anyhow::Result<()> {
     clients
         .elb
         .delete_load_balancer()
-        .load_balancer_arn(&current.id)
+        .load_balancer_arn(arn)
         .send()
         .await
         .map_err(|e| failed("cannot delete the old load balancer", e))?;
@@ -296,8 +306,15 @@ fn listener_parts(name: &str) -> anyhow::Result<(&str, i32)> {
     Ok((lb, port.parse().context("a listener's port is a number")?))
 }
 
-pub async fn read_listener(clients: &Clients, live: &Live, d: &Desired) -> anyhow::Result<Option<Found>> {
-    let (lb, port) = listener_parts(&d.name)?;
+/// The listener named `name`, as `wrap` makes it a resource (HTTP or HTTPS).
+pub(crate) async fn read_listener(
+    clients: &Clients,
+    live: &Live,
+    name: &str,
+    d: &Listener,
+    wrap: fn(Listener) -> Resource,
+) -> anyhow::Result<Option<Found>> {
+    let (lb, port) = listener_parts(name)?;
     let Some(lb_arn) = live.id(Kind::LoadBalancer, lb) else { return Ok(None) };
     let out = clients
         .elb
@@ -311,33 +328,33 @@ pub async fn read_listener(clients: &Clients, live: &Live, d: &Desired) -> anyho
         bail!("{} has {} listeners on port {port}; delete the extra ones, then deploy again", lb, on_port.len());
     }
     let Some(listener) = on_port.first() else { return Ok(None) };
-    let mut fields = BTreeMap::new();
-    fields
-        .insert("protocol".to_string(), listener.protocol.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default());
-    let actions = listener.default_actions();
-    fields.insert("default_action".to_string(), actions.iter().map(action_text).collect::<Vec<_>>().join("; "));
-    if d.fields.contains_key("certificate") {
+    // Only an HTTPS listener has a certificate to compare.
+    let certificate = d.certificate.as_ref().map(|_| {
         let default = listener.certificates().iter().find(|c| c.is_default != Some(false));
-        fields.insert("certificate".to_string(), default.and_then(|c| c.certificate_arn.clone()).unwrap_or_default());
-    }
-    Ok(Some(Found { fields, id: listener.listener_arn.clone().unwrap_or_default(), extra: BTreeMap::new() }))
+        default.and_then(|c| c.certificate_arn.clone()).unwrap_or_default()
+    });
+    let found = Listener {
+        protocol: listener.protocol.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default(),
+        default_action: listener.default_actions().iter().map(action_text).collect::<Vec<_>>().join("; "),
+        certificate,
+    };
+    Ok(Some(Found::new(wrap(found), listener.listener_arn.clone().unwrap_or_default())))
 }
 
-pub async fn apply_listener(
+pub(crate) async fn apply_listener(
     clients: &Clients,
     live: &Live,
-    d: &Desired,
-    current: Option<&Found>,
+    name: &str,
+    d: &Listener,
+    current: Option<Current<'_, Listener>>,
 ) -> anyhow::Result<()> {
-    let (lb, port) = listener_parts(&d.name)?;
-    let action = action_of(field(d, "default_action"))?;
-    let certificate = d.fields.get("certificate").map(|arn| Certificate::builder().certificate_arn(arn).build());
-    if field(d, "protocol") == "HTTPS"
-        && certificate.as_ref().is_none_or(|c| c.certificate_arn().unwrap_or("").is_empty())
-    {
+    let (lb, port) = listener_parts(name)?;
+    let action = action_of(&d.default_action)?;
+    let certificate = d.certificate.as_ref().map(|arn| Certificate::builder().certificate_arn(arn).build());
+    if d.protocol == "HTTPS" && certificate.as_ref().is_none_or(|c| c.certificate_arn().unwrap_or("").is_empty()) {
         bail!("an HTTPS listener needs an ISSUED certificate");
     }
-    let protocol = ProtocolEnum::from(field(d, "protocol"));
+    let protocol = ProtocolEnum::from(d.protocol.as_str());
     match current {
         None => {
             let lb_arn = live.id(Kind::LoadBalancer, lb).context("its load balancer does not exist")?;
@@ -357,7 +374,7 @@ pub async fn apply_listener(
             clients
                 .elb
                 .modify_listener()
-                .listener_arn(&current.id)
+                .listener_arn(current.id)
                 .protocol(protocol)
                 .port(port)
                 .set_certificates(certificate.map(|c| vec![c]))
@@ -370,11 +387,12 @@ pub async fn apply_listener(
     Ok(())
 }
 
-/// The listener a rule goes on: the shared one, or the stack's own HTTPS listener.
-pub fn rule_listener<'a>(stack: &'a Stack, live: &'a Live, d: &Desired) -> Option<&'a str> {
+/// The listener a rule goes on (`listener` as plans name it): the shared one, or the stack's own
+/// HTTPS listener.
+pub fn rule_listener<'a>(stack: &'a Stack, live: &'a Live, listener: &str) -> Option<&'a str> {
     match &stack.shared_listener_arn {
         Some(arn) => Some(arn.as_str()),
-        None => live.id(Kind::HttpsListener, input(d, "listener")),
+        None => live.id(Kind::HttpsListener, listener),
     }
 }
 
@@ -385,7 +403,12 @@ struct ListenerRules {
     ours: Option<aws_sdk_elasticloadbalancingv2::types::Rule>,
 }
 
-async fn listener_rules(clients: &Clients, listener: &str, d: &Desired) -> anyhow::Result<ListenerRules> {
+async fn listener_rules(
+    clients: &Clients,
+    listener: &str,
+    name: &str,
+    d: &ListenerRule,
+) -> anyhow::Result<ListenerRules> {
     let mut rules = Vec::new();
     let mut marker = None;
     loop {
@@ -416,18 +439,18 @@ async fn listener_rules(clients: &Clients, listener: &str, d: &Desired) -> anyho
         .cloned()
         .collect();
     if ours.len() > 1 {
-        bail!("{} rules on the listener are tagged as {}'s; delete all but one, then deploy again", ours.len(), d.name);
+        bail!("{} rules on the listener are tagged as {}'s; delete all but one, then deploy again", ours.len(), name);
     }
     let taken = rules.iter().filter_map(|r| r.priority.as_deref()?.parse().ok()).collect();
     Ok(ListenerRules { taken, ours: ours.pop() })
 }
 
 /// The tags that mark a rule as a customer environment's: how later runs find it.
-fn owner_tags(d: &Desired) -> BTreeMap<String, String> {
+fn owner_tags(d: &ListenerRule) -> Tags {
     [
-        ("Customer", input(d, "customer")),
-        ("Environment", input(d, "environment")),
-        ("ManagedBy", vending::config::validate::MANAGED_BY),
+        ("Customer", d.customer.as_str()),
+        ("Environment", d.environment.as_str()),
+        ("ManagedBy", vending::names::MANAGED_BY),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -454,9 +477,15 @@ pub fn target_group_text(live: &Live, arn: &str) -> String {
         .unwrap_or_else(|| arn.to_string())
 }
 
-pub async fn read_rule(clients: &Clients, stack: &Stack, live: &Live, d: &Desired) -> anyhow::Result<Option<Found>> {
-    let Some(listener) = rule_listener(stack, live, d) else { return Ok(None) };
-    let Some(rule) = listener_rules(clients, listener, d).await?.ours else { return Ok(None) };
+pub(crate) async fn read_rule(
+    clients: &Clients,
+    stack: &Stack,
+    live: &Live,
+    name: &str,
+    d: &ListenerRule,
+) -> anyhow::Result<Option<Found>> {
+    let Some(listener) = rule_listener(stack, live, &d.listener) else { return Ok(None) };
+    let Some(rule) = listener_rules(clients, listener, name, d).await?.ours else { return Ok(None) };
     let hosts = rule.conditions().iter().filter(|c| c.field.as_deref() == Some("host-header")).flat_map(|c| {
         match &c.host_header_config {
             Some(config) => config.values().to_vec(),
@@ -470,31 +499,29 @@ pub async fn read_rule(clients: &Clients, stack: &Stack, live: &Live, d: &Desire
         .and_then(|a| a.target_group_arn.clone())
         .map(|arn| target_group_text(live, &arn))
         .unwrap_or_default();
-    let mut fields = BTreeMap::new();
-    fields.insert("host_header".to_string(), list(hosts));
-    fields.insert("forward".to_string(), forward);
-    let mut extra = BTreeMap::new();
-    extra.insert("priority".to_string(), rule.priority.clone().unwrap_or_default());
-    Ok(Some(Found { fields, id: rule.rule_arn.clone().unwrap_or_default(), extra }))
+    // Found by its owner's tags on this listener: the inputs are the desired ones.
+    let found = ListenerRule { host_header: hosts.collect(), forward, ..d.clone() };
+    let mut found = Found::new(Resource::ListenerRule(found), rule.rule_arn.clone().unwrap_or_default());
+    found.extra.insert("priority".to_string(), rule.priority.clone().unwrap_or_default());
+    Ok(Some(found))
 }
 
 /// How often a new rule retries when another deploy took the priority it chose.
 const PRIORITY_ATTEMPTS: usize = 10;
 
-pub async fn apply_rule(
+pub(crate) async fn apply_rule(
     clients: &Clients,
     stack: &Stack,
     live: &Live,
-    d: &Desired,
-    current: Option<&Found>,
+    name: &str,
+    d: &ListenerRule,
+    current: Option<Current<'_, ListenerRule>>,
 ) -> anyhow::Result<()> {
-    let listener = rule_listener(stack, live, d).context("its listener does not exist")?.to_string();
-    let target_group = target_group_arn(clients, live, field(d, "forward")).await?;
+    let listener = rule_listener(stack, live, &d.listener).context("its listener does not exist")?.to_string();
+    let target_group = target_group_arn(clients, live, &d.forward).await?;
     let condition = RuleCondition::builder()
         .field("host-header")
-        .host_header_config(
-            HostHeaderConditionConfig::builder().set_values(Some(split_list(field(d, "host_header")))).build(),
-        )
+        .host_header_config(HostHeaderConditionConfig::builder().set_values(Some(d.host_header.clone())).build())
         .build();
     let action = Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(&target_group).build();
     if let Some(current) = current {
@@ -502,7 +529,7 @@ pub async fn apply_rule(
         clients
             .elb
             .modify_rule()
-            .rule_arn(&current.id)
+            .rule_arn(current.id)
             .conditions(condition)
             .actions(action)
             .send()
@@ -511,7 +538,7 @@ pub async fn apply_rule(
         return Ok(());
     }
     for _ in 0..PRIORITY_ATTEMPTS {
-        let rules = listener_rules(clients, &listener, d).await?;
+        let rules = listener_rules(clients, &listener, name, d).await?;
         if rules.ours.is_some() {
             // Another run of this deploy made it meanwhile.
             return Ok(());
@@ -524,7 +551,7 @@ pub async fn apply_rule(
             .priority(priority as i32)
             .conditions(condition.clone())
             .actions(action.clone())
-            .set_tags(Some(to_tags(owner_tags(d))))
+            .set_tags(Some(to_tags(&owner_tags(d))))
             .send()
             .await;
         match created {

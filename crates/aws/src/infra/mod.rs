@@ -1,5 +1,5 @@
 //! Infrastructure: reads the live state of a stack (a customer environment, or the platform)
-//! into the core's field maps, plans with `vending::plan::diff`, and applies a plan in the stack's
+//! into the core's typed resources, plans with `vending::plan::diff`, and applies a plan in the stack's
 //! order. Everything is found by its deterministic name (or, for listener rules, by its tags)
 //! before anything is created, so a re-run after an interruption converges instead of
 //! duplicating; the emulator would happily create a second load balancer of the same name.
@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use aws_config::SdkConfig;
 use vending::ami::AmiRecord;
 use vending::config::model::{Customer, Environment, Platform, Tags};
-use vending::plan::{self, Action, Desired, Kind, Plan, Resolved};
+use vending::plan::{self, Action, Desired, Kind, Plan, Resolved, Resource};
 
 use crate::calls::CallLog;
 
@@ -79,11 +79,24 @@ pub struct Stack {
 
 /// A live resource: its settings as the plan compares them, its ARN or id, and what applying a
 /// change needs to know (a rule's priority, a launch template's version).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Found {
-    pub fields: BTreeMap<String, String>,
+    pub resource: Resource,
     pub id: String,
     pub extra: BTreeMap<String, String>,
+}
+
+impl Found {
+    fn new(resource: Resource, id: String) -> Found {
+        Found { resource, id, extra: BTreeMap::new() }
+    }
+}
+
+/// The live state of a resource that exists, as its struct, for applying a change to it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Current<'a, R> {
+    pub id: &'a str,
+    pub live: &'a R,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -96,8 +109,8 @@ impl Live {
         self.found.get(&(kind, name.to_string())).map(|f| f.id.as_str())
     }
 
-    pub fn fields(&self) -> BTreeMap<(Kind, String), BTreeMap<String, String>> {
-        self.found.iter().map(|(k, f)| (k.clone(), f.fields.clone())).collect()
+    pub fn resources(&self) -> BTreeMap<(Kind, String), Resource> {
+        self.found.iter().map(|(k, f)| (k.clone(), f.resource.clone())).collect()
     }
 }
 
@@ -194,29 +207,31 @@ pub async fn plan(clients: &Clients, stack: Stack) -> anyhow::Result<Planned> {
     for desired in &stack.desired {
         let found = read(clients, &stack, &live, desired)
             .await
-            .with_context(|| format!("{}: cannot read {} {}", stack.label, kind_word(desired.kind), desired.name))?;
+            .with_context(|| format!("{}: cannot read {} {}", stack.label, desired.kind().word(), desired.name))?;
         if let Some(found) = found {
-            live.found.insert((desired.kind, desired.name.clone()), found);
+            live.found.insert((desired.kind(), desired.name.clone()), found);
         }
     }
-    let plan = plan::diff(&stack.desired, &live.fields());
+    let plan = plan::diff(&stack.desired, &live.resources());
     Ok(Planned { stack, live, plan })
 }
 
 async fn read(clients: &Clients, stack: &Stack, live: &Live, d: &Desired) -> anyhow::Result<Option<Found>> {
-    match d.kind {
-        Kind::Bucket => storage::read_bucket(clients, d).await,
-        Kind::TargetGroup => elb::read_target_group(clients, d).await,
-        Kind::LoadBalancer => elb::read_load_balancer(clients, d).await,
-        Kind::HttpListener | Kind::HttpsListener => elb::read_listener(clients, live, d).await,
-        Kind::ListenerRule => elb::read_rule(clients, stack, live, d).await,
-        Kind::LaunchTemplate => compute::read_launch_template(clients, d).await,
-        Kind::AutoScalingGroup => compute::read_auto_scaling_group(clients, live, d).await,
-        Kind::ScalingPolicy => compute::read_scaling_policy(clients, d).await,
-        Kind::DbSubnetGroup => database::read_subnet_group(clients, d).await,
-        Kind::Database => database::read_database(clients, d).await,
-        Kind::CodeDeployApplication => codedeploy::read_application(clients, d).await,
-        Kind::DeploymentGroup => codedeploy::read_deployment_group(clients, d).await,
+    let name = d.name.as_str();
+    match &d.resource {
+        Resource::Bucket(_) => storage::read_bucket(clients, name).await,
+        Resource::TargetGroup(_) => elb::read_target_group(clients, name).await,
+        Resource::LoadBalancer(_) => elb::read_load_balancer(clients, name).await,
+        Resource::HttpListener(l) => elb::read_listener(clients, live, name, l, Resource::HttpListener).await,
+        Resource::HttpsListener(l) => elb::read_listener(clients, live, name, l, Resource::HttpsListener).await,
+        Resource::ListenerRule(rule) => elb::read_rule(clients, stack, live, name, rule).await,
+        Resource::LaunchTemplate(_) => compute::read_launch_template(clients, name).await,
+        Resource::AutoScalingGroup(_) => compute::read_auto_scaling_group(clients, live, name).await,
+        Resource::ScalingPolicy(policy) => compute::read_scaling_policy(clients, name, policy).await,
+        Resource::DbSubnetGroup(_) => database::read_subnet_group(clients, name).await,
+        Resource::Database(_) => database::read_database(clients, name).await,
+        Resource::CodeDeployApplication(_) => codedeploy::read_application(clients, name).await,
+        Resource::DeploymentGroup(_) => codedeploy::read_deployment_group(clients, name).await,
     }
 }
 
@@ -228,7 +243,7 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
     let impossible: Vec<String> = planned
         .plan
         .refused()
-        .map(|c| format!("{} {}: {}", kind_word(c.kind), c.name, c.refused.as_deref().unwrap_or_default()))
+        .map(|c| format!("{} {}: {}", c.kind.word(), c.name, c.refused.as_deref().unwrap_or_default()))
         .collect();
     if !impossible.is_empty() {
         bail!(
@@ -239,8 +254,7 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
     if options.apply_immediately {
         planned.plan = std::mem::take(&mut planned.plan).with_pending_applied_now();
     }
-    let refused: Vec<String> =
-        planned.plan.destructive().map(|c| format!("{} {}", kind_word(c.kind), c.name)).collect();
+    let refused: Vec<String> = planned.plan.destructive().map(|c| format!("{} {}", c.kind.word(), c.name)).collect();
     if !refused.is_empty() && !options.allow_destructive {
         bail!(
             "{label}: the plan replaces {} (data or traffic would be lost); nothing was changed. Review the plan, then deploy with --allow-destructive if that is what you want",
@@ -258,7 +272,7 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
             applied.notes.push(format!("stopped after {} changes, as asked", applied.changed.len()));
             return Ok(applied);
         }
-        let what = format!("{} {}", kind_word(desired.kind), desired.name);
+        let what = format!("{} {}", desired.kind().word(), desired.name);
         let found = change_one(clients, &planned.stack, &mut planned.live, desired, &change.action, options, &mut applied.notes)
             .await
             .with_context(|| {
@@ -268,7 +282,7 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
                     applied.changed.len()
                 )
             })?;
-        planned.live.found.insert((desired.kind, desired.name.clone()), found);
+        planned.live.found.insert((desired.kind(), desired.name.clone()), found);
         println!("{label} | {} {what}", past(&change.action));
         applied.changed.push(what);
     }
@@ -282,8 +296,10 @@ async fn import_pending_certificate(clients: &Clients, stack: &mut Stack) -> any
     let Some(domain) = certificates::pending_import(&marker) else { return Ok(()) };
     let arn = certificates::import_self_signed(clients, domain, &stack.certificate_tags).await?;
     for d in &mut stack.desired {
-        if d.fields.get("certificate") == Some(&marker) {
-            d.fields.insert("certificate".into(), arn.clone());
+        if let Resource::HttpsListener(listener) = &mut d.resource {
+            if listener.certificate.as_ref() == Some(&marker) {
+                listener.certificate = Some(arn.clone());
+            }
         }
     }
     stack.resolved.certificate_arn = Some(arn);
@@ -299,67 +315,90 @@ async fn change_one(
     options: &ApplyOptions,
     notes: &mut Vec<String>,
 ) -> anyhow::Result<Found> {
-    let current = live.found.get(&(d.kind, d.name.clone())).cloned();
+    let key = (d.kind(), d.name.clone());
     let changed: Vec<String> = match action {
         Action::Update(fields) | Action::Replace(fields) => fields.iter().map(|f| f.field.clone()).collect(),
         _ => Vec::new(),
     };
-    if let (Action::Replace(_), Some(current)) = (action, &current) {
-        delete(clients, d, current).await?;
-        live.found.remove(&(d.kind, d.name.clone()));
+    if let (Action::Replace(_), Some(current)) = (action, live.found.get(&key)) {
+        delete(clients, d, &current.id).await?;
+        live.found.remove(&key);
     }
-    let current = if matches!(action, Action::Update(_)) { current } else { None };
-    match d.kind {
-        Kind::Bucket => storage::apply_bucket(&clients.s3, &stack.region, d, current.is_none(), &changed).await?,
-        Kind::TargetGroup => elb::apply_target_group(clients, d, current.as_ref(), &changed).await?,
-        Kind::LoadBalancer => elb::apply_load_balancer(clients, d, current.as_ref(), &changed).await?,
-        Kind::HttpListener | Kind::HttpsListener => elb::apply_listener(clients, live, d, current.as_ref()).await?,
-        Kind::ListenerRule => elb::apply_rule(clients, stack, live, d, current.as_ref()).await?,
-        Kind::LaunchTemplate => compute::apply_launch_template(clients, d, current.as_ref(), &changed).await?,
-        Kind::AutoScalingGroup => {
-            compute::apply_auto_scaling_group(clients, live, d, current.as_ref(), &changed).await?
+    let found = if matches!(action, Action::Update(_)) { live.found.get(&key).cloned() } else { None };
+    let name = d.name.as_str();
+    /// The live state of this resource as its struct, when it is being updated.
+    macro_rules! current {
+        ($kind:ident) => {
+            match &found {
+                Some(Found { resource: Resource::$kind(r), id, .. }) => Some(Current { id: id.as_str(), live: r }),
+                _ => None,
+            }
+        };
+    }
+    match &d.resource {
+        Resource::Bucket(b) => {
+            storage::apply_bucket(&clients.s3, &stack.region, name, b, current!(Bucket), &changed).await?
         }
-        Kind::ScalingPolicy => compute::apply_scaling_policy(clients, stack, live, d).await?,
-        Kind::DbSubnetGroup => database::apply_subnet_group(clients, d, current.as_ref(), &changed).await?,
-        Kind::Database => {
+        Resource::TargetGroup(tg) => {
+            elb::apply_target_group(clients, name, tg, current!(TargetGroup), &changed).await?
+        }
+        Resource::LoadBalancer(lb) => {
+            elb::apply_load_balancer(clients, name, lb, current!(LoadBalancer), &changed).await?
+        }
+        Resource::HttpListener(l) => elb::apply_listener(clients, live, name, l, current!(HttpListener)).await?,
+        Resource::HttpsListener(l) => elb::apply_listener(clients, live, name, l, current!(HttpsListener)).await?,
+        Resource::ListenerRule(rule) => {
+            elb::apply_rule(clients, stack, live, name, rule, current!(ListenerRule)).await?
+        }
+        Resource::LaunchTemplate(lt) => {
+            compute::apply_launch_template(clients, name, lt, current!(LaunchTemplate), &changed).await?;
+            // A new launch template version reaches running instances only when they are replaced.
+            if found.is_some() && changed.iter().any(|f| f != "tags") {
+                let group = stack.desired.iter().find(|g| match &g.resource {
+                    Resource::AutoScalingGroup(group) => group.launch_template_name() == name,
+                    _ => false,
+                });
+                if let Some(group) = group.filter(|g| live.id(Kind::AutoScalingGroup, &g.name).is_some()) {
+                    compute::roll_instances(clients, stack, &group.name, notes).await?;
+                }
+            }
+        }
+        Resource::AutoScalingGroup(group) => {
+            compute::apply_auto_scaling_group(clients, live, name, group, current!(AutoScalingGroup), &changed).await?
+        }
+        Resource::ScalingPolicy(policy) => compute::apply_scaling_policy(clients, stack, live, name, policy).await?,
+        Resource::DbSubnetGroup(group) => {
+            database::apply_subnet_group(clients, name, group, current!(DbSubnetGroup), &changed).await?
+        }
+        Resource::Database(db) => {
+            let current = current!(Database);
             let note =
-                database::apply_database(clients, d, current.as_ref(), &changed, options.apply_immediately).await?;
+                database::apply_database(clients, name, db, current, &changed, options.apply_immediately).await?;
             notes.extend(note);
         }
-        Kind::CodeDeployApplication => codedeploy::apply_application(clients, d).await?,
-        Kind::DeploymentGroup => codedeploy::apply_deployment_group(clients, stack, live, d, current.is_some()).await?,
-    }
-    // A new launch template version reaches running instances only when they are replaced.
-    if d.kind == Kind::LaunchTemplate && current.is_some() && changed.iter().any(|f| f != "tags") {
-        let group = stack.desired.iter().find(|g| {
-            g.kind == Kind::AutoScalingGroup && field(g, "launch_template").split(':').next() == Some(&d.name)
-        });
-        if let Some(group) = group.filter(|g| live.id(Kind::AutoScalingGroup, &g.name).is_some()) {
-            compute::roll_instances(clients, stack, &group.name, notes).await?;
+        Resource::CodeDeployApplication(app) => codedeploy::apply_application(clients, name, app).await?,
+        Resource::DeploymentGroup(group) => {
+            codedeploy::apply_deployment_group(clients, stack, live, name, group, found.is_some()).await?
         }
     }
     // Read back what AWS now reports: the next resource may need its id, and a later plan starts
     // from it.
     read(clients, stack, live, d)
         .await?
-        .with_context(|| format!("AWS does not report {} {} after the change", kind_word(d.kind), d.name))
+        .with_context(|| format!("AWS does not report {} {} after the change", d.kind().word(), d.name))
 }
 
 /// Deletes a resource that must be replaced (only after `--allow-destructive`).
-async fn delete(clients: &Clients, d: &Desired, current: &Found) -> anyhow::Result<()> {
-    match d.kind {
-        Kind::LoadBalancer => elb::delete_load_balancer(clients, current).await,
-        Kind::TargetGroup => elb::delete_target_group(clients, current).await,
-        Kind::Database => database::delete_database(clients, d).await,
+async fn delete(clients: &Clients, d: &Desired, id: &str) -> anyhow::Result<()> {
+    match d.kind() {
+        Kind::LoadBalancer => elb::delete_load_balancer(clients, id).await,
+        Kind::TargetGroup => elb::delete_target_group(clients, id).await,
+        Kind::Database => database::delete_database(clients, &d.name).await,
         other => bail!(
             "replacing a {} is not automated: change it by hand in the AWS console, or restore the setting in the config",
-            kind_word(other)
+            other.word()
         ),
     }
-}
-
-pub fn kind_word(kind: Kind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 fn verb(action: &Action) -> &'static str {
@@ -397,31 +436,34 @@ where
     anyhow::anyhow!("{what}: {}", crate::describe_error(&error))
 }
 
+/// Makes a resource's tags exactly `wanted`: `put` sets (adds or overwrites) them all, then
+/// `remove` drops the ones `old` had that are no longer wanted, if any. Every service that tags by
+/// key is reconciled this way, only the calls differ (S3's PutBucketTagging replaces the whole
+/// set instead).
+pub(crate) async fn retag<R, F>(
+    wanted: &plan::Tags,
+    old: &plan::Tags,
+    put: impl std::future::Future<Output = anyhow::Result<()>>,
+    remove: R,
+) -> anyhow::Result<()>
+where
+    R: FnOnce(plan::Tags) -> F,
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    put.await?;
+    let stale: plan::Tags =
+        old.iter().filter(|(k, _)| !wanted.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    if !stale.is_empty() {
+        remove(stale).await?;
+    }
+    Ok(())
+}
+
 /// Tags as the plan compares them (AWS's own `aws:` tags left out).
-pub(crate) fn tags_text(tags: impl IntoIterator<Item = (String, String)>) -> String {
-    let tags: BTreeMap<String, String> = tags.into_iter().filter(|(k, _)| !k.starts_with("aws:")).collect();
-    plan::tags_text(&tags)
-}
-
-/// The desired tags of a resource, parsed back from its `tags` field.
-pub(crate) fn desired_tags(d: &Desired) -> BTreeMap<String, String> {
-    d.fields.get("tags").and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default()
-}
-
-pub(crate) fn list(items: impl IntoIterator<Item = String>) -> String {
-    let mut items: Vec<String> = items.into_iter().collect();
-    items.sort();
-    items.join(",")
+pub(crate) fn live_tags(tags: impl IntoIterator<Item = (String, String)>) -> plan::Tags {
+    tags.into_iter().filter(|(k, _)| !k.starts_with("aws:")).collect()
 }
 
 pub(crate) fn split_list(text: &str) -> Vec<String> {
     text.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()
-}
-
-pub(crate) fn field<'a>(d: &'a Desired, name: &str) -> &'a str {
-    d.fields.get(name).map(String::as_str).unwrap_or_default()
-}
-
-pub(crate) fn input<'a>(d: &'a Desired, name: &str) -> &'a str {
-    d.inputs.get(name).map(String::as_str).unwrap_or_default()
 }

@@ -1,7 +1,5 @@
 //! S3 buckets: versioning, default encryption, public access blocked, a TLS-only policy, tags.
 
-use std::collections::BTreeMap;
-
 use anyhow::bail;
 use aws_sdk_s3::types::{
     BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, PublicAccessBlockConfiguration,
@@ -9,12 +7,11 @@ use aws_sdk_s3::types::{
     Tag, Tagging, VersioningConfiguration,
 };
 
-use super::{code, desired_tags, failed, field, tags_text, Clients, Found};
-use vending::plan::Desired;
+use super::{code, failed, live_tags, Clients, Current, Found};
+use vending::plan::{Bucket, Resource};
 
-pub async fn read_bucket(clients: &Clients, d: &Desired) -> anyhow::Result<Option<Found>> {
+pub async fn read_bucket(clients: &Clients, bucket: &str) -> anyhow::Result<Option<Found>> {
     let s3 = &clients.s3;
-    let bucket = d.name.as_str();
     if let Err(e) = s3.head_bucket().bucket(bucket).send().await {
         let status = e.raw_response().map(|r| r.status().as_u16());
         match status {
@@ -23,17 +20,14 @@ pub async fn read_bucket(clients: &Clients, d: &Desired) -> anyhow::Result<Optio
             _ => return Err(failed("cannot look up the bucket", e)),
         }
     }
-    let mut fields = BTreeMap::new();
     let location = s3.get_bucket_location().bucket(bucket).send().await.map_err(|e| failed("location", e))?;
     let region = match location.location_constraint.as_ref().map(|l| l.as_str()) {
         None | Some("") => "us-east-1".to_string(),
         Some("EU") => "eu-west-1".to_string(),
         Some(other) => other.to_string(),
     };
-    fields.insert("region".into(), region);
     let versioning = s3.get_bucket_versioning().bucket(bucket).send().await.map_err(|e| failed("versioning", e))?;
-    fields
-        .insert("versioning".into(), versioning.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| "off".into()));
+    let versioning = versioning.status.map(|s| s.as_str().to_string()).unwrap_or_else(|| "off".into());
     let encryption = match s3.get_bucket_encryption().bucket(bucket).send().await {
         Ok(out) => out
             .server_side_encryption_configuration
@@ -44,7 +38,6 @@ pub async fn read_bucket(clients: &Clients, d: &Desired) -> anyhow::Result<Optio
         Err(e) if code(&e) == Some("ServerSideEncryptionConfigurationNotFoundError") => "none".into(),
         Err(e) => return Err(failed("encryption", e)),
     };
-    fields.insert("encryption".into(), encryption);
     let block = match s3.get_public_access_block().bucket(bucket).send().await {
         Ok(out) => match out.public_access_block_configuration {
             Some(c)
@@ -61,20 +54,25 @@ pub async fn read_bucket(clients: &Clients, d: &Desired) -> anyhow::Result<Optio
         Err(e) if code(&e) == Some("NoSuchPublicAccessBlockConfiguration") => "none",
         Err(e) => return Err(failed("public access block", e)),
     };
-    fields.insert("public_access_block".into(), block.into());
     let tls_only = match s3.get_bucket_policy().bucket(bucket).send().await {
         Ok(out) => out.policy.as_deref().is_some_and(denies_plain_http),
         Err(e) if code(&e) == Some("NoSuchBucketPolicy") => false,
         Err(e) => return Err(failed("bucket policy", e)),
     };
-    fields.insert("tls_only_policy".into(), tls_only.to_string());
     let tags = match s3.get_bucket_tagging().bucket(bucket).send().await {
         Ok(out) => out.tag_set.into_iter().map(|t| (t.key, t.value)).collect(),
         Err(e) if code(&e) == Some("NoSuchTagSet") => Vec::new(),
         Err(e) => return Err(failed("tags", e)),
     };
-    fields.insert("tags".into(), tags_text(tags));
-    Ok(Some(Found { fields, id: bucket.to_string(), extra: BTreeMap::new() }))
+    let live = Bucket {
+        region,
+        versioning,
+        encryption,
+        public_access_block: block.into(),
+        tls_only_policy: tls_only,
+        tags: live_tags(tags),
+    };
+    Ok(Some(Found::new(Resource::Bucket(live), bucket.to_string())))
 }
 
 /// Whether a policy denies every request that does not come over TLS.
@@ -108,14 +106,15 @@ fn tls_only_policy(bucket: &str, region: &str) -> String {
     .to_string()
 }
 
-pub async fn apply_bucket(
+pub(crate) async fn apply_bucket(
     s3: &aws_sdk_s3::Client,
     region: &str,
-    d: &Desired,
-    create: bool,
+    bucket: &str,
+    d: &Bucket,
+    current: Option<Current<'_, Bucket>>,
     changed: &[String],
 ) -> anyhow::Result<()> {
-    let bucket = d.name.as_str();
+    let create = current.is_none();
     let set = |f: &str| create || changed.iter().any(|c| c == f);
     if create {
         let mut request = s3.create_bucket().bucket(bucket);
@@ -145,7 +144,7 @@ pub async fn apply_bucket(
             .map_err(|e| failed("versioning", e))?;
     }
     if set("encryption") {
-        let algorithm = ServerSideEncryption::from(field(d, "encryption"));
+        let algorithm = ServerSideEncryption::from(d.encryption.as_str());
         let kms = algorithm == ServerSideEncryption::AwsKms;
         let rule = ServerSideEncryptionRule::builder()
             .apply_server_side_encryption_by_default(
@@ -183,10 +182,8 @@ pub async fn apply_bucket(
             .map_err(|e| failed("bucket policy", e))?;
     }
     if set("tags") {
-        let tags: Vec<Tag> = desired_tags(d)
-            .into_iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
-            .collect::<Result<_, _>>()?;
+        let tags: Vec<Tag> =
+            d.tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect::<Result<_, _>>()?;
         s3.put_bucket_tagging()
             .bucket(bucket)
             .tagging(Tagging::builder().set_tag_set(Some(tags)).build()?)

@@ -207,6 +207,8 @@ pub struct Environment {
     pub capacity: Capacity,
     pub scaling: Scaling,
     pub health_check: HealthCheck,
+    /// How long the target group lets in-flight requests finish on a deregistering instance.
+    pub deregistration_delay_seconds: u32,
     pub hosts: Vec<String>,
     pub routing: Routing,
     pub database: Option<Database>,

@@ -166,6 +166,7 @@ pub struct RawLayer {
     pub capacity: Option<RawCapacity>,
     pub scaling: Option<RawScaling>,
     pub health_check: Option<RawHealthCheck>,
+    pub deregistration_delay_seconds: Option<i64>,
     pub deployment: Option<RawDeployment>,
     pub tags: Option<Map>,
 }
@@ -179,6 +180,7 @@ pub struct RawEnv {
     pub capacity: Option<RawCapacity>,
     pub scaling: Option<RawScaling>,
     pub health_check: Option<RawHealthCheck>,
+    pub deregistration_delay_seconds: Option<i64>,
     pub deployment: Option<RawDeployment>,
     pub tags: Option<Map>,
     pub database: Option<RawDatabase>,
@@ -193,6 +195,7 @@ impl RawEnv {
             capacity: self.capacity.clone(),
             scaling: self.scaling.clone(),
             health_check: self.health_check.clone(),
+            deregistration_delay_seconds: self.deregistration_delay_seconds,
             deployment: self.deployment.clone(),
             tags: self.tags.clone(),
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use vending::ami::{AmiRecord, Commit};
 use vending::config::validate::validate_fleet;
-use vending::plan::{allocate_priority, desired, diff, taken, Action, Kind, Resolved};
+use vending::plan::{allocate_priority, desired, diff, taken, Action, Kind, Resolved, Resource};
 
 fn ami() -> AmiRecord {
     AmiRecord {
@@ -47,8 +47,29 @@ fn stack(customer: &str, env: &str) -> Vec<vending::plan::Desired> {
     desired(&fleet.platform, c, e, &ami(), &ids())
 }
 
-fn live_of(stack: &[vending::plan::Desired]) -> BTreeMap<(Kind, String), BTreeMap<String, String>> {
-    stack.iter().map(|d| ((d.kind, d.name.clone()), d.fields.clone())).collect()
+fn live_of(stack: &[vending::plan::Desired]) -> BTreeMap<(Kind, String), Resource> {
+    stack.iter().map(|d| ((d.kind(), d.name.clone()), d.resource.clone())).collect()
+}
+
+/// The resource of that kind and name, as its struct: `live!(live, TargetGroup, "globex-dev-tg")`.
+macro_rules! live {
+    ($live:expr, $kind:ident, $name:expr) => {
+        match $live.get_mut(&(Kind::$kind, $name.to_string())) {
+            Some(Resource::$kind(r)) => r,
+            other => panic!("no {} {}: {other:?}", stringify!($kind), $name),
+        }
+    };
+}
+
+/// The database of a desired stack.
+fn database(stack: &mut [vending::plan::Desired]) -> &mut vending::plan::Database {
+    stack
+        .iter_mut()
+        .find_map(|d| match &mut d.resource {
+            Resource::Database(db) => Some(db),
+            _ => None,
+        })
+        .unwrap()
 }
 
 #[test]
@@ -58,8 +79,9 @@ fn desired_stacks_of_the_samples() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/plans/{customer}-{env}.txt"));
         let mut text = plan.render_human();
         for change in &plan.changes {
-            let d = stack(customer, env).into_iter().find(|d| d.kind == change.kind && d.name == change.name).unwrap();
-            for (k, v) in d.fields {
+            let d =
+                stack(customer, env).into_iter().find(|d| d.kind() == change.kind && d.name == change.name).unwrap();
+            for (k, v) in d.resource.fields() {
                 text.push_str(&format!(
                     "{}/{} {k} = {v}\n",
                     serde_json::to_value(change.kind).unwrap().as_str().unwrap(),
@@ -73,13 +95,13 @@ fn desired_stacks_of_the_samples() {
 
 #[test]
 fn production_with_a_domain_gets_its_own_load_balancer() {
-    let kinds: Vec<Kind> = stack("acme", "prod").iter().map(|d| d.kind).collect();
+    let kinds: Vec<Kind> = stack("acme", "prod").iter().map(|d| d.kind()).collect();
     assert!(
         kinds.contains(&Kind::LoadBalancer)
             && kinds.contains(&Kind::HttpListener)
             && kinds.contains(&Kind::HttpsListener)
     );
-    let kinds: Vec<Kind> = stack("globex", "prod").iter().map(|d| d.kind).collect();
+    let kinds: Vec<Kind> = stack("globex", "prod").iter().map(|d| d.kind()).collect();
     assert!(!kinds.contains(&Kind::LoadBalancer) && !kinds.contains(&Kind::Database));
 }
 
@@ -95,9 +117,7 @@ fn nothing_changed_means_an_empty_plan() {
 fn one_changed_setting_updates_exactly_that() {
     let desired = stack("globex", "dev");
     let mut live = live_of(&desired);
-    live.get_mut(&(Kind::TargetGroup, "globex-dev-tg".into()))
-        .unwrap()
-        .insert("health_check.path".into(), "/old".into());
+    live!(live, TargetGroup, "globex-dev-tg").health_check.path = "/old".into();
     let plan = diff(&desired, &live);
     let changed: Vec<_> = plan.changes.iter().filter(|c| c.action != Action::Unchanged).collect();
     assert_eq!(changed.len(), 1);
@@ -117,7 +137,7 @@ fn one_changed_setting_updates_exactly_that() {
 fn replacing_a_database_is_destructive() {
     let desired = stack("acme", "prod");
     let mut live = live_of(&desired);
-    live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap().insert("engine".into(), "mysql".into());
+    live!(live, Database, "acme-prod-db").engine = "mysql".into();
     let plan = diff(&desired, &live);
     let destructive: Vec<_> = plan.destructive().collect();
     assert_eq!(destructive.len(), 1);
@@ -139,7 +159,7 @@ fn plan_json_is_stable() {
     let desired = stack("globex", "dev");
     let mut live = live_of(&desired);
     live.remove(&(Kind::Bucket, "vend-globex-dev".into()));
-    live.get_mut(&(Kind::AutoScalingGroup, "globex-dev".into())).unwrap().insert("max".into(), "9".into());
+    live!(live, AutoScalingGroup, "globex-dev").max = 9;
     let json = serde_json::to_value(diff(&desired, &live)).unwrap();
     assert_eq!(
         json["changes"][0],
@@ -155,7 +175,7 @@ fn the_platform_manages_the_shared_load_balancer_unless_it_names_an_existing_lis
     let (fleet, _) = validate_fleet(&vending::project::fleet_sources(&crate::sample_tree()));
     let mut platform = fleet.unwrap().platform;
     let kinds = |p: &vending::config::model::Platform| -> Vec<(Kind, String)> {
-        vending::plan::platform_desired(p, &ids()).into_iter().map(|d| (d.kind, d.name)).collect()
+        vending::plan::platform_desired(p, &ids()).into_iter().map(|d| (d.kind(), d.name)).collect()
     };
     assert_eq!(
         kinds(&platform),
@@ -176,11 +196,11 @@ fn the_platform_manages_the_shared_load_balancer_unless_it_names_an_existing_lis
 /// `allow_major_version_upgrade` as given: what the plan does with `engine_version`.
 fn check_engine_version(running: &str, configured: &str, allow_major: bool, expected: &str) {
     let mut desired = stack("acme", "prod");
-    let db = desired.iter_mut().find(|d| d.kind == Kind::Database).unwrap();
-    db.fields.insert("engine_version".into(), configured.into());
-    db.inputs.insert("allow_major_version_upgrade".into(), allow_major.to_string());
+    let db = database(&mut desired);
+    db.engine_version = configured.into();
+    db.allow_major_version_upgrade = allow_major;
     let mut live = live_of(&desired);
-    live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap().insert("engine_version".into(), running.into());
+    live!(live, Database, "acme-prod-db").engine_version = running.into();
     let plan = diff(&desired, &live);
     let change = plan.changes.iter().find(|c| c.kind == Kind::Database).unwrap();
     let verdict = match (&change.action, &change.refused) {
@@ -236,7 +256,7 @@ fn mysql_and_mariadb_major_versions_have_two_numbers() {
 fn a_refused_plan_says_why() {
     let desired = stack("acme", "prod");
     let mut live = live_of(&desired);
-    live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap().insert("engine_version".into(), "17.1".into());
+    live!(live, Database, "acme-prod-db").engine_version = "17.1".into();
     let plan = diff(&desired, &live);
     assert_eq!(plan.refused().count(), 1);
     assert!(plan.render_human().contains(
@@ -247,12 +267,11 @@ fn a_refused_plan_says_why() {
 #[test]
 fn changes_waiting_for_the_maintenance_window_are_shown_and_not_asked_again() {
     let mut desired = stack("acme", "prod");
-    let db = desired.iter_mut().find(|d| d.kind == Kind::Database).unwrap();
-    db.fields.insert("instance_class".into(), "db.r6g.large".into());
+    database(&mut desired).instance_class = "db.r6g.large".into();
     let mut live = live_of(&desired);
-    let live_db = live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap();
-    live_db.insert("instance_class".into(), "db.t4g.medium".into());
-    live_db.insert("pending.instance_class".into(), "db.r6g.large".into());
+    let live_db = live!(live, Database, "acme-prod-db");
+    live_db.instance_class = "db.t4g.medium".into();
+    live_db.pending.instance_class = Some("db.r6g.large".into());
     let plan = diff(&desired, &live);
     let change = plan.changes.iter().find(|c| c.kind == Kind::Database).unwrap();
     assert_eq!(change.action, Action::Unchanged);
@@ -271,15 +290,13 @@ fn changes_waiting_for_the_maintenance_window_are_shown_and_not_asked_again() {
 fn a_database_update_says_when_rds_applies_it() {
     let desired = stack("acme", "prod");
     let mut live = live_of(&desired);
-    live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap().insert("storage_gb".into(), "20".into());
+    live!(live, Database, "acme-prod-db").storage_gb = 20;
     assert!(diff(&desired, &live).render_human().contains(
         "    storage_gb: 20 → 50\n    (RDS applies instance class, storage, Multi-AZ and engine version changes in the maintenance window; deploy --apply-immediately applies them now)\n"
     ));
     // What RDS applies at once gets no such note.
     let mut live = live_of(&desired);
-    live.get_mut(&(Kind::Database, "acme-prod-db".into()))
-        .unwrap()
-        .insert("deletion_protection".into(), "false".into());
+    live!(live, Database, "acme-prod-db").deletion_protection = false;
     let text = diff(&desired, &live).render_human();
     assert!(text.contains("    deletion_protection: false → true\n") && !text.contains("maintenance window"), "{text}");
 }
@@ -288,9 +305,9 @@ fn a_database_update_says_when_rds_applies_it() {
 fn an_engine_change_is_a_replacement_not_a_version_refusal() {
     let desired = stack("acme", "prod");
     let mut live = live_of(&desired);
-    let db = live.get_mut(&(Kind::Database, "acme-prod-db".into())).unwrap();
-    db.insert("engine".into(), "mysql".into());
-    db.insert("engine_version".into(), "8.0.39".into());
+    let db = live!(live, Database, "acme-prod-db");
+    db.engine = "mysql".into();
+    db.engine_version = "8.0.39".into();
     let plan = diff(&desired, &live);
     assert_eq!(plan.refused().count(), 0, "{}", plan.render_human());
     assert_eq!(plan.destructive().count(), 1);

@@ -29,6 +29,7 @@ pub(super) fn validate_env(
     let capacity = layered::capacity(layers, file, production_on, c);
     let scaling = layered::scaling(layers, c);
     let health_check = layered::health_check(layers, file, c);
+    let deregistration_delay = layered::deregistration_delay(layers, c);
     let dedicated = production_on && customer.domain.is_some();
     let hosts = hosts(raw, file, dedicated, customer, platform, c);
     let database = raw.database.as_ref().and_then(|db| validate_database(db, file, production_on, c));
@@ -48,6 +49,7 @@ pub(super) fn validate_env(
         capacity: capacity?,
         scaling,
         health_check: health_check?,
+        deregistration_delay_seconds: deregistration_delay?,
         hosts,
         routing: if dedicated { Routing::DedicatedAlb } else { Routing::SharedAlb },
         database: if raw.database.is_some() { Some(database?) } else { None },

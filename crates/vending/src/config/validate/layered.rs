@@ -34,6 +34,17 @@ pub(super) fn instance_type(layers: &[Layer<'_>], env_file: &File<'_>, c: &mut C
     }
 }
 
+/// `deregistration_delay_seconds`: how long the target group drains an instance (0–3600 s,
+/// AWS's default 300).
+pub(super) fn deregistration_delay(layers: &[Layer<'_>], c: &mut Checker) -> Option<u32> {
+    match pick(layers, |l| l.deregistration_delay_seconds) {
+        Some((value, layer)) => {
+            c.range(layer.file, &format!("{}deregistration_delay_seconds", layer.prefix), value, 0..=3600, " s")
+        }
+        None => Some(300),
+    }
+}
+
 /// A capacity value, the path it was read from and the index of its layer.
 type Placed = (u32, String, usize);
 

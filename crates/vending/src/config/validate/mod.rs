@@ -24,10 +24,6 @@ use crate::diag::{Diagnostic, Severity};
 use crate::source::SourceFile;
 use checker::{load, Checker, File};
 
-// Kept for crates/aws/src/infra and plan.rs, which the typed-resources work is rewriting; new code
-// imports them from `names`.
-pub use crate::names::{certificate_covers, MANAGED_BY};
-
 /// The config files of a fleet, read from disk by the caller.
 #[derive(Debug, Clone, Default)]
 pub struct FleetSources {
