@@ -1,6 +1,6 @@
 //! `deploy --local`: the local CodeDeploy agent as the fleet. The emulator keeps the deployment's
 //! record (it never runs it: its deployments stay `Created`), so each instance of the Auto Scaling
-//! group gets a sandbox folder, `target/vending-emulator/fleet/<customer>-<env>/<instance-id>/`, and
+//! group gets a sandbox folder, `target/vending-local/fleet/<customer>-<env>/<instance-id>/`, and
 //! the agent deploys the revision into them one instance at a time. At the first failure it
 //! stops and, when the group rolls back, redeploys the last good revision (downloaded from the
 //! bucket, and checked against its SHA-256) to the instances it touched, as a CodeDeploy
@@ -52,7 +52,7 @@ enum Pass {
 impl LocalFleet<'_> {
     fn dir(&self) -> PathBuf {
         let r = self.release;
-        r.root.join("target/vending-emulator/fleet").join(format!("{}-{}", r.customer.name, r.env.name))
+        r.root.join("target/vending-local/fleet").join(format!("{}-{}", r.customer.name, r.env.name))
     }
 
     fn history_path(&self) -> PathBuf {

@@ -37,7 +37,7 @@ pub async fn sdk_config(region: &str, target: &Target) -> SdkConfig {
                     "test",
                     None,
                     None,
-                    "vending-emulator",
+                    "vending-local",
                 ))
             };
             loader.load().await

@@ -1,7 +1,7 @@
 //! The local AWS emulator: moto's server, pinned, installed on first use into a Python virtual
 //! environment under `target/`, started on a free loopback port. Tests use `Moto::start`; the
 //! `cargo xtask local up|down|status` command uses `up`/`down`/`status`, which keep the server's
-//! address in the project's `target/vending-emulator/server.json`. The virtual environment belongs to
+//! address in the project's `target/vending-local/server.json`. The virtual environment belongs to
 //! the tool's workspace (`install_root`), so every project it works on shares one install.
 //! Only loopback addresses, ever.
 
@@ -25,7 +25,7 @@ fn venv_dir(root: &Path) -> PathBuf {
 }
 
 fn state_file(root: &Path) -> PathBuf {
-    root.join("target/vending-emulator/server.json")
+    root.join("target/vending-local/server.json")
 }
 
 /// Fixes to the emulator's answers where they differ from AWS (see the file). Test and local-mode
@@ -76,7 +76,7 @@ fn write_launcher(venv: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// A running emulator. Dropping it stops the server; its log is removed unless the thread is
-/// panicking (a failed test keeps it, under `target/vending-emulator/emulators/`).
+/// panicking (a failed test keeps it, under `target/vending-local/emulators/`).
 pub struct Moto {
     child: Child,
     pub port: u16,
@@ -88,7 +88,7 @@ impl Moto {
     pub fn start(root: &Path) -> anyhow::Result<Moto> {
         let server = ensure_installed(root)?;
         let port = free_port()?;
-        let logs = root.join("target/vending-emulator/emulators");
+        let logs = root.join("target/vending-local/emulators");
         fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
         let log = logs.join(format!("moto-{port}.log"));
         let file = fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
@@ -187,9 +187,9 @@ pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<ServerState> {
     }
     let server = ensure_installed(install_root)?;
     let port = free_port()?;
-    fs::create_dir_all(root.join("target/vending-emulator"))?;
+    fs::create_dir_all(root.join("target/vending-local"))?;
     let log =
-        fs::File::create(root.join("target/vending-emulator/moto.log")).context("cannot create the emulator log")?;
+        fs::File::create(root.join("target/vending-local/moto.log")).context("cannot create the emulator log")?;
     let child = spawn(&server, port, Stdio::from(log), true)?;
     wait_ready(port)?;
     let state = ServerState { pid: child.id(), port, endpoint: endpoint(port) };
@@ -200,7 +200,7 @@ pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<ServerState> {
 /// The server `local up` started, if it still answers.
 pub fn status(root: &Path) -> anyhow::Result<Option<ServerState>> {
     let Ok(text) = fs::read_to_string(state_file(root)) else { return Ok(None) };
-    let state: ServerState = serde_json::from_str(&text).context("target/vending-emulator/server.json is damaged")?;
+    let state: ServerState = serde_json::from_str(&text).context("target/vending-local/server.json is damaged")?;
     let alive = http(state.port, "GET", "/moto-api/").is_ok_and(|s| s == 200);
     Ok(alive.then_some(state))
 }
@@ -208,12 +208,12 @@ pub fn status(root: &Path) -> anyhow::Result<Option<ServerState>> {
 /// Stops the server `local up` started. Returns whether there was one.
 pub fn down(root: &Path) -> anyhow::Result<bool> {
     let Ok(text) = fs::read_to_string(state_file(root)) else { return Ok(false) };
-    let state: ServerState = serde_json::from_str(&text).context("target/vending-emulator/server.json is damaged")?;
+    let state: ServerState = serde_json::from_str(&text).context("target/vending-local/server.json is damaged")?;
     let sh = Shell::new()?;
     let pid = state.pid.to_string();
     // The server may have died already; then there is nothing to stop.
     let _ = cmd!(sh, "kill {pid}").quiet().ignore_status().ignore_stderr().run();
-    fs::remove_file(state_file(root)).context("cannot remove target/vending-emulator/server.json")?;
+    fs::remove_file(state_file(root)).context("cannot remove target/vending-local/server.json")?;
     Ok(true)
 }
 

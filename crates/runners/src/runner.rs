@@ -181,7 +181,7 @@ impl Session {
             .env("CODEBUILD_BUILD_ID", &options.build_id)
             .env("CODEBUILD_RESOLVED_SOURCE_VERSION", &options.source_version)
             .env("CODEBUILD_SOURCE_VERSION", &options.source_version)
-            .env("CODEBUILD_INITIATOR", "vending-emulator")
+            .env("CODEBUILD_INITIATOR", "vending-local")
             .env("CODEBUILD_BUILD_SUCCEEDING", "1");
         // The build runs in its own process group, so that whatever it starts goes with it.
         use std::os::unix::process::CommandExt;

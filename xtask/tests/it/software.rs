@@ -14,7 +14,7 @@ use vending_emulator::Moto;
 use crate::{packer_available, repo_root, Project};
 
 fn sandboxes(project: &Project) -> Vec<PathBuf> {
-    let fleet = project.path("target/vending-emulator/fleet/acme-dev");
+    let fleet = project.path("target/vending-local/fleet/acme-dev");
     let mut dirs: Vec<PathBuf> = fs::read_dir(&fleet)
         .unwrap_or_else(|e| panic!("{}: {e}", fleet.display()))
         .map(|e| e.unwrap().path())
@@ -227,7 +227,7 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     // The automatic rollback downloads the running revision from the bucket: changed there, it
     // is refused, not deployed.
     let history: serde_json::Value =
-        serde_json::from_str(&read(project.path("target/vending-emulator/fleet/acme-dev/successful.json"))).unwrap();
+        serde_json::from_str(&read(project.path("target/vending-local/fleet/acme-dev/successful.json"))).unwrap();
     let running = history.as_array().unwrap().last().unwrap()["key"].as_str().unwrap().to_string();
     put_object(&moto, "vend-acme-dev", &running, b"not the revision");
     project.edit("apps/acme-shop/scripts/validate.sh", fixed, broken_validate);
@@ -252,7 +252,7 @@ fn put_object(moto: &Moto, bucket: &str, key: &str, body: &'static [u8]) {
 /// Runs `args`, waits until a sandbox's ValidateService script says it runs, and presses
 /// Ctrl-C `presses` times (SIGINT to the command alone: the script goes on).
 fn interrupt_while_validating(project: &Project, args: &[&str], env: &[(&str, &str)], presses: u32) -> crate::Run {
-    let marker = project.path("target/vending-emulator/fleet/acme-dev/validating");
+    let marker = project.path("target/vending-local/fleet/acme-dev/validating");
     let _ = fs::remove_file(&marker);
     let child = project
         .command(args, env)
