@@ -188,8 +188,7 @@ pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<ServerState> {
     let server = ensure_installed(install_root)?;
     let port = free_port()?;
     fs::create_dir_all(root.join("target/vending-local"))?;
-    let log =
-        fs::File::create(root.join("target/vending-local/moto.log")).context("cannot create the emulator log")?;
+    let log = fs::File::create(root.join("target/vending-local/moto.log")).context("cannot create the emulator log")?;
     let child = spawn(&server, port, Stdio::from(log), true)?;
     wait_ready(port)?;
     let state = ServerState { pid: child.id(), port, endpoint: endpoint(port) };

@@ -292,7 +292,6 @@ pub fn desired(
     ids: &Resolved,
 ) -> Vec<Desired> {
     let names = &env.names;
-    let hc = &env.health_check;
     let tags = &env.tags;
     let one = |name: &str, resource: Resource| Desired { name: name.to_string(), resource };
     let mut out = vec![
@@ -307,27 +306,7 @@ pub fn desired(
                 tags: tags.clone(),
             }),
         ),
-        one(
-            &names.target_group,
-            Resource::TargetGroup(TargetGroup {
-                protocol: "HTTP".into(),
-                port: 80,
-                vpc: ids.vpc_id.clone(),
-                target_type: "instance".into(),
-                health_check: HealthCheck {
-                    path: hc.path.clone(),
-                    port: hc.port.clone(),
-                    protocol: hc.protocol.as_str().to_string(),
-                    interval: int(hc.interval),
-                    timeout: int(hc.timeout),
-                    healthy_threshold: int(hc.healthy_threshold),
-                    unhealthy_threshold: int(hc.unhealthy_threshold),
-                    matcher: hc.matcher.clone(),
-                },
-                deregistration_delay: int(env.deregistration_delay_seconds),
-                tags: tags.clone(),
-            }),
-        ),
+        one(&names.target_group, Resource::TargetGroup(target_group(env, ids))),
     ];
     let listener = if env.routing == Routing::DedicatedAlb {
         out.extend(load_balancer_stack(&names.load_balancer, 443, ids, tags));
@@ -394,30 +373,7 @@ pub fn desired(
             &names.database,
             Resource::DbSubnetGroup(DbSubnetGroup { subnets: sorted(&ids.subnet_ids), tags: tags.clone() }),
         ));
-        out.push(one(
-            &names.database,
-            Resource::Database(Database {
-                engine: db.engine.clone(),
-                engine_version: db.version.clone(),
-                instance_class: db.instance_class.clone(),
-                master_username: db.master_username.clone(),
-                database_name: db.database_name.clone().unwrap_or_default(),
-                manage_master_user_password: true,
-                multi_az: db.multi_az,
-                security_groups: sorted(&ids.database_security_groups),
-                backup_retention_days: int(db.backup_retention_days),
-                // Without a window in the config AWS picks one, and the tool leaves it alone.
-                backup_window: db.backup_window.clone(),
-                maintenance_window: db.maintenance_window.clone(),
-                auto_minor_version_upgrade: db.auto_minor_version_upgrade,
-                storage_gb: int(db.storage_gb),
-                storage_encrypted: true,
-                deletion_protection: db.deletion_protection,
-                tags: tags.clone(),
-                allow_major_version_upgrade: db.allow_major_version_upgrade,
-                pending: PendingDatabase::default(),
-            }),
-        ));
+        out.push(one(&names.database, Resource::Database(database(db, ids, tags))));
     }
     out.push(one(
         &names.codedeploy_application,
@@ -439,6 +395,55 @@ pub fn desired(
         }),
     ));
     out
+}
+
+/// The environment's target group: HTTP on port 80 with the configured health check.
+fn target_group(env: &Environment, ids: &Resolved) -> TargetGroup {
+    let hc = &env.health_check;
+    TargetGroup {
+        protocol: "HTTP".into(),
+        port: 80,
+        vpc: ids.vpc_id.clone(),
+        target_type: "instance".into(),
+        health_check: HealthCheck {
+            path: hc.path.clone(),
+            port: hc.port.clone(),
+            protocol: hc.protocol.as_str().to_string(),
+            interval: int(hc.interval),
+            timeout: int(hc.timeout),
+            healthy_threshold: int(hc.healthy_threshold),
+            unhealthy_threshold: int(hc.unhealthy_threshold),
+            matcher: hc.matcher.clone(),
+        },
+        deregistration_delay: int(env.deregistration_delay_seconds),
+        tags: env.tags.clone(),
+    }
+}
+
+/// The environment's database: its password managed by AWS, encrypted, in the database security
+/// groups.
+fn database(db: &crate::config::model::Database, ids: &Resolved, tags: &Tags) -> Database {
+    Database {
+        engine: db.engine.clone(),
+        engine_version: db.version.clone(),
+        instance_class: db.instance_class.clone(),
+        master_username: db.master_username.clone(),
+        database_name: db.database_name.clone().unwrap_or_default(),
+        manage_master_user_password: true,
+        multi_az: db.multi_az,
+        security_groups: sorted(&ids.database_security_groups),
+        backup_retention_days: int(db.backup_retention_days),
+        // Without a window in the config AWS picks one, and the tool leaves it alone.
+        backup_window: db.backup_window.clone(),
+        maintenance_window: db.maintenance_window.clone(),
+        auto_minor_version_upgrade: db.auto_minor_version_upgrade,
+        storage_gb: int(db.storage_gb),
+        storage_encrypted: true,
+        deletion_protection: db.deletion_protection,
+        tags: tags.clone(),
+        allow_major_version_upgrade: db.allow_major_version_upgrade,
+        pending: PendingDatabase::default(),
+    }
 }
 
 /// What the platform shares: the state bucket and, unless the platform file names an existing

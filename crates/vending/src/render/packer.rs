@@ -73,7 +73,22 @@ fn object(entries: impl IntoIterator<Item = (String, Expression)>) -> Expression
 }
 
 pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> String {
-    let names = &env.names;
+    let body = variables(platform).add_block(source(platform, customer, env)).add_block(build(customer, env)).build();
+
+    // hcl-rs formats any tree it can represent; a failure here is a bug in this function.
+    let text = hcl::format::to_string(&body).unwrap_or_else(|e| format!("# rendering failed: {e}\n"));
+    let mut out = super::comment("#", &super::header(&customer.name, &env.name));
+    out.push('\n');
+    out.push_str(&text);
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+/// The template's variables: the commit's (set by `cargo xtask ami`), `dirty`, the emulator's
+/// endpoint and the base image.
+fn variables(platform: &Platform) -> hcl::BodyBuilder {
     let mut body = Body::builder();
     for name in COMMIT_VARIABLES {
         body = body.add_block(string_variable(name, "unknown", "Set by `cargo xtask ami` from git."));
@@ -98,6 +113,13 @@ pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> St
         }
     });
 
+    body
+}
+
+/// The amazon-ebs source both builds share: the image's name, description and tags, the base
+/// image, the root volume.
+fn source(platform: &Platform, customer: &Customer, env: &Environment) -> Block {
+    let names = &env.names;
     let mut tags: Vec<(String, Expression)> = env.tags.iter().map(|(k, v)| (k.clone(), text(v))).collect();
     tags.push(("CustomerName".into(), text(&customer.display_name)));
     tags.push(("Commit".into(), var("commit_id")));
@@ -144,7 +166,7 @@ pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> St
                 .build(),
         ),
     };
-    let source = source
+    source
         .add_block(
             Block::builder("launch_block_device_mappings")
                 .add_attribute(("device_name", "/dev/xvda"))
@@ -159,8 +181,12 @@ pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> St
         .add_attribute(("tags", object(tags.clone())))
         .add_attribute(("snapshot_tags", object(tags.clone())))
         .add_attribute(("run_tags", object(tags)))
-        .build();
+        .build()
+}
 
+/// The two builds (on AWS over SSH with the provisioners, locally with no communicator) and the
+/// manifest post-processor.
+fn build(customer: &Customer, env: &Environment) -> Block {
     let mut build = Block::builder("build")
         .add_block(
             Block::builder("source")
@@ -186,7 +212,7 @@ pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> St
                 .build(),
         );
     }
-    let build = build
+    build
         .add_block(
             Block::builder("post-processor")
                 .add_label("manifest")
@@ -202,16 +228,5 @@ pub fn render(platform: &Platform, customer: &Customer, env: &Environment) -> St
                 ))
                 .build(),
         )
-        .build();
-    let body = body.add_block(source).add_block(build).build();
-
-    // hcl-rs formats any tree it can represent; a failure here is a bug in this function.
-    let text = hcl::format::to_string(&body).unwrap_or_else(|e| format!("# rendering failed: {e}\n"));
-    let mut out = super::comment("#", &super::header(&customer.name, &env.name));
-    out.push('\n');
-    out.push_str(&text);
-    if !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out
+        .build()
 }
