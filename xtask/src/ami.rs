@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use sha2::{Digest, Sha256};
 use vending::ami::{self, AmiRecord};
+use vending::config::model::{AmiRef, Platform};
 use vending::render::{self, packer::manifest_file, packer::AWS_BUILD, packer::LOCAL_BUILD};
 use vending_aws::Target;
 
@@ -37,6 +38,26 @@ pub struct Ami {
 }
 
 impl Ami {
+    /// `--show`: the environment's AMI record.
+    fn show_record(&self, platform: &Platform, target: &Target, record_key: &str) -> anyhow::Result<ExitCode> {
+        let runtime = vending_aws::runtime()?;
+        let config = runtime.block_on(vending_aws::sdk_config(&platform.region, target));
+        let s3 = vending_aws::s3::client(&config, self.local);
+        let record: Option<AmiRecord> =
+            runtime.block_on(vending_aws::s3::get_json(&s3, &platform.state_bucket, record_key))?;
+        let Some(record) = record else {
+            bail!(
+                "{}/{} has no AMI yet: build one with `cargo xtask ami {} {}`",
+                self.customer,
+                self.env,
+                self.customer,
+                self.env
+            );
+        };
+        self.print(&record, &platform.state_bucket, record_key)?;
+        Ok(ExitCode::SUCCESS)
+    }
+
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         // git runs while the config loads: a build needs both before `packer validate` can start.
         let git = (!self.show).then(|| {
@@ -63,25 +84,15 @@ impl Ami {
         let record_key = AmiRecord::current_key(&self.customer, &self.env);
 
         if self.show {
-            let runtime = vending_aws::runtime()?;
-            let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
-            let s3 = vending_aws::s3::client(&config, self.local);
-            let record: Option<AmiRecord> =
-                runtime.block_on(vending_aws::s3::get_json(&s3, &platform.state_bucket, &record_key))?;
-            let Some(record) = record else {
-                bail!("{who} has no AMI yet: build one with `cargo xtask ami {} {}`", self.customer, self.env);
-            };
-            self.print(&record, &platform.state_bucket, &record_key)?;
-            return Ok(ExitCode::SUCCESS);
+            return self.show_record(platform, &target, &record_key);
         }
 
         // The committed template is what gets built; it must be what the config generates.
         let template_path = render::packer_path(&self.customer, &self.env);
         let rendered = loaded.files.iter().find(|f| f.path == template_path).context("no template rendered")?;
-        let committed = fs::read_to_string(root.join(&template_path)).ok();
-        if committed.as_deref() != Some(rendered.contents.as_str()) {
+        if fs::read_to_string(root.join(&template_path)).ok().as_deref() != Some(rendered.contents.as_str()) {
             eprintln!(
-                "error: {} is stale or missing: run `cargo xtask generate` and commit the result",
+                "error: {} is stale or missing: run `cargo xtask generate` and commit it",
                 template_path.display()
             );
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
@@ -94,44 +105,12 @@ impl Ami {
             bail!("the working tree has uncommitted changes: commit them first, or pass --allow-dirty (the AMI is then tagged Dirty=true)");
         }
 
-        let (base_name, owners) = match (&platform.ami.base, self.local) {
-            (_, true) => (platform.ami.local_base_name.clone(), Vec::new()),
-            (vending::config::model::AmiRef::Filter { name, owners }, false) => (name.clone(), owners.clone()),
-            (vending::config::model::AmiRef::Id(id), false) => (id.clone(), Vec::new()),
-        };
         let mut variables = ami::packer_variables(&commit, dirty);
         let data: Vec<String> = variables.iter().map(|(name, _)| name.clone()).collect();
         let data: Vec<&str> = data.iter().map(String::as_str).collect();
         let (only, mut env_vars) = (if self.local { LOCAL_BUILD } else { AWS_BUILD }, Vec::new());
         if let Target::Local { endpoint } = &target {
-            variables.push(("ec2_endpoint".into(), endpoint.clone()));
-            // The template names the base image the way the config does: by a name filter, whose
-            // name the local build pins, or by an id, which the emulator does not have, so the
-            // local build gives the id of its image of that name.
-            let base = match &platform.ami.base {
-                vending::config::model::AmiRef::Filter { .. } => {
-                    ("source_ami_name", platform.ami.local_base_name.clone())
-                }
-                vending::config::model::AmiRef::Id(_) => {
-                    let runtime = vending_aws::runtime()?;
-                    let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
-                    let ec2 = vending_aws::ec2::client(&config);
-                    let found =
-                        runtime.block_on(vending_aws::ec2::find_image(&ec2, &platform.ami.local_base_name, &[]))?;
-                    let (id, _) = found.with_context(|| {
-                        format!(
-                            "the emulator has no image named `{}`: check ami.local_base_name in customers/platform.toml",
-                            platform.ami.local_base_name
-                        )
-                    })?;
-                    ("source_ami", id)
-                }
-            };
-            variables.push((base.0.into(), base.1));
-            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-                env_vars.push(("AWS_ACCESS_KEY_ID", "test"));
-                env_vars.push(("AWS_SECRET_ACCESS_KEY", "test"));
-            }
+            local_variables(platform, &target, endpoint, &mut variables, &mut env_vars)?;
             println!("{who} | local mode: building against the emulator at {endpoint} with communicator = \"none\"; provisioners are skipped");
         }
 
@@ -159,55 +138,16 @@ impl Ami {
             let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
             let s3 = vending_aws::s3::client(&config, self.local);
             let ec2 = vending_aws::ec2::client(&config);
-            runtime.block_on(async {
-                if vending_aws::s3::ensure_state_bucket(&s3, platform).await? {
-                    println!("created the state bucket s3://{}", platform.state_bucket);
-                }
-                if (!matches!(platform.ami.base, vending::config::model::AmiRef::Id(_)) || self.local)
-                    && vending_aws::ec2::find_image(&ec2, &base_name, &owners).await?.is_none()
-                {
-                    let owners =
-                        if owners.is_empty() { String::new() } else { format!(" owned by {}", owners.join(", ")) };
-                    bail!(
-                        "base AMI `{base_name}`{owners} not found in {}: check {} in customers/platform.toml",
-                        platform.region,
-                        if self.local { "ami.local_base_name" } else { "ami.base" }
-                    );
-                }
-                anyhow::Ok(())
-            })?;
+            runtime.block_on(prepare_aws(&s3, &ec2, platform, self.local))?;
             match validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))? {
                 Some(took) => println!("{who} | packer validate: passed in {}", duration(took)),
                 None => println!("{who} | packer validate: passed before with this template, build and settings (cached; commit text does not change validity)"),
             }
             anyhow::Ok(s3)
         })?;
-        let started = Instant::now();
-        let outcome = crate::packer::build(&work, &packer, &template, only, &variables, &env_vars, &who)?;
-        let build_took = started.elapsed();
-        if outcome.interrupted {
-            bail!("interrupted: packer was asked to stop and clean up its temporary key pair, security group and instance (it exited with {}); no AMI was recorded", outcome.status);
-        }
-        if !outcome.status.success() {
-            bail!(
-                "packer build failed ({}); its last lines:\n{}",
-                outcome.status,
-                outcome.tail.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
-            );
-        }
-
+        let build_took = packer_build(&work, &packer, &template, only, &variables, &env_vars, &who)?;
         println!("{who} | packer build: finished in {}", duration(build_took));
-        let manifest = fs::read_to_string(&manifest_path)
-            .with_context(|| format!("packer wrote no manifest at {}", manifest_path.display()))?;
-        let artifact = ami::parse_manifest(&manifest)
-            .map_err(|e| anyhow::anyhow!("the manifest {} {e}", manifest_path.display()))?;
-        if previous_run.as_deref() == Some(artifact.packer_run_uuid.as_str()) {
-            bail!(
-                "the manifest {} still names the previous run {}: packer recorded no new build",
-                manifest_path.display(),
-                artifact.packer_run_uuid
-            );
-        }
+        let artifact = read_manifest(&manifest_path, previous_run.as_deref())?;
         let record = AmiRecord {
             customer: self.customer.clone(),
             environment: self.env.clone(),
@@ -247,6 +187,109 @@ impl Ami {
         println!("  built:   {} by {} (packer run {})", record.built_at, record.build, record.packer_run_uuid);
         Ok(())
     }
+}
+
+/// Before a build: the state bucket exists (made as `platform deploy` would), and the base image
+/// is there (an image named by id on AWS is left to Packer's own check).
+async fn prepare_aws(
+    s3: &vending_aws::s3::Client,
+    ec2: &vending_aws::ec2::Client,
+    platform: &Platform,
+    local: bool,
+) -> anyhow::Result<()> {
+    if vending_aws::s3::ensure_state_bucket(s3, platform).await? {
+        println!("created the state bucket s3://{}", platform.state_bucket);
+    }
+    let (base_name, owners) = match (&platform.ami.base, local) {
+        (_, true) => (platform.ami.local_base_name.clone(), Vec::new()),
+        (AmiRef::Filter { name, owners }, false) => (name.clone(), owners.clone()),
+        (AmiRef::Id(_), false) => return Ok(()),
+    };
+    if vending_aws::ec2::find_image(ec2, &base_name, &owners).await?.is_none() {
+        let owners = if owners.is_empty() { String::new() } else { format!(" owned by {}", owners.join(", ")) };
+        bail!(
+            "base AMI `{base_name}`{owners} not found in {}: check {} in customers/platform.toml",
+            platform.region,
+            if local { "ami.local_base_name" } else { "ami.base" }
+        );
+    }
+    Ok(())
+}
+
+/// The variables of a local build: the emulator's endpoint and its base image, named the way the
+/// template names it (by a name filter, whose name the local build pins, or by an id, which the
+/// emulator does not have, so the id of its image of that name); test credentials unless set.
+fn local_variables(
+    platform: &Platform,
+    target: &Target,
+    endpoint: &str,
+    variables: &mut Vec<(String, String)>,
+    env_vars: &mut Vec<(&'static str, &'static str)>,
+) -> anyhow::Result<()> {
+    variables.push(("ec2_endpoint".into(), endpoint.to_string()));
+    let base = match &platform.ami.base {
+        AmiRef::Filter { .. } => ("source_ami_name", platform.ami.local_base_name.clone()),
+        AmiRef::Id(_) => {
+            let runtime = vending_aws::runtime()?;
+            let config = runtime.block_on(vending_aws::sdk_config(&platform.region, target));
+            let ec2 = vending_aws::ec2::client(&config);
+            let found = runtime.block_on(vending_aws::ec2::find_image(&ec2, &platform.ami.local_base_name, &[]))?;
+            let (id, _) = found.with_context(|| {
+                format!(
+                    "the emulator has no image named `{}`: check ami.local_base_name in customers/platform.toml",
+                    platform.ami.local_base_name
+                )
+            })?;
+            ("source_ami", id)
+        }
+    };
+    variables.push((base.0.into(), base.1));
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        env_vars.push(("AWS_ACCESS_KEY_ID", "test"));
+        env_vars.push(("AWS_SECRET_ACCESS_KEY", "test"));
+    }
+    Ok(())
+}
+
+/// Runs `packer build`; an interrupted or failed build is an error that says what was left.
+fn packer_build(
+    work: &Path,
+    packer: &Path,
+    template: &Path,
+    only: &str,
+    variables: &[(String, String)],
+    env_vars: &[(&str, &str)],
+    who: &str,
+) -> anyhow::Result<std::time::Duration> {
+    let started = Instant::now();
+    let outcome = crate::packer::build(work, packer, template, only, variables, env_vars, who)?;
+    if outcome.interrupted {
+        bail!("interrupted: packer was asked to stop and clean up its temporary key pair, security group and instance (it exited with {}); no AMI was recorded", outcome.status);
+    }
+    if !outcome.status.success() {
+        bail!(
+            "packer build failed ({}); its last lines:\n{}",
+            outcome.status,
+            outcome.tail.iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(started.elapsed())
+}
+
+/// The build's manifest, which must name a run other than the one before the build.
+fn read_manifest(path: &Path, previous_run: Option<&str>) -> anyhow::Result<ami::BuildArtifact> {
+    let manifest =
+        fs::read_to_string(path).with_context(|| format!("packer wrote no manifest at {}", path.display()))?;
+    let artifact =
+        ami::parse_manifest(&manifest).map_err(|e| anyhow::anyhow!("the manifest {} {e}", path.display()))?;
+    if previous_run == Some(artifact.packer_run_uuid.as_str()) {
+        bail!(
+            "the manifest {} still names the previous run {}: packer recorded no new build",
+            path.display(),
+            artifact.packer_run_uuid
+        );
+    }
+    Ok(artifact)
 }
 
 /// `254 ms` under ten seconds, `12.3 s` above, `4 min 05 s` above a minute (builds on AWS).

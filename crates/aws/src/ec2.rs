@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::bail;
 use aws_config::SdkConfig;
 use aws_sdk_ec2::types::Filter;
-use aws_sdk_ec2::Client;
+pub use aws_sdk_ec2::Client;
 
 pub fn client(config: &SdkConfig) -> Client {
     Client::new(config)

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context};
 use aws_config::SdkConfig;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::Client;
+pub use aws_sdk_s3::Client;
 use vending::config::model::Platform;
 
 use crate::describe_error;
