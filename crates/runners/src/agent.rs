@@ -745,49 +745,10 @@ impl Scripts<'_> {
             message,
             log_tail,
         };
-        // A location that leaves the revision (by `..` or a link) is not there for the agent.
-        let real_base = fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
-        let script = in_revision(base, &hook.location)
-            .filter(|s| s.is_file() && fs::canonicalize(s).is_ok_and(|real| real.starts_with(&real_base)));
-        let Some(script) = script else {
-            return Err(failure(
-                1,
-                format!("Script does not exist at specified location: {}", hook.location),
-                Vec::new(),
-            ));
-        };
-        let mode = fs::metadata(&script).map(|m| m.permissions().mode()).unwrap_or(0);
-        if mode & 0o111 == 0 && fs::set_permissions(&script, fs::Permissions::from_mode(mode | 0o755)).is_err() {
-            return Err(failure(
-                2,
-                format!("Script at specified location: {} is not executable", hook.location),
-                Vec::new(),
-            ));
-        }
+        let script = executable_script(base, hook).map_err(|(code, message)| failure(code, message, Vec::new()))?;
         let log_path = self.logs.join(format!("{event}-{index}.log"));
-        let mut command = match hook.runas.as_deref() {
-            None => Command::new(&script),
-            // The agent's own command: su runs the script with the user's login shell, so a
-            // `nologin` user fails here as on an instance.
-            Some(user) if is_root() => {
-                let mut c = Command::new("su");
-                c.arg(user).arg("-c").arg(shell_quote(&script.display().to_string()));
-                c
-            }
-            Some(user) if current_user().as_deref() == Some(user) => Command::new(&script),
-            Some(user) => {
-                return Err(failure(
-                    5,
-                    format!(
-                        "Script at specified location: {} has runas {user}, which needs the agent to run as root \
-                         (as it does on an instance): run the local agent as root, or remove `runas: {user}` if the \
-                         script need not switch user",
-                        hook.location
-                    ),
-                    Vec::new(),
-                ));
-            }
-        };
+        let mut command =
+            script_command(&script, hook).map_err(|(code, message)| failure(code, message, Vec::new()))?;
         // One pipe for stdout and stderr keeps the log in the order the script wrote it; the
         // agent reads until the script's output is closed, not only until it exits.
         let (reader, writer) =
@@ -864,6 +825,52 @@ impl Scripts<'_> {
         }
         Ok(())
     }
+}
+
+/// The hook's script in the revision, made executable as the agent does; else the agent's error
+/// code and message (1: not there, which a location that leaves the revision by `..` or a link
+/// is not; 2: not executable).
+fn executable_script(base: &Path, hook: &Hook) -> Result<PathBuf, (u8, String)> {
+    // A location that leaves the revision (by `..` or a link) is not there for the agent.
+    let real_base = fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+    let script = in_revision(base, &hook.location)
+        .filter(|s| s.is_file() && fs::canonicalize(s).is_ok_and(|real| real.starts_with(&real_base)));
+    let Some(script) = script else {
+        return Err((1, format!("Script does not exist at specified location: {}", hook.location)));
+    };
+    let mode = fs::metadata(&script).map(|m| m.permissions().mode()).unwrap_or(0);
+    if mode & 0o111 == 0 && fs::set_permissions(&script, fs::Permissions::from_mode(mode | 0o755)).is_err() {
+        return Err((2, format!("Script at specified location: {} is not executable", hook.location)));
+    }
+    Ok(script)
+}
+
+/// How the agent starts a script: directly, or with `runas` through `su USER -c SCRIPT` (the
+/// user's login shell, so a `nologin` user fails here as on an instance), which needs root.
+fn script_command(script: &Path, hook: &Hook) -> Result<Command, (u8, String)> {
+    let command = match hook.runas.as_deref() {
+        None => Command::new(script),
+        // The agent's own command: su runs the script with the user's login shell, so a
+        // `nologin` user fails here as on an instance.
+        Some(user) if is_root() => {
+            let mut c = Command::new("su");
+            c.arg(user).arg("-c").arg(shell_quote(&script.display().to_string()));
+            c
+        }
+        Some(user) if current_user().as_deref() == Some(user) => Command::new(script),
+        Some(user) => {
+            return Err((
+                5,
+                format!(
+                    "Script at specified location: {} has runas {user}, which needs the agent to run as root \
+                     (as it does on an instance): run the local agent as root, or remove `runas: {user}` if the \
+                     script need not switch user",
+                    hook.location
+                ),
+            ));
+        }
+    };
+    Ok(command)
 }
 
 /// Copies a script's output into its log on a thread of its own; the receiver hears when the
