@@ -1,114 +1,27 @@
 //! `cargo xtask build <customer> <env>`: clones the customer's software at its ref, runs the
 //! environment's buildspec with CodeBuild's semantics, and bundles the artifacts with the
-//! environment's appspec into a reproducible revision zip.
-//! `cargo xtask buildspec run PATH [--src DIR]`: the same runner on any buildspec.
+//! environment's appspec into a reproducible revision zip. `buildspec` and `appspec` are the
+//! runner and the local agent on any file.
+
+mod appspec;
+mod buildspec;
+
+pub use appspec::AppspecCommand;
+pub use buildspec::BuildspecCommand;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use clap::{Args, Subcommand};
+use clap::Args;
 use serde::Serialize;
 use vending::config::model::Build;
 use vending::SourceFile;
 use vending_runners::runner::{self, Report, RunOptions, Status};
 
-use crate::output::{self, Format, Summary};
+use crate::output::{self, Format};
 use crate::validate::{load_fleet, Selection};
-
-// Its help line is the command's in lib.rs (one for both builds).
-#[derive(Args)]
-pub struct BuildspecCommand {
-    #[command(subcommand)]
-    action: BuildspecAction,
-}
-
-#[derive(Subcommand)]
-enum BuildspecAction {
-    /// Run the phases in one shell session, then list the artifacts the build would upload.
-    Run {
-        /// The buildspec file.
-        path: PathBuf,
-        /// The source folder (`CODEBUILD_SRC_DIR`); the current folder by default.
-        #[arg(long, value_name = "DIR")]
-        src: Option<PathBuf>,
-        /// Fetch parameter-store and secrets-manager values from the local emulator.
-        #[arg(long)]
-        local: bool,
-    },
-}
-
-// Its help line is the command's in lib.rs (one for both builds).
-#[derive(Args)]
-pub struct AppspecCommand {
-    #[command(subcommand)]
-    action: AppspecAction,
-}
-
-#[derive(Subcommand)]
-enum AppspecAction {
-    /// Deploy a revision (zip or folder with appspec.yml at its root) into a sandbox folder that
-    /// stands for the instance's file system.
-    Run {
-        /// The revision: a zip (from `cargo xtask build`) or a folder.
-        revision: PathBuf,
-        /// The sandbox: `/opt/app` in the AppSpec is `SANDBOX/opt/app`.
-        #[arg(long = "root", value_name = "SANDBOX")]
-        sandbox: PathBuf,
-        #[arg(long, default_value = "local-application")]
-        application: String,
-        #[arg(long, default_value = "LocalFleet")]
-        deployment_group: String,
-        /// Go on when the last revision's ApplicationStop (or block-traffic) script fails, as
-        /// CodeDeploy's `ignoreApplicationStopFailures` does.
-        #[arg(long)]
-        ignore_application_stop_failures: bool,
-    },
-}
-
-impl AppspecCommand {
-    pub fn run(self) -> anyhow::Result<ExitCode> {
-        let AppspecAction::Run { revision, sandbox, application, deployment_group, ignore_application_stop_failures } =
-            self.action;
-        let id = format!("d-local{}", std::process::id());
-        let deployment = vending_runners::agent::Deployment {
-            id: id.clone(),
-            application,
-            group_id: format!("local-{deployment_group}"),
-            group_name: deployment_group,
-            ignore_application_stop_failures,
-        };
-        println!(
-            "local agent: deploying {} into {} ({id}); hooks run here, not on AWS",
-            revision.display(),
-            sandbox.display()
-        );
-        let report = vending_runners::agent::deploy(&sandbox, &revision, &deployment, &mut |line| println!("{line}"))?;
-        for event in &report.events {
-            let status = match event.status {
-                vending_runners::agent::EventStatus::Succeeded => "Succeeded",
-                vending_runners::agent::EventStatus::Failed => "Failed",
-                vending_runners::agent::EventStatus::FailedIgnored => "Failed (ignored)",
-                vending_runners::agent::EventStatus::Skipped => "Skipped",
-            };
-            println!("  {:<20} {status}", event.event);
-        }
-        match report.failure {
-            None => {
-                println!("AppSpec file valid. Local deployment successful");
-                Ok(ExitCode::SUCCESS)
-            }
-            Some(failure) => {
-                eprintln!("error: {} failed (script error code {}): {}", failure.event, failure.code, failure.message);
-                for line in &failure.log_tail {
-                    eprintln!("    {line}");
-                }
-                Ok(ExitCode::from(output::EXIT_PROBLEMS))
-            }
-        }
-    }
-}
 
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
@@ -138,7 +51,7 @@ pub struct BuildRecord {
     pub files: usize,
 }
 
-fn print_report(report: &Report) {
+pub(super) fn print_report(report: &Report) {
     for phase in &report.phases {
         let status = match phase.status {
             Status::Succeeded => "SUCCEEDED",
@@ -152,7 +65,7 @@ fn print_report(report: &Report) {
 }
 
 /// Parameter Store and Secrets Manager values, when the buildspec has any.
-fn secrets(
+pub(super) fn secrets(
     root: &Path,
     build: &Build,
     region: &str,
@@ -167,57 +80,6 @@ fn secrets(
         let config = vending_aws::sdk_config(region, &target).await;
         vending_aws::secrets::fetch(&config, &build.parameter_store, &build.secrets_manager).await
     })
-}
-
-impl BuildspecCommand {
-    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let BuildspecAction::Run { path, src, local } = self.action;
-        let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let source = SourceFile::new(path.clone(), text);
-        let build = match vending::spec::buildspec::read(&source) {
-            Ok(build) => build,
-            Err(diagnostics) => {
-                output::print(
-                    Format::Human,
-                    &diagnostics,
-                    &Summary {
-                        errors: diagnostics.len(),
-                        file: Some(path.display().to_string()),
-                        ..Summary::default()
-                    },
-                );
-                return Ok(ExitCode::from(output::EXIT_PROBLEMS));
-            }
-        };
-        let src = match src {
-            Some(src) => src,
-            None => std::env::current_dir()?,
-        };
-        let src = std::path::absolute(&src)?;
-        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "eu-west-1".into());
-        let options = RunOptions {
-            src: src.clone(),
-            secrets: secrets(root, &build, &region, local)?,
-            source_version: String::new(),
-            build_id: format!("local:{}", std::process::id()),
-            // A buildspec file has no timeout (it is a CodeBuild project setting): CodeBuild's default.
-            timeout: runner::DEFAULT_TIMEOUT,
-        };
-        let report = runner::run(&build, &options, &mut |line| println!("{line}"))?;
-        println!("{}:", path.display());
-        print_report(&report);
-        if !report.succeeded() {
-            return Ok(ExitCode::from(output::EXIT_PROBLEMS));
-        }
-        if !build.artifacts.files.is_empty() {
-            let artifacts = vending_runners::artifacts::collect(&src, &build.artifacts)?;
-            println!("artifacts ({}):", artifacts.len());
-            for artifact in &artifacts {
-                println!("  {}", artifact.path);
-            }
-        }
-        Ok(ExitCode::SUCCESS)
-    }
 }
 
 /// The committed generated file, refused when it is not what the config generates.
