@@ -133,7 +133,7 @@ impl Plan {
                 out.push_str(&format!("    {}: {} → {}\n", f.field, f.old.as_deref().unwrap_or("(none)"), f.new));
             }
             let held = fields.into_iter().flatten().any(|f| RDS_DEFERRABLE.contains(&f.field.as_str()));
-            if change.kind == Kind::Database && held {
+            if change.kind == Kind::Database && held && change.refused.is_none() {
                 out.push_str("    (RDS applies instance class, storage, Multi-AZ and engine version changes in the maintenance window; deploy --apply-immediately applies them now)\n");
             }
             for f in &change.pending {

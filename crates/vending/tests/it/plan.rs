@@ -259,9 +259,11 @@ fn a_refused_plan_says_why() {
     live!(live, Database, "acme-prod-db").engine_version = "17.1".into();
     let plan = diff(&desired, &live);
     assert_eq!(plan.refused().count(), 1);
-    assert!(plan.render_human().contains(
+    let text = plan.render_human();
+    assert!(text.contains(
         "    REFUSED: database.version 16.4 is older than the running 17.1, and RDS cannot downgrade an engine"
     ));
+    assert!(!text.contains("maintenance window"), "a refused change is not held for the window: {text}");
 }
 
 #[test]
