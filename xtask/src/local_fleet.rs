@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use vending::release::{self, Deployed, InstanceFailure, Snapshot};
 use vending_aws::release as aws_release;
 use vending_runners::agent::{self, Deployment};
@@ -252,15 +251,12 @@ impl LocalFleet<'_> {
         let who = &self.release.who();
         let path = self.dir().join(format!("rollback-{}.zip", &last.sha256[..16]));
         let bucket = &self.release.env.names.bucket;
-        self.release.runtime.block_on(aws_release::download(self.release.clients, bucket, &last.key, &path))?;
-        // As `rollback` does: the bucket is not trusted to hold what was uploaded.
-        let found = format!("{:x}", sha2::Sha256::digest(fs::read(&path)?));
-        anyhow::ensure!(
-            found == last.sha256,
-            "{who}: cannot roll back {failed_id}: s3://{bucket}/{} holds a file whose SHA-256 is {found}, not the one \
-             its name says: it was changed after the upload (deploy a good revision again to replace it)",
-            last.key
-        );
+        self.release
+            .runtime
+            .block_on(aws_release::download(self.release.clients, bucket, &last.key, &last.sha256, &path))
+            .with_context(|| {
+                format!("{who}: cannot roll back {failed_id} (deploy a good revision again to replace it)")
+            })?;
         let revision =
             aws_release::Revision { bucket: self.release.env.names.bucket.clone(), key: last.key.clone(), e_tag: None };
         let description = format!("{who}: automatic rollback of {failed_id} to revision sha256 {}", last.sha256);

@@ -7,6 +7,7 @@ use aws_sdk_codedeploy::types::{
     BundleType, DeploymentCreator, DeploymentInfo, DeploymentStatus, DeploymentTarget, LifecycleEventStatus,
     RevisionLocation, RevisionLocationType, S3Location,
 };
+use sha2::Digest;
 use vending::release::{Deployed, InstanceFailure, Snapshot, SourceError, StatusSource};
 
 use crate::infra::{code, failed, Clients};
@@ -60,8 +61,16 @@ pub async fn upload(
     Ok((Revision { bucket: bucket.into(), key: key.into(), e_tag: out.e_tag }, true))
 }
 
-/// Downloads a revision (the local fleet's rollback redeploys the last good one from S3).
-pub async fn download(clients: &Clients, bucket: &str, key: &str, path: &std::path::Path) -> anyhow::Result<()> {
+/// Downloads a revision (`rollback` and the local fleet's rollback redeploy one from S3) and
+/// writes it only when its SHA-256 is the one it is stored under: the bucket is not trusted to
+/// hold what was uploaded.
+pub async fn download(
+    clients: &Clients,
+    bucket: &str,
+    key: &str,
+    sha256: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
     let out = clients
         .s3
         .get_object()
@@ -72,6 +81,11 @@ pub async fn download(clients: &Clients, bucket: &str, key: &str, path: &std::pa
         .map_err(|e| failed("cannot download", e))
         .with_context(|| format!("s3://{bucket}/{key}"))?;
     let bytes = out.body.collect().await.with_context(|| format!("s3://{bucket}/{key}"))?.into_bytes();
+    let found = format!("{:x}", sha2::Sha256::digest(&bytes));
+    anyhow::ensure!(
+        found == sha256,
+        "s3://{bucket}/{key} holds a file whose SHA-256 is {found}, not {sha256}: it was changed after the upload"
+    );
     vending::project::write_atomic(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -109,7 +109,7 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let zip = dir.path().join("revision.zip");
     std::fs::write(&zip, b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").unwrap();
-    let sha = "ab".repeat(32);
+    let sha = format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&zip).unwrap()));
     let key = vending::release::revision_key(&sha);
     assert_eq!(key, format!("revisions/{sha}.zip"));
 
@@ -125,8 +125,13 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     assert_eq!(world.log.mutating(), Vec::<String>::new(), "{:?}", world.log.calls());
 
     let back = dir.path().join("back.zip");
-    runtime.block_on(release::download(clients, bucket, &key, &back)).unwrap();
+    runtime.block_on(release::download(clients, bucket, &key, &sha, &back)).unwrap();
     assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&zip).unwrap());
+    // A file whose content is not what its key says is refused, and nothing is written.
+    let tampered = dir.path().join("tampered.zip");
+    let error = runtime.block_on(release::download(clients, bucket, &key, &"ab".repeat(32), &tampered)).unwrap_err();
+    assert!(format!("{error:#}").contains("it was changed after the upload"), "{error:#}");
+    assert!(!tampered.exists());
 
     let found = runtime.block_on(release::deployment_group(clients, app, group)).unwrap();
     assert!(!found.id.is_empty());
