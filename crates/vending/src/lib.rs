@@ -3,6 +3,7 @@
 //! is `project`, which reads a project tree into memory.
 
 pub mod ami;
+pub mod approval;
 pub mod config;
 pub mod diag;
 pub mod names;

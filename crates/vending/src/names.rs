@@ -14,6 +14,15 @@ pub struct ResourceNames {
     pub codedeploy_application: String,
     pub deployment_group: String,
     pub ami_name_prefix: String,
+    /// The customer's SNS topic for approval requests (one for all its environments).
+    pub approval_topic: String,
+}
+
+/// The SNS topic that carries a customer's (or, named `platform`, the platform's) approval
+/// requests. Customer names cannot collide with it: they are at most 24 characters of
+/// `[a-z0-9-]`, and the platform's topic is told apart by being built from `_platform`.
+pub fn approval_topic(prefix: &str, customer: &str) -> String {
+    format!("{prefix}-{customer}-approvals")
 }
 
 /// A naming rule: `Err` says why the name is refused.
@@ -30,6 +39,7 @@ impl ResourceNames {
             auto_scaling_group: stem.clone(),
             database: database.map_or_else(|| format!("{stem}-db"), str::to_string),
             codedeploy_application: customer.to_string(),
+            approval_topic: approval_topic(prefix, customer),
             deployment_group: stem.clone(),
             ami_name_prefix: stem,
         }

@@ -35,7 +35,19 @@ pub struct Platform {
     pub ami: PlatformAmi,
     pub codedeploy_service_role: RoleRef,
     pub instance_profile: String,
+    /// Who approves `platform deploy`, notified through `approval_topic`; empty: not gated.
+    pub approval_emails: Vec<String>,
+    pub approval: Approval,
+    /// The SNS topic of the platform's approval requests.
+    pub approval_topic: String,
     pub tags: Tags,
+}
+
+/// Whether changes wait for a second person's approval, and for how long a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    pub required: bool,
+    pub timeout_minutes: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -203,6 +215,8 @@ pub struct Hook {
 pub struct Environment {
     pub name: String,
     pub production: bool,
+    /// Production always; other environments when their file says `approval = true`.
+    pub approval: Approval,
     pub instance_type: String,
     pub capacity: Capacity,
     pub scaling: Scaling,

@@ -18,6 +18,9 @@ pub struct RawPlatform {
     pub state: Option<RawState>,
     pub ami: Option<RawPlatformAmi>,
     pub iam: Option<RawIam>,
+    /// Who approves `platform deploy`; none means it is not gated.
+    pub approval_emails: Option<Vec<String>>,
+    pub approval: Option<RawApprovalSettings>,
     pub defaults: Option<RawLayer>,
     pub tags: Option<Map>,
 }
@@ -175,6 +178,7 @@ pub struct RawLayer {
 #[derive(Debug, Deserialize, Default)]
 pub struct RawEnv {
     pub production: Option<bool>,
+    pub approval: Option<RawApproval>,
     pub hosts: Option<Vec<String>>,
     pub instance_type: Option<String>,
     pub capacity: Option<RawCapacity>,
@@ -311,6 +315,20 @@ pub enum RawSecurityGroups {
 pub struct RawGroupLookup {
     pub names: Option<Vec<String>>,
     pub tags: Option<Map>,
+}
+
+/// `approval = true`, `false`, or `{ timeout_minutes = 120 }` (which asks for approval too).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged, expecting = "true, false, or a table: { timeout_minutes = 60 }")]
+pub enum RawApproval {
+    Required(bool),
+    Settings(RawApprovalSettings),
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovalSettings {
+    pub timeout_minutes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Clone)]

@@ -379,6 +379,11 @@ pub fn desired(
         &names.codedeploy_application,
         Resource::CodeDeployApplication(CodeDeployApplication { compute_platform: "Server".into() }),
     ));
+    if env.approval.required {
+        let mut tags = platform_tags(platform);
+        tags.insert("Customer".into(), customer.name.clone());
+        out.insert(0, one(&names.approval_topic, Resource::Topic(approval_topic(&customer.approval_emails, tags))));
+    }
     out.push(one(
         &format!("{}/{}", names.codedeploy_application, names.deployment_group),
         Resource::DeploymentGroup(DeploymentGroup {
@@ -450,10 +455,20 @@ fn database(db: &crate::config::model::Database, ids: &Resolved, tags: &Tags) ->
 /// listener by ARN, the shared load balancer with its two listeners.
 pub fn platform_desired(platform: &Platform, ids: &Resolved) -> Vec<Desired> {
     let mut out = vec![state_bucket_desired(platform)];
+    if platform.approval.required {
+        let topic = approval_topic(&platform.approval_emails, platform_tags(platform));
+        out.insert(0, Desired { name: platform.approval_topic.clone(), resource: Resource::Topic(topic) });
+    }
     if let ListenerRef::Lookup { load_balancer, port } = &platform.shared_alb.listener {
         out.extend(load_balancer_stack(load_balancer, *port, ids, &platform_tags(platform)));
     }
     out
+}
+
+/// The SNS topic that e-mails approval requests to the approvers. It comes first in its stack:
+/// `deploy` sets it up before it asks for an approval (it is how the approvers hear of one).
+fn approval_topic(emails: &[String], tags: Tags) -> Topic {
+    Topic { subscribers: sorted(emails), pending: Vec::new(), tags }
 }
 
 /// The platform's state bucket (AMI records, deploy state): versioned, so every record keeps its

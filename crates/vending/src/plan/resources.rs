@@ -9,9 +9,10 @@ use serde::Serialize;
 
 pub use crate::config::model::Tags;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
+    Topic,
     Bucket,
     TargetGroup,
     LoadBalancer,
@@ -464,6 +465,47 @@ impl Fields for DeploymentGroup {
     }
 }
 
+/// An SNS topic with its e-mail subscribers. On AWS an e-mail subscription is pending until its
+/// recipient confirms, and a pending one cannot be removed through the API: the live state lists
+/// the pending addresses too, and a pending address no longer wanted is not a difference (nothing
+/// could change it; it lapses unconfirmed).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Topic {
+    /// E-mail addresses, confirmed or not.
+    pub subscribers: Vec<String>,
+    /// Live only: the addresses that have not confirmed yet.
+    pub pending: Vec<String>,
+    pub tags: Tags,
+}
+
+impl Topic {
+    /// The addresses that can be changed: a pending one that is not wanted cannot be removed.
+    pub fn removable_difference(&self, live: &Topic) -> (Vec<String>, Vec<String>) {
+        let add = self.subscribers.iter().filter(|s| !live.subscribers.contains(s)).cloned().collect();
+        let remove = live
+            .subscribers
+            .iter()
+            .filter(|s| !self.subscribers.contains(s) && !live.pending.contains(s))
+            .cloned()
+            .collect();
+        (add, remove)
+    }
+}
+
+impl Fields for Topic {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        fields!["subscribers" => self.subscribers, "tags" => self.tags]
+    }
+
+    fn judge(&self, field: &str, live: &Self) -> Option<(bool, Option<String>)> {
+        if field != "subscribers" {
+            return None;
+        }
+        let (add, remove) = self.removable_difference(live);
+        Some((!add.is_empty() || !remove.is_empty(), None))
+    }
+}
+
 /// What a resource's settings compare to: changed fields, a refusal, and what waits for a window.
 pub(super) struct Compared {
     pub changed: Vec<(String, Option<String>, String)>,
@@ -537,6 +579,7 @@ macro_rules! resources {
 }
 
 resources! {
+    Topic(Topic),
     Bucket(Bucket),
     TargetGroup(TargetGroup),
     LoadBalancer(LoadBalancer),

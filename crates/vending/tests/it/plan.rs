@@ -8,7 +8,7 @@ use vending::ami::{AmiRecord, Commit};
 use vending::config::validate::validate_fleet;
 use vending::plan::{allocate_priority, desired, diff, taken, Action, Kind, Resolved, Resource};
 
-fn ami() -> AmiRecord {
+pub fn ami() -> AmiRecord {
     AmiRecord {
         customer: "acme".into(),
         environment: "prod".into(),
@@ -27,7 +27,7 @@ fn ami() -> AmiRecord {
     }
 }
 
-fn ids() -> Resolved {
+pub fn ids() -> Resolved {
     Resolved {
         vpc_id: "vpc-0a".into(),
         subnet_ids: vec!["subnet-0b".into(), "subnet-0a".into()],
@@ -39,7 +39,7 @@ fn ids() -> Resolved {
     }
 }
 
-fn stack(customer: &str, env: &str) -> Vec<vending::plan::Desired> {
+pub fn stack(customer: &str, env: &str) -> Vec<vending::plan::Desired> {
     let (fleet, diagnostics) = validate_fleet(&vending::project::fleet_sources(&crate::sample_tree()));
     assert!(diagnostics.is_empty());
     let fleet = fleet.unwrap();
@@ -47,7 +47,7 @@ fn stack(customer: &str, env: &str) -> Vec<vending::plan::Desired> {
     desired(&fleet.platform, c, e, &ami(), &ids())
 }
 
-fn live_of(stack: &[vending::plan::Desired]) -> BTreeMap<(Kind, String), Resource> {
+pub fn live_of(stack: &[vending::plan::Desired]) -> BTreeMap<(Kind, String), Resource> {
     stack.iter().map(|d| ((d.kind(), d.name.clone()), d.resource.clone())).collect()
 }
 

@@ -35,9 +35,20 @@ pub(super) fn validate_env(
     let database = raw.database.as_ref().and_then(|db| validate_database(db, file, production_on, c));
     let deployment = layered::deployment(layers, production_on, c);
 
+    let approval = approval(raw, file, production_on, c);
     // Production rules, enforced.
     if production_on && customer.approval_emails.is_empty() {
         c.error_help(customer.file, "approval_emails", format!("environment `{env_name}` is production but customer `{}` has no approval e-mail addresses", customer.name), "production changes wait for a human approval; add approval_emails = [\"ops@example.com\"] to customer.toml");
+    } else if !production_on && approval.is_some_and(|a| a.required) && customer.approval_emails.is_empty() {
+        c.error_help(
+            file,
+            "approval",
+            format!(
+                "environment `{env_name}` asks for approval but customer `{}` has no approval e-mail addresses",
+                customer.name
+            ),
+            "add approval_emails = [\"ops@example.com\"] to customer.toml, or remove `approval` from the environment",
+        );
     }
     let tags = tags(env_name, file, layers, customer, platform, c);
     let build = merge_build(customer.build, raw.build.as_ref(), file, c);
@@ -45,6 +56,7 @@ pub(super) fn validate_env(
     Some(Environment {
         name: env_name.to_string(),
         production: production?,
+        approval: approval?,
         instance_type: instance_type?,
         capacity: capacity?,
         scaling,
@@ -59,6 +71,33 @@ pub(super) fn validate_env(
         names,
     })
 }
+
+/// `approval`: always on in production (`approval = false` there is an error); elsewhere off unless
+/// the file says `approval = true` or gives its settings.
+fn approval(raw: &RawEnv, file: &File<'_>, production: bool, c: &mut Checker) -> Option<Approval> {
+    let (asked, timeout) = match &raw.approval {
+        None => (None, None),
+        Some(RawApproval::Required(required)) => (Some(*required), None),
+        Some(RawApproval::Settings(settings)) => (Some(true), settings.timeout_minutes),
+    };
+    if production && asked == Some(false) {
+        c.error_help(
+            file,
+            "approval",
+            "`approval = false` in a production environment: production changes always wait for a second person's approval",
+            "remove `approval = false`; to skip approval, the environment must not be production",
+        );
+        return None;
+    }
+    let timeout_minutes = match timeout {
+        Some(value) => c.range(file, "approval.timeout_minutes", value, APPROVAL_TIMEOUT_RANGE, " minutes")?,
+        None => crate::approval::DEFAULT_TIMEOUT_MINUTES,
+    };
+    Some(Approval { required: production || asked == Some(true), timeout_minutes })
+}
+
+/// How long an approval request stands: at least a few minutes to read a plan, at most a week.
+pub(super) const APPROVAL_TIMEOUT_RANGE: std::ops::RangeInclusive<i64> = 5..=10_080;
 
 /// The host names the environment answers to, each checked against the certificate that serves it.
 fn hosts(

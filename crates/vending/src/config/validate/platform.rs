@@ -41,6 +41,25 @@ pub(super) fn validate_platform(raw: &RawPlatform, file: &File<'_>, c: &mut Chec
     let ami = ami(raw.ami.as_ref(), file, c);
     let (role, instance_profile) = iam(raw.iam.as_ref(), file, c);
     let tags = user_tags(c, file, "tags", raw.tags.as_ref());
+    let approval_emails = raw.approval_emails.clone().unwrap_or_default();
+    for (i, email) in approval_emails.iter().enumerate() {
+        c.rule(file, &format!("approval_emails[{i}]"), "e-mail", email, names::email);
+    }
+    let timeout_minutes = match raw.approval.as_ref().and_then(|a| a.timeout_minutes) {
+        Some(value) => {
+            c.range(file, "approval.timeout_minutes", value, super::environment::APPROVAL_TIMEOUT_RANGE, " minutes")
+        }
+        None => Some(crate::approval::DEFAULT_TIMEOUT_MINUTES),
+    };
+    if raw.approval.is_some() && approval_emails.is_empty() {
+        c.error_help(
+            file,
+            "approval",
+            "`[approval]` without `approval_emails`: `platform deploy` is gated only when approvers are named",
+            "add approval_emails = [\"platform@example.com\"], or remove `[approval]`",
+        );
+    }
+    let approval_topic = prefix.as_deref().map(|p| names::approval_topic(p, "_platform"));
     Some(Platform {
         prefix: prefix?,
         region: region?,
@@ -52,6 +71,9 @@ pub(super) fn validate_platform(raw: &RawPlatform, file: &File<'_>, c: &mut Chec
         ami: ami?,
         codedeploy_service_role: role?,
         instance_profile: instance_profile?,
+        approval: Approval { required: !approval_emails.is_empty(), timeout_minutes: timeout_minutes? },
+        approval_topic: approval_topic?,
+        approval_emails,
         tags,
     })
 }
