@@ -10,11 +10,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use vending::config::model::Fleet;
+use vending::approval::{LastApplied, Proposal, ReleaseBinding, Scope};
+use vending::config::model::{Approval, Fleet, Platform};
+use vending::plan::{Kind, Resource};
+use vending_aws::approval::Store;
 use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
 
+use crate::approval::{Gate, Pass};
 use crate::output::{self, Format};
-use crate::software::Release;
+use crate::software::{PlannedRevision, Prepared, Release};
 use crate::validate::{load_fleet, Selection};
 
 /// `plan`: something to change.
@@ -64,6 +68,19 @@ pub struct DeployCommand {
     /// for the window.
     #[arg(long)]
     apply_immediately: bool,
+    #[command(flatten)]
+    approval: ApprovalFlags,
+}
+
+/// How a gated command meets its approval (production, or `approval = true`).
+#[derive(Args, Clone)]
+pub struct ApprovalFlags {
+    /// Record the approval request, print its id and exit (3) instead of waiting for it.
+    #[arg(long)]
+    no_wait: bool,
+    /// Go on with this approval request (made before with --no-wait, or left on Ctrl-C).
+    #[arg(long, value_name = "ID")]
+    approval: Option<String>,
 }
 
 // Its help line is the command's in lib.rs (one for both builds).
@@ -81,6 +98,8 @@ pub struct RollbackCommand {
     /// shows it), among the group's successful deployments.
     #[arg(long, value_name = "SHA256_PREFIX")]
     to: Option<String>,
+    #[command(flatten)]
+    approval: ApprovalFlags,
 }
 
 // Its help line is the command's in lib.rs (one for both builds).
@@ -105,11 +124,13 @@ enum PlatformAction {
         local: bool,
         #[arg(long)]
         allow_destructive: bool,
+        #[command(flatten)]
+        approval: ApprovalFlags,
     },
 }
 
 /// The selected part of the fleet, validated: nothing reaches AWS from a config with errors.
-fn fleet(root: &Path, customer: Option<&str>, env: Option<&str>) -> anyhow::Result<Result<Fleet, ExitCode>> {
+pub(crate) fn fleet(root: &Path, customer: Option<&str>, env: Option<&str>) -> anyhow::Result<Result<Fleet, ExitCode>> {
     let selection = Selection { customer: customer.map(str::to_string), env: env.map(str::to_string) };
     let loaded = load_fleet(root, &selection)?;
     if loaded.has_errors() {
@@ -169,32 +190,19 @@ fn plan_exit(planned: &Planned) -> ExitCode {
     }
 }
 
-/// Between the plan and its application: production approval and the deploy lock (their own
-/// issues) go here, so that nothing is changed before they pass.
-fn apply(
-    runtime: &tokio::runtime::Runtime,
-    clients: &Clients,
-    mut planned: Planned,
-    options: ApplyOptions,
-) -> anyhow::Result<ExitCode> {
-    print_plan(&planned, false)?;
-    let pending_now = options.apply_immediately && planned.plan.changes.iter().any(|c| !c.pending.is_empty());
-    if !planned.plan.has_changes() && !pending_now {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let applied = runtime.block_on(infra::apply(clients, &mut planned, &options))?;
-    for note in &applied.notes {
-        println!("note: {note}");
-    }
-    println!("{}: {} resource(s) changed", planned.stack.label, applied.changed.len());
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The runtime and clients for the platform's region, on AWS or the emulator.
-fn connect(root: &Path, fleet: &Fleet, local: bool) -> anyhow::Result<(tokio::runtime::Runtime, Clients)> {
+pub(crate) fn connect(root: &Path, fleet: &Fleet, local: bool) -> anyhow::Result<(tokio::runtime::Runtime, Clients)> {
     let runtime = vending_aws::runtime()?;
     let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &crate::local::target(root, local)?));
-    let clients = Clients::new(&config, local, None);
+    // Every AWS call, appended to a file: how tests see what a command called (and did not).
+    let log = match std::env::var_os("VENDING_CALL_LOG") {
+        Some(path) => Some(
+            vending_aws::calls::CallLog::appending_to(Path::new(&path))
+                .with_context(|| format!("cannot open VENDING_CALL_LOG {}", Path::new(&path).display()))?,
+        ),
+        None => None,
+    };
+    let clients = Clients::new(&config, local, log.as_ref());
     Ok((runtime, clients))
 }
 
@@ -214,6 +222,150 @@ fn plan_environment(
     })
 }
 
+/// One gated (or not) run: plan, approval, apply, release. Nothing is changed before the gate
+/// passes, except the approval topic, which is how approvers hear of a request and touches no
+/// running resource.
+struct Run<'a> {
+    runtime: &'a tokio::runtime::Runtime,
+    clients: &'a Clients,
+    root: &'a Path,
+    platform: &'a Platform,
+    scope: Scope,
+    approval: Approval,
+    topic: &'a str,
+    local: bool,
+}
+
+impl Run<'_> {
+    fn store(&self) -> Store<'_> {
+        Store { s3: &self.clients.s3, bucket: &self.platform.state_bucket }
+    }
+
+    fn gate(&self, command_line: String, flags: &ApprovalFlags) -> Gate<'_> {
+        Gate {
+            runtime: self.runtime,
+            clients: self.clients,
+            root: self.root,
+            bucket: &self.platform.state_bucket,
+            region: &self.platform.region,
+            scope: self.scope.clone(),
+            approval: self.approval,
+            topic: self.topic,
+            command_line,
+            no_wait: flags.no_wait,
+            resume: flags.approval.clone(),
+            flags: local_flag(self.local),
+        }
+    }
+
+    /// In a gated stack, sets up the approval topic (its own changes only) and plans again.
+    fn topic_first(&self, planned: Planned, replan: &dyn Fn() -> anyhow::Result<Planned>) -> anyhow::Result<Planned> {
+        let topic_changes =
+            planned.plan.changes.iter().any(|c| c.kind == Kind::Topic && c.action != vending::plan::Action::Unchanged);
+        if !self.approval.required || !topic_changes {
+            return Ok(planned);
+        }
+        let mut planned = planned;
+        let options = ApplyOptions { only: Some(Kind::Topic), ..ApplyOptions::default() };
+        let applied = self.runtime.block_on(infra::apply(self.clients, &mut planned, &options))?;
+        for note in &applied.notes {
+            println!("note: {note}");
+        }
+        replan()
+    }
+
+    /// What the approval binds: the plan's changes (with held RDS changes when they are to be
+    /// applied now) and the release.
+    fn proposal(
+        &self,
+        command: &str,
+        planned: Option<&Planned>,
+        release: Option<ReleaseBinding>,
+        last: Option<&LastApplied>,
+        options: &ApplyOptions,
+    ) -> Proposal {
+        match planned {
+            Some(planned) => {
+                let plan = if options.apply_immediately {
+                    planned.plan.clone().with_pending_applied_now()
+                } else {
+                    planned.plan.clone()
+                };
+                Proposal::new(command, &planned.stack.desired, &plan, release, last)
+            }
+            None => Proposal { command: command.to_string(), changes: Vec::new(), release },
+        }
+    }
+
+    /// What was last applied, in a gated stack (to tell config changes from drift).
+    fn last_applied(&self) -> anyhow::Result<Option<(LastApplied, String)>> {
+        if !self.approval.required {
+            return Ok(None);
+        }
+        self.runtime.block_on(self.store().last_applied(&self.scope))
+    }
+
+    /// Applies the plan; in a gated stack, records what was applied.
+    fn apply(&self, planned: &mut Planned, options: &ApplyOptions, last_etag: Option<&str>) -> anyhow::Result<()> {
+        let pending_now = options.apply_immediately && planned.plan.changes.iter().any(|c| !c.pending.is_empty());
+        if !planned.plan.has_changes() && !pending_now {
+            return Ok(());
+        }
+        let applied = self.runtime.block_on(infra::apply(self.clients, planned, options))?;
+        for note in &applied.notes {
+            println!("note: {note}");
+        }
+        println!("{}: {} resource(s) changed", planned.stack.label, applied.changed.len());
+        if self.approval.required {
+            let record = LastApplied::of(&planned.stack.desired);
+            if let Err(e) = self.runtime.block_on(self.store().record_applied(&self.scope, &record, last_etag)) {
+                println!("warning: {e:#}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The AMI a release runs on: the launch template's image, or the environment's AMI record.
+fn ami_of(
+    planned: Option<&Planned>,
+    runtime: &tokio::runtime::Runtime,
+    clients: &Clients,
+    platform: &Platform,
+    customer: &str,
+    env: &str,
+) -> anyhow::Result<Option<String>> {
+    let from_plan = planned.and_then(|p| {
+        p.stack.desired.iter().find_map(|d| match &d.resource {
+            Resource::LaunchTemplate(lt) => Some(lt.image_id.clone()),
+            _ => None,
+        })
+    });
+    if from_plan.is_some() {
+        return Ok(from_plan);
+    }
+    let key = vending::ami::AmiRecord::current_key(customer, env);
+    let record: Option<vending::ami::AmiRecord> =
+        runtime.block_on(vending_aws::s3::get_json(&clients.s3, &platform.state_bucket, &key))?;
+    Ok(record.and_then(|r| r.amis.get(&platform.region).cloned()))
+}
+
+fn binding(revision: &PlannedRevision, ami: Option<String>) -> ReleaseBinding {
+    ReleaseBinding {
+        revision_sha256: revision.sha256.clone(),
+        ami,
+        kind: if revision.rollback { "rollback" } else { "release" }.into(),
+    }
+}
+
+fn local_flag(local: bool) -> &'static str {
+    if local {
+        " --local"
+    } else {
+        ""
+    }
+}
+
 impl PlanCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
@@ -223,7 +375,27 @@ impl PlanCommand {
         let (runtime, clients) = connect(root, &fleet, self.local)?;
         let planned = plan_environment(&runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
         print_plan(&planned, self.json)?;
+        if !self.json {
+            topic_notes(&planned);
+        }
         Ok(plan_exit(&planned))
+    }
+}
+
+/// Approvers who have not confirmed their subscription get no e-mail: say so.
+fn topic_notes(planned: &Planned) {
+    for found in planned.live.found.values() {
+        if let Resource::Topic(topic) = &found.resource {
+            if !topic.pending.is_empty() {
+                println!(
+                    "note: not confirmed yet (no approval e-mails until they click the link SNS sent): {}",
+                    topic.pending.join(", ")
+                );
+            }
+            if topic.subscribers.iter().all(|s| topic.pending.contains(s)) {
+                println!("warning: no approver has confirmed the subscription to the approval topic: nobody is e-mailed when an approval is needed");
+            }
+        }
     }
 }
 
@@ -234,25 +406,97 @@ impl DeployCommand {
             Err(code) => return Ok(code),
         };
         let (runtime, clients) = connect(root, &fleet, self.local)?;
-        if !self.software_only {
-            let planned = plan_environment(&runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
-            let options = ApplyOptions {
-                allow_destructive: self.allow_destructive,
-                apply_immediately: self.apply_immediately,
-                ..ApplyOptions::default()
-            };
-            let code = apply(&runtime, &clients, planned, options)?;
-            if code != ExitCode::SUCCESS || self.infra_only {
-                return Ok(code);
-            }
-        }
-        let release = Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
-        Release {
+        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
+        let run = Run {
+            runtime: &runtime,
+            clients: &clients,
+            root,
+            platform: &fleet.platform,
+            scope: Scope::environment(&customer.name, &env.name),
+            approval: env.approval,
+            topic: &env.names.approval_topic,
+            local: self.local,
+        };
+        let release = Release {
             redeploy: self.redeploy,
             ignore_application_stop_failures: self.ignore_application_stop_failures,
-            ..release
+            ..Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, self.local)?
+        };
+        let options = ApplyOptions {
+            allow_destructive: self.allow_destructive,
+            apply_immediately: self.apply_immediately,
+            ..ApplyOptions::default()
+        };
+        let replan = || plan_environment(&runtime, &clients, &fleet, &self.customer, &self.env, self.local);
+        let mut planned = match self.software_only {
+            true => None,
+            false => {
+                let planned = replan()?;
+                print_plan(&planned, false)?;
+                infra::check(&planned, &options)?;
+                Some(run.topic_first(planned, &replan)?)
+            }
+        };
+        let prepared = match self.infra_only {
+            true => None,
+            false => match release.prepare(!self.software_only)? {
+                Prepared::Exit(code) => return Ok(code),
+                Prepared::Nothing(why) => {
+                    println!("{why}");
+                    None
+                }
+                Prepared::Ship(revision) => Some(revision),
+            },
+        };
+        let ami = match &prepared {
+            Some(_) => ami_of(planned.as_ref(), &runtime, &clients, &fleet.platform, &customer.name, &env.name)?,
+            None => None,
+        };
+        let last = run.last_applied()?;
+        let bind = || prepared.as_ref().map(|r| binding(r, ami.clone()));
+        let proposal = run.proposal("deploy", planned.as_ref(), bind(), last.as_ref().map(|l| &l.0), &options);
+        let mut flags = String::new();
+        if self.software_only {
+            flags.push_str(" --software-only");
         }
-        .run()
+        if self.infra_only {
+            flags.push_str(" --infra-only");
+        }
+        let command_line =
+            format!("cargo xtask deploy {} {}{}{flags}", customer.name, env.name, local_flag(self.local));
+        let gate = run.gate(command_line, &self.approval);
+        let mut replanned = None;
+        let mut again = || -> anyhow::Result<Proposal> {
+            let fresh = match self.software_only {
+                true => None,
+                false => Some(replan()?),
+            };
+            let proposal = run.proposal("deploy", fresh.as_ref(), bind(), last.as_ref().map(|l| &l.0), &options);
+            replanned = fresh;
+            Ok(proposal)
+        };
+        let used = match gate.pass(proposal, &mut again)? {
+            Pass::Open => None,
+            Pass::Approved(used) => Some(used),
+            Pass::Stop(code) => return Ok(code),
+        };
+        if replanned.is_some() {
+            planned = replanned;
+        }
+        let outcome = (|| {
+            if let Some(planned) = planned.as_mut() {
+                infra::check(planned, &options)?;
+                run.apply(planned, &options, last.as_ref().map(|l| l.1.as_str()))?;
+            }
+            match &prepared {
+                Some(revision) => release.ship(revision),
+                None => Ok(ExitCode::SUCCESS),
+            }
+        })();
+        if let Some(used) = &used {
+            gate.finish(used, &outcome)?;
+        }
+        outcome
     }
 }
 
@@ -263,9 +507,45 @@ impl RollbackCommand {
             Err(code) => return Ok(code),
         };
         let (runtime, clients) = connect(root, &fleet, self.local)?;
-        let release = Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
-        Release { ignore_application_stop_failures: self.ignore_application_stop_failures, ..release }
-            .roll_back(self.to.as_deref())
+        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
+        let release = Release {
+            ignore_application_stop_failures: self.ignore_application_stop_failures,
+            ..Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, self.local)?
+        };
+        let revision = match release.prepare_rollback(self.to.as_deref())? {
+            Prepared::Ship(revision) => revision,
+            Prepared::Nothing(why) => {
+                println!("{why}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            Prepared::Exit(code) => return Ok(code),
+        };
+        let run = Run {
+            runtime: &runtime,
+            clients: &clients,
+            root,
+            platform: &fleet.platform,
+            scope: Scope::environment(&customer.name, &env.name),
+            approval: env.approval,
+            topic: &env.names.approval_topic,
+            local: self.local,
+        };
+        let ami = ami_of(None, &runtime, &clients, &fleet.platform, &customer.name, &env.name)?;
+        let proposal = run.proposal("rollback", None, Some(binding(&revision, ami)), None, &ApplyOptions::default());
+        let to = self.to.as_deref().map(|t| format!(" --to {t}")).unwrap_or_default();
+        let command_line = format!("cargo xtask rollback {} {}{}{to}", customer.name, env.name, local_flag(run.local));
+        let gate = run.gate(command_line, &self.approval);
+        let same = proposal.clone();
+        let used = match gate.pass(proposal, &mut || Ok(same.clone()))? {
+            Pass::Open => None,
+            Pass::Approved(used) => Some(used),
+            Pass::Stop(code) => return Ok(code),
+        };
+        let outcome = release.ship(&revision);
+        if let Some(used) = &used {
+            gate.finish(used, &outcome)?;
+        }
+        outcome
     }
 }
 
@@ -279,17 +559,62 @@ impl PlatformCommand {
             PlatformAction::Plan { local, .. } | PlatformAction::Deploy { local, .. } => local,
         };
         let (runtime, clients) = connect(root, &fleet, local)?;
-        let planned = runtime.block_on(async {
-            let stack = infra::platform_stack(&clients, &fleet.platform, local).await?;
-            infra::plan(&clients, stack).await
-        })?;
+        let replan = || {
+            runtime.block_on(async {
+                let stack = infra::platform_stack(&clients, &fleet.platform, local).await?;
+                infra::plan(&clients, stack).await
+            })
+        };
+        let planned = replan()?;
         match self.action {
             PlatformAction::Plan { json, .. } => {
                 print_plan(&planned, json)?;
+                if !json {
+                    topic_notes(&planned);
+                }
                 Ok(plan_exit(&planned))
             }
-            PlatformAction::Deploy { allow_destructive, .. } => {
-                apply(&runtime, &clients, planned, ApplyOptions { allow_destructive, ..ApplyOptions::default() })
+            PlatformAction::Deploy { allow_destructive, approval, .. } => {
+                let run = Run {
+                    runtime: &runtime,
+                    clients: &clients,
+                    root,
+                    platform: &fleet.platform,
+                    scope: Scope::Platform,
+                    approval: fleet.platform.approval,
+                    topic: &fleet.platform.approval_topic,
+                    local,
+                };
+                let options = ApplyOptions { allow_destructive, ..ApplyOptions::default() };
+                print_plan(&planned, false)?;
+                infra::check(&planned, &options)?;
+                let mut planned = run.topic_first(planned, &replan)?;
+                let last = run.last_applied()?;
+                let proposal =
+                    run.proposal("platform deploy", Some(&planned), None, last.as_ref().map(|l| &l.0), &options);
+                let gate = run.gate(format!("cargo xtask platform deploy{}", local_flag(local)), &approval);
+                let mut replanned = None;
+                let mut again = || -> anyhow::Result<Proposal> {
+                    let fresh = replan()?;
+                    let proposal =
+                        run.proposal("platform deploy", Some(&fresh), None, last.as_ref().map(|l| &l.0), &options);
+                    replanned = Some(fresh);
+                    Ok(proposal)
+                };
+                let used = match gate.pass(proposal, &mut again)? {
+                    Pass::Open => None,
+                    Pass::Approved(used) => Some(used),
+                    Pass::Stop(code) => return Ok(code),
+                };
+                if let Some(fresh) = replanned {
+                    planned = fresh;
+                }
+                let outcome =
+                    run.apply(&mut planned, &options, last.as_ref().map(|l| l.1.as_str())).map(|()| ExitCode::SUCCESS);
+                if let Some(used) = &used {
+                    gate.finish(used, &outcome)?;
+                }
+                outcome
             }
         }
     }

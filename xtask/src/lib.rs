@@ -12,6 +12,8 @@
 #[cfg(feature = "aws")]
 mod ami;
 #[cfg(feature = "aws")]
+mod approval;
+#[cfg(feature = "aws")]
 mod bench;
 #[cfg(feature = "aws")]
 mod build;
@@ -45,6 +47,7 @@ use clap::{Parser, Subcommand};
 #[cfg(feature = "aws")]
 mod aws_args {
     pub use crate::ami::Ami;
+    pub use crate::approval::{ApprovalsCommand, ApproveCommand, HistoryCommand, RejectCommand};
     pub use crate::bench::Bench;
     pub use crate::build::{AppspecCommand, BuildCommand, BuildspecCommand};
     pub use crate::infra::{DeployCommand, PlanCommand, PlatformCommand, RollbackCommand};
@@ -53,6 +56,10 @@ mod aws_args {
 #[cfg(not(feature = "aws"))]
 mod aws_args {
     pub use crate::forward::Forward as Ami;
+    pub use crate::forward::Forward as ApproveCommand;
+    pub use crate::forward::Forward as RejectCommand;
+    pub use crate::forward::Forward as ApprovalsCommand;
+    pub use crate::forward::Forward as HistoryCommand;
     pub use crate::forward::Forward as Bench;
     pub use crate::forward::Forward as AppspecCommand;
     pub use crate::forward::Forward as BuildCommand;
@@ -92,6 +99,14 @@ enum Command {
     Rollback(aws_args::RollbackCommand),
     /// Plan or deploy what all customers share: the state bucket and the shared load balancer.
     Platform(aws_args::PlatformCommand),
+    /// Approve a pending production change (another person than its requester).
+    Approve(aws_args::ApproveCommand),
+    /// Reject a pending production change, saying why.
+    Reject(aws_args::RejectCommand),
+    /// List the pending approval requests.
+    Approvals(aws_args::ApprovalsCommand),
+    /// The audit log of an environment (or the platform): requests, decisions, applies.
+    History(aws_args::HistoryCommand),
     /// Build a customer environment's software and bundle its CodeDeploy revision.
     Build(aws_args::BuildCommand),
     /// Run a buildspec locally, with CodeBuild's semantics.
@@ -110,7 +125,14 @@ pub fn main() -> ExitCode {
     let root = std::path::absolute(&root).unwrap_or(root);
     // `plan` exits 2 for "changes", so its errors exit 1 (README.md, "Exit codes").
     let error_code = match cli.command {
-        Command::Plan(_) | Command::Platform(_) | Command::Deploy(_) | Command::Rollback(_) => output::EXIT_PROBLEMS,
+        Command::Plan(_)
+        | Command::Platform(_)
+        | Command::Deploy(_)
+        | Command::Rollback(_)
+        | Command::Approve(_)
+        | Command::Reject(_)
+        | Command::Approvals(_)
+        | Command::History(_) => output::EXIT_PROBLEMS,
         _ => output::EXIT_CANNOT_RUN,
     };
     let result = match cli.command {
@@ -130,6 +152,14 @@ pub fn main() -> ExitCode {
         Command::Rollback(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]
         Command::Platform(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Approve(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Reject(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Approvals(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::History(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]
         Command::Build(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]

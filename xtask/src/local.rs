@@ -20,6 +20,12 @@ enum Action {
     Down,
     /// Say whether it runs, and where.
     Status,
+    /// Make a person in the emulator (an IAM user with an access key) and print the `export` lines
+    /// that act as them: a requester and an approver are two such people.
+    Identity {
+        /// The user name, e.g. `alice`.
+        name: String,
+    },
 }
 
 impl Local {
@@ -44,6 +50,13 @@ impl Local {
                 } else {
                     println!("no local AWS emulator was running");
                 }
+            }
+            Action::Identity { name } => {
+                let endpoint = vending_emulator::local_endpoint(root)?;
+                let identity = vending_emulator::create_identity(&crate::project_root(), &endpoint, &name)?;
+                println!("# {} in the local emulator (its credentials work nowhere else):", identity.arn);
+                println!("export AWS_ACCESS_KEY_ID={}", identity.access_key_id);
+                println!("export AWS_SECRET_ACCESS_KEY={}", identity.secret_access_key);
             }
             Action::Status => match vending_emulator::status(root)? {
                 Some(state) => println!("running at {} (pid {})", state.endpoint, state.pid),

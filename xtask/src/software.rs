@@ -77,56 +77,80 @@ impl<'a> Release<'a> {
         ))
     }
 
-    pub fn run(&self) -> anyhow::Result<ExitCode> {
+    /// Builds the revision and tells whether it must be released, changing nothing in AWS: what
+    /// an approval is asked for. Without `infra_follows`, the deployment group must exist already
+    /// (checked before building: without the infrastructure there is nothing to deploy to).
+    pub fn prepare(&self, infra_follows: bool) -> anyhow::Result<Prepared> {
         let who = self.who();
-        // Before building: without the infrastructure there is nothing to deploy to.
-        let deployment_group = self.deployment_group()?;
+        let names = &self.env.names;
+        let group = self.runtime.block_on(aws_release::find_deployment_group(
+            self.clients,
+            &names.codedeploy_application,
+            &names.deployment_group,
+        ))?;
+        if group.is_none() && !infra_follows {
+            self.deployment_group()?;
+        }
         let record = match crate::build::build(self.root, &self.customer.name, &self.env.name, self.local)? {
             Ok(record) => record,
-            Err(code) => return Ok(code),
+            Err(code) => return Ok(Prepared::Exit(code)),
         };
         let key = release::revision_key(&record.sha256);
         let short = &record.sha256[..16];
-        let local_fleet = self.local.then(|| LocalFleet { release: self, group_id: &deployment_group.id });
-        let instances = match &local_fleet {
-            Some(fleet) => fleet.instances()?,
-            None => Vec::new(),
-        };
-
-        if !self.redeploy {
-            let deployed = match &local_fleet {
-                Some(fleet) => fleet.deployed(&record.sha256, &instances),
-                None => match &deployment_group.last_successful_deployment {
+        if let Some(group) = group.filter(|_| !self.redeploy) {
+            let deployed = if self.local {
+                let fleet = LocalFleet { release: self, group_id: &group.id };
+                let instances = fleet.instances()?;
+                fleet.deployed(&record.sha256, &instances)
+            } else {
+                match &group.last_successful_deployment {
                     Some(id) => self
                         .runtime
                         .block_on(aws_release::revision_key_of(self.clients, id))?
                         .filter(|last| *last == key)
                         .map(|_| id.clone()),
                     None => None,
-                },
+                }
             };
             if let Some(id) = deployed {
-                println!("{who} | revision {short} is what {id} deployed last: nothing to release (--redeploy to deploy it again)");
-                return Ok(ExitCode::SUCCESS);
+                return Ok(Prepared::Nothing(format!(
+                    "{who} | revision {short} is what {id} deployed last: nothing to release (--redeploy to deploy it again)"
+                )));
             }
         }
-
-        let revision = Revision {
-            path: &record.revision,
-            sha256: &record.sha256,
-            commit: &record.commit,
+        Ok(Prepared::Ship(PlannedRevision {
             description: description(&record),
+            path: record.revision,
+            sha256: record.sha256,
+            commit: record.commit,
             rollback: false,
+        }))
+    }
+
+    /// Deploys a prepared revision.
+    pub fn ship(&self, revision: &PlannedRevision) -> anyhow::Result<ExitCode> {
+        let deployment_group = self.deployment_group()?;
+        let local_fleet = self.local.then(|| LocalFleet { release: self, group_id: &deployment_group.id });
+        let instances = match &local_fleet {
+            Some(fleet) => fleet.instances()?,
+            None => Vec::new(),
+        };
+        let revision = Revision {
+            path: &revision.path,
+            sha256: &revision.sha256,
+            commit: &revision.commit,
+            description: revision.description.clone(),
+            rollback: revision.rollback,
         };
         self.deploy_revision(local_fleet.as_ref(), &instances, &revision)
     }
 
-    /// Rolls back to the revision released before the latest release, or with `to` to the
-    /// revision whose SHA-256 starts with it. A rollback is not a release, so running it again
-    /// finds its revision running and changes nothing; `deploy` goes forward again. The revision
-    /// comes from the bucket, checked against the SHA-256 its key names, and is deployed as a
-    /// release is.
-    pub fn roll_back(&self, to: Option<&str>) -> anyhow::Result<ExitCode> {
+    /// Finds the revision to roll back to (the one released before the latest release, or with
+    /// `to` the one whose SHA-256 starts with it) and fetches it, changing nothing in AWS. A
+    /// rollback is not a release, so running it again finds its revision running and changes
+    /// nothing; `deploy` goes forward again. The revision comes from the bucket, checked against
+    /// the SHA-256 its key names.
+    pub fn prepare_rollback(&self, to: Option<&str>) -> anyhow::Result<Prepared> {
         let who = self.who();
         let names = &self.env.names;
         let (application, group) = (&names.codedeploy_application, &names.deployment_group);
@@ -157,12 +181,11 @@ impl<'a> Release<'a> {
             format!("{who}: deployment {} deployed {}, not a revision of this tool", target.id, target.key)
         })?;
         if target.key == current {
-            println!(
+            return Ok(Prepared::Nothing(format!(
                 "{who} | revision {} (deployed by {}) is the one running: nothing to roll back (`deploy` goes forward again)",
                 &sha256[..16],
                 target.id
-            );
-            return Ok(ExitCode::SUCCESS);
+            )));
         }
         let dir = self.root.join("target/vending-rollback");
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -174,18 +197,13 @@ impl<'a> Release<'a> {
             &sha256[..16],
             target.id
         );
-        let instances = match &local_fleet {
-            Some(fleet) => fleet.instances()?,
-            None => Vec::new(),
-        };
-        let revision = Revision {
-            path: &path,
-            sha256,
-            commit: "",
+        Ok(Prepared::Ship(PlannedRevision {
+            path,
+            sha256: sha256.to_string(),
+            commit: String::new(),
             description: release::rollback_description(&who, sha256, &target.id),
             rollback: true,
-        };
-        self.deploy_revision(local_fleet.as_ref(), &instances, &revision)
+        }))
     }
 
     /// Uploads a revision (unless its key is there), registers it, creates the deployment and
@@ -343,6 +361,24 @@ impl<'a> Release<'a> {
         report_failure(&who, id, what, &snapshot);
         Ok(ExitCode::from(EXIT_FAILED))
     }
+}
+
+/// What `prepare` found: a revision to deploy, nothing to do (and why), or a build that failed
+/// (its exit code).
+pub enum Prepared {
+    Ship(PlannedRevision),
+    Nothing(String),
+    Exit(ExitCode),
+}
+
+/// A revision on disk, ready to be deployed, and what its deployment says.
+pub struct PlannedRevision {
+    pub path: std::path::PathBuf,
+    pub sha256: String,
+    pub commit: String,
+    description: String,
+    /// Deployed by `rollback`: not a release.
+    pub rollback: bool,
 }
 
 /// A revision on disk, ready to be released.

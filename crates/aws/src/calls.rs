@@ -10,9 +10,16 @@ use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::config_bag::ConfigBag;
 
 #[derive(Debug, Clone, Default)]
-pub struct CallLog(Arc<Mutex<Vec<String>>>);
+pub struct CallLog(Arc<Mutex<Vec<String>>>, Option<Arc<Mutex<std::fs::File>>>);
 
 impl CallLog {
+    /// A log that also appends each call, as a line, to the file at `path` (the command line's
+    /// `VENDING_CALL_LOG`, with which tests prove what a command did and did not call).
+    pub fn appending_to(path: &std::path::Path) -> std::io::Result<CallLog> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(CallLog(Arc::default(), Some(Arc::new(Mutex::new(file)))))
+    }
+
     pub fn calls(&self) -> Vec<String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -47,6 +54,11 @@ impl Intercept for CallLog {
     ) -> Result<(), BoxError> {
         if let Some(metadata) = cfg.load::<Metadata>() {
             let call = format!("{}.{}", metadata.service(), metadata.name());
+            if let Some(file) = &self.1 {
+                use std::io::Write;
+                let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+                writeln!(file, "{call}")?;
+            }
             self.0.lock().unwrap_or_else(|p| p.into_inner()).push(call);
         }
         Ok(())

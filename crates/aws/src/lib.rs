@@ -2,8 +2,10 @@
 //! one module per service. The endpoint comes from the standard AWS configuration
 //! (`AWS_ENDPOINT_URL`, profiles), or from the local emulator in local mode.
 
+pub mod approval;
 pub mod calls;
 pub mod ec2;
+pub mod identity;
 pub mod infra;
 pub mod release;
 pub mod s3;

@@ -98,6 +98,13 @@ pub struct Group {
 
 /// The deployment group, or an error that says to deploy the infrastructure first.
 pub async fn deployment_group(clients: &Clients, application: &str, group: &str) -> anyhow::Result<Group> {
+    find_deployment_group(clients, application, group).await?.with_context(|| {
+        format!("deployment group {application}/{group} does not exist: deploy the infrastructure first")
+    })
+}
+
+/// The deployment group, or `None` before the infrastructure has made it.
+pub async fn find_deployment_group(clients: &Clients, application: &str, group: &str) -> anyhow::Result<Option<Group>> {
     let out = clients
         .codedeploy
         .get_deployment_group()
@@ -113,14 +120,14 @@ pub async fn deployment_group(clients: &Clients, application: &str, group: &str)
                 Some("DeploymentGroupDoesNotExistException" | "ApplicationDoesNotExistException")
             ) =>
         {
-            anyhow::bail!("deployment group {application}/{group} does not exist: deploy the infrastructure first")
+            return Ok(None)
         }
         Err(e) => return Err(failed("cannot read the deployment group", e)),
     };
-    Ok(Group {
+    Ok(Some(Group {
         id: info.deployment_group_id.unwrap_or_default(),
         last_successful_deployment: info.last_successful_deployment.and_then(|d| d.deployment_id),
-    })
+    }))
 }
 
 /// The S3 key of the revision a deployment deployed.

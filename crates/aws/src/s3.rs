@@ -81,3 +81,78 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
         serde_json::from_slice(&bytes).with_context(|| format!("s3://{bucket}/{key} is not what this tool wrote"))?;
     Ok(Some(value))
 }
+
+/// The condition of a state write: S3 conditional writes make each one a single atomic put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// Only if no object has the key (`If-None-Match: *`).
+    Absent,
+    /// Only if the object is still the one read, with this ETag (`If-Match`).
+    Unchanged(String),
+}
+
+/// A conditional write that did not happen: someone else wrote first.
+#[derive(Debug)]
+pub struct Conflict;
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("another writer changed the object first")
+    }
+}
+
+impl std::error::Error for Conflict {}
+
+/// Writes a JSON object under a condition; returns its new ETag. Losing the race is
+/// `Ok(Err(Conflict))`: S3 answers 412 when the condition does not hold, and 409 when two
+/// conditional writes of one key cross.
+pub async fn put_json_if(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    value: &impl serde::Serialize,
+    condition: &Condition,
+) -> anyhow::Result<Result<String, Conflict>> {
+    let body = serde_json::to_vec_pretty(value)?;
+    let request =
+        client.put_object().bucket(bucket).key(key).content_type("application/json").body(ByteStream::from(body));
+    let request = match condition {
+        Condition::Absent => request.if_none_match("*"),
+        Condition::Unchanged(etag) => request.if_match(etag),
+    };
+    match request.send().await {
+        Ok(out) => Ok(Ok(out.e_tag.unwrap_or_default())),
+        Err(e) if matches!(e.raw_response().map(|r| r.status().as_u16()), Some(412 | 409)) => Ok(Err(Conflict)),
+        Err(e) => bail!("cannot write s3://{bucket}/{key}: {}", describe_error(&e)),
+    }
+}
+
+/// Reads a JSON object and its ETag; `None` when there is none.
+pub async fn get_json_tagged<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+) -> anyhow::Result<Option<(T, String)>> {
+    let output = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(output) => output,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => bail!("cannot read s3://{bucket}/{key}: {}", describe_error(&e)),
+    };
+    let etag = output.e_tag.clone().unwrap_or_default();
+    let bytes = output.body.collect().await.with_context(|| format!("cannot read s3://{bucket}/{key}"))?.into_bytes();
+    let value =
+        serde_json::from_slice(&bytes).with_context(|| format!("s3://{bucket}/{key} is not what this tool wrote"))?;
+    Ok(Some((value, etag)))
+}
+
+/// The keys under a prefix, in key order.
+pub async fn list_keys(client: &Client, bucket: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut pages = client.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| anyhow::anyhow!("cannot list s3://{bucket}/{prefix}: {}", describe_error(&e)))?;
+        keys.extend(page.contents().iter().filter_map(|o| o.key.clone()));
+    }
+    keys.sort();
+    Ok(keys)
+}

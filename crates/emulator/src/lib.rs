@@ -260,3 +260,48 @@ mod tests {
         }
     }
 }
+
+/// Credentials of a person in the emulator, for playing two roles locally (a requester and an
+/// approver): an IAM user made there, with an access key. The emulator's STS answers
+/// `GetCallerIdentity` with the user whose key signed the request, so two such users are two
+/// people. Local only: made with boto3 from the emulator's own Python environment.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: String,
+    pub arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+/// Makes the IAM user `user` (if it is not there) and a new access key for it.
+pub fn create_identity(install_root: &Path, endpoint: &str, user: &str) -> anyhow::Result<Identity> {
+    require_loopback(endpoint)?;
+    let launcher = ensure_installed(install_root)?;
+    let python = launcher.with_file_name("bin/python");
+    const SCRIPT: &str = r#"
+import json, sys
+import boto3
+iam = boto3.client("iam", endpoint_url=sys.argv[1], region_name="us-east-1",
+                   aws_access_key_id="test", aws_secret_access_key="test")
+name = sys.argv[2]
+try:
+    arn = iam.create_user(UserName=name)["User"]["Arn"]
+except iam.exceptions.EntityAlreadyExistsException:
+    arn = iam.get_user(UserName=name)["User"]["Arn"]
+key = iam.create_access_key(UserName=name)["AccessKey"]
+print(json.dumps({"arn": arn, "id": key["AccessKeyId"], "secret": key["SecretAccessKey"]}))
+"#;
+    let sh = Shell::new()?;
+    let out = cmd!(sh, "{python} -c {SCRIPT} {endpoint} {user}")
+        .quiet()
+        .read()
+        .with_context(|| format!("cannot make the IAM user {user} in the emulator at {endpoint}"))?;
+    let value: serde_json::Value = serde_json::from_str(&out).context("unexpected answer from the emulator's IAM")?;
+    let text = |key: &str| value[key].as_str().map(str::to_string).context("incomplete answer from the emulator's IAM");
+    Ok(Identity {
+        user: user.to_string(),
+        arn: text("arn")?,
+        access_key_id: text("id")?,
+        secret_access_key: text("secret")?,
+    })
+}

@@ -341,6 +341,11 @@ pub fn timestamp(at: SystemTime) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
+/// A time as audit events store it: to the millisecond, since their keys sort by it.
+pub fn precise_timestamp(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
 fn parse_time(text: &str) -> Option<SystemTime> {
     humantime::parse_rfc3339(text).ok()
 }
@@ -391,7 +396,7 @@ impl Request {
             return Err(Refused::NotPending { state: self.state, detail: by });
         }
         if self.is_past_expiry(now) {
-            return Err(Refused::Expired(self.close(State::Expired, now, "expired before a decision")));
+            return Err(Refused::Expired(Box::new(self.close(State::Expired, now, "expired before a decision"))));
         }
         if approve && same_person(by, &self.requester) {
             return Err(Refused::OwnRequest { requester: self.requester.clone() });
@@ -415,8 +420,8 @@ impl Request {
         closed
     }
 
-    /// The e-mail: subject and body.
-    pub fn notification(&self) -> (String, String) {
+    /// The e-mail: subject and body. `flags` go on the commands it gives (`--local`).
+    pub fn notification(&self, flags: &str) -> (String, String) {
         let label = self.scope.label();
         let changes = self.proposal.changes.len();
         let destructive = self.proposal.changes.iter().filter(|c| c.destructive).count();
@@ -445,7 +450,7 @@ impl Request {
             body.push_str("  (no record of the last apply: config changes and drift cannot be told apart)\n");
         }
         body.push_str(&format!(
-            "\nTo see the whole plan and approve it (another person than the requester):\n  cargo xtask approve {args} {}\nTo reject it:\n  cargo xtask reject {args} {} --reason \"...\"\n",
+            "\nTo see the whole plan and approve it (another person than the requester):\n  cargo xtask approve {args} {}{flags}\nTo reject it:\n  cargo xtask reject {args} {}{flags} --reason \"...\"\n",
             self.id, self.id
         ));
         (subject, body)
@@ -456,7 +461,7 @@ impl Request {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refused {
     NotPending { state: State, detail: String },
-    Expired(Request),
+    Expired(Box<Request>),
     OwnRequest { requester: String },
 }
 

@@ -177,6 +177,13 @@ fn cli_reads(planned: &Planned, state_bucket: &str) -> anyhow::Result<Vec<Vec<St
         let name = d.name.as_str();
         let own = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         match &d.resource {
+            Resource::Topic(_) => {
+                let arn = id(d.kind(), name)?;
+                owned.push(own(&["sts", "get-caller-identity"]));
+                owned.push(own(&["sns", "get-topic-attributes", "--topic-arn", &arn]));
+                owned.push(own(&["sns", "list-subscriptions-by-topic", "--topic-arn", &arn]));
+                owned.push(own(&["sns", "list-tags-for-resource", "--resource-arn", &arn]));
+            }
             Resource::Bucket(_) => {
                 for op in [
                     "head-bucket",

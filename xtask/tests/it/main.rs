@@ -1,6 +1,7 @@
 //! The `cargo xtask` binary as users run it: on copies of the project in temporary folders.
 
 mod ami;
+mod approval;
 mod build;
 mod generate;
 mod infra;

@@ -9,6 +9,7 @@ mod codedeploy;
 mod compute;
 mod database;
 mod elb;
+mod notify;
 mod resolve;
 pub(crate) mod storage;
 
@@ -24,6 +25,19 @@ use crate::calls::CallLog;
 
 pub use certificates::self_signed_pem;
 pub use database::database_found;
+pub use notify::publish;
+
+/// The approval topic's ARN and subscribers, if it exists.
+pub async fn read_approval_topic(
+    clients: &Clients,
+    region: &str,
+    name: &str,
+) -> anyhow::Result<Option<(String, plan::Topic)>> {
+    Ok(match notify::read_topic(clients, region, name).await? {
+        Some(Found { resource: Resource::Topic(topic), id, .. }) => Some((id, topic)),
+        _ => None,
+    })
+}
 
 /// One client per service, all from the same configuration (and, for tests and benchmarks, the
 /// same call log).
@@ -36,6 +50,7 @@ pub struct Clients {
     pub codedeploy: aws_sdk_codedeploy::Client,
     pub acm: aws_sdk_acm::Client,
     pub sts: aws_sdk_sts::Client,
+    pub sns: aws_sdk_sns::Client,
 }
 
 impl Clients {
@@ -58,6 +73,7 @@ impl Clients {
             codedeploy: client!(aws_sdk_codedeploy),
             acm: client!(aws_sdk_acm),
             sts: client!(aws_sdk_sts),
+            sns: client!(aws_sdk_sns),
         }
     }
 }
@@ -131,6 +147,8 @@ pub struct ApplyOptions {
     /// Apply database changes now, with those RDS holds for the maintenance window
     /// (`ApplyImmediately`); by default they wait for the window.
     pub apply_immediately: bool,
+    /// Apply only the changes of this kind (the approval topic, set up before a request).
+    pub only: Option<Kind>,
 }
 
 /// What applying did, for the output.
@@ -219,6 +237,7 @@ pub async fn plan(clients: &Clients, stack: Stack) -> anyhow::Result<Planned> {
 async fn read(clients: &Clients, stack: &Stack, live: &Live, d: &Desired) -> anyhow::Result<Option<Found>> {
     let name = d.name.as_str();
     match &d.resource {
+        Resource::Topic(_) => notify::read_topic(clients, &stack.region, name).await,
         Resource::Bucket(_) => storage::read_bucket(clients, name).await,
         Resource::TargetGroup(_) => elb::read_target_group(clients, name).await,
         Resource::LoadBalancer(_) => elb::read_load_balancer(clients, name).await,
@@ -240,32 +259,17 @@ async fn read(clients: &Clients, stack: &Stack, live: &Live, d: &Desired) -> any
 /// listener on a new load balancer) find it.
 pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOptions) -> anyhow::Result<Applied> {
     let label = planned.stack.label.clone();
-    let impossible: Vec<String> = planned
-        .plan
-        .refused()
-        .map(|c| format!("{} {}: {}", c.kind.word(), c.name, c.refused.as_deref().unwrap_or_default()))
-        .collect();
-    if !impossible.is_empty() {
-        bail!(
-            "{label}: nothing was changed, since the plan asks for what AWS cannot do:\n  {}",
-            impossible.join("\n  ")
-        );
-    }
-    if options.apply_immediately {
+    check(planned, options)?;
+    if options.apply_immediately && options.only.is_none() {
         planned.plan = std::mem::take(&mut planned.plan).with_pending_applied_now();
     }
-    let refused: Vec<String> = planned.plan.destructive().map(|c| format!("{} {}", c.kind.word(), c.name)).collect();
-    if !refused.is_empty() && !options.allow_destructive {
-        bail!(
-            "{label}: the plan replaces {} (data or traffic would be lost); nothing was changed. Review the plan, then deploy with --allow-destructive if that is what you want",
-            refused.join(", ")
-        );
+    if options.only.is_none() {
+        import_pending_certificate(clients, &mut planned.stack).await.context(label.clone())?;
     }
-    import_pending_certificate(clients, &mut planned.stack).await.context(label.clone())?;
     let mut applied = Applied::default();
     let changes = planned.plan.changes.clone();
     for (desired, change) in planned.stack.desired.clone().iter().zip(changes) {
-        if change.action == Action::Unchanged {
+        if change.action == Action::Unchanged || options.only.is_some_and(|kind| kind != change.kind) {
             continue;
         }
         if options.stop_after.is_some_and(|limit| applied.changed.len() >= limit) {
@@ -287,6 +291,34 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
         applied.changed.push(what);
     }
     Ok(applied)
+}
+
+/// Refuses a plan that cannot or may not be applied, before anything is changed (and before an
+/// approval is asked for it): changes AWS cannot make, and destructive ones unless allowed.
+pub fn check(planned: &Planned, options: &ApplyOptions) -> anyhow::Result<()> {
+    let label = &planned.stack.label;
+    let in_scope = |c: &&plan::Change| options.only.is_none_or(|kind| kind == c.kind);
+    let impossible: Vec<String> = planned
+        .plan
+        .refused()
+        .filter(in_scope)
+        .map(|c| format!("{} {}: {}", c.kind.word(), c.name, c.refused.as_deref().unwrap_or_default()))
+        .collect();
+    if !impossible.is_empty() {
+        bail!(
+            "{label}: nothing was changed, since the plan asks for what AWS cannot do:\n  {}",
+            impossible.join("\n  ")
+        );
+    }
+    let refused: Vec<String> =
+        planned.plan.destructive().filter(in_scope).map(|c| format!("{} {}", c.kind.word(), c.name)).collect();
+    if !refused.is_empty() && !options.allow_destructive {
+        bail!(
+            "{label}: the plan replaces {} (data or traffic would be lost); nothing was changed. Review the plan, then deploy with --allow-destructive if that is what you want",
+            refused.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// In local mode a plan only names the self-signed certificate a listener needs; applying
@@ -336,6 +368,9 @@ async fn change_one(
         };
     }
     match &d.resource {
+        Resource::Topic(topic) => {
+            notes.extend(notify::apply_topic(clients, &stack.region, name, topic, current!(Topic)).await?);
+        }
         Resource::Bucket(b) => {
             storage::apply_bucket(&clients.s3, &stack.region, name, b, current!(Bucket), &changed).await?
         }
@@ -428,7 +463,7 @@ where
 }
 
 /// An SDK error as a sentence (with the service's code and message).
-pub(crate) fn failed<E, R>(what: &str, error: aws_sdk_s3::error::SdkError<E, R>) -> anyhow::Error
+pub fn failed<E, R>(what: &str, error: aws_sdk_s3::error::SdkError<E, R>) -> anyhow::Error
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

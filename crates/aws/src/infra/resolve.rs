@@ -2,7 +2,7 @@
 //! and the shared listener. An id in the config is used as given; a lookup must find exactly
 //! what it describes.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use aws_sdk_ec2::types::Filter;
 use vending::config::model::{
     Customer, Environment, ListenerRef, Platform, RoleRef, Routing, SecurityGroupsRef, SubnetsRef, Tags, VpcRef,
@@ -149,16 +149,9 @@ async fn role_arn(clients: &Clients, role: &RoleRef) -> anyhow::Result<String> {
     match role {
         RoleRef::Arn(arn) => Ok(arn.clone()),
         RoleRef::Name(name) => {
-            let me = clients
-                .sts
-                .get_caller_identity()
-                .send()
-                .await
-                .map_err(|e| failed("cannot tell which account these credentials belong to", e))?;
-            let caller = me.arn().unwrap_or_default();
-            let partition = caller.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws");
-            let account = me.account().context("STS returned no account")?;
-            Ok(format!("arn:{partition}:iam::{account}:role/{name}"))
+            let me = crate::identity::caller(&clients.sts).await?;
+            let partition = me.arn.split(':').nth(1).filter(|p| !p.is_empty()).unwrap_or("aws");
+            Ok(format!("arn:{partition}:iam::{}:role/{name}", me.account))
         }
     }
 }

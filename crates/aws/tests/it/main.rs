@@ -1,6 +1,7 @@
 //! The AWS layer against the local emulator (moto's server), with the real SDK. Each test starts
 //! its own server, so tests never share state.
 
+mod approval;
 mod calls;
 mod emulator;
 mod infra;

@@ -118,7 +118,7 @@ fn config_changes_are_told_from_drift() {
 #[test]
 fn the_notification() {
     let request = request();
-    let (subject, body) = request.notification();
+    let (subject, body) = request.notification("");
     assert!(subject.starts_with("Approval needed: acme/prod deploy ("), "{subject}");
     assert!(subject.len() < 100 && subject.is_ascii() && !subject.contains('\n'), "{subject}");
     assert!(body.contains(&format!("cargo xtask approve acme prod {}", request.id)), "{body}");
@@ -134,4 +134,28 @@ fn the_notification() {
 
 fn subject_of(text: String) -> String {
     subject(&text)
+}
+
+#[test]
+fn a_pending_subscription_no_longer_wanted_is_not_a_difference() {
+    use vending::plan::Topic;
+    let topic = |subscribers: &[&str], pending: &[&str]| Topic {
+        subscribers: subscribers.iter().map(|s| s.to_string()).collect(),
+        pending: pending.iter().map(|s| s.to_string()).collect(),
+        tags: Default::default(),
+    };
+    let desired = topic(&["a@x.com"], &[]);
+    let compare = |live: &Topic| {
+        diff(
+            &[vending::plan::Desired { name: "t".into(), resource: Resource::Topic(desired.clone()) }],
+            &[((Kind::Topic, "t".to_string()), Resource::Topic(live.clone()))].into(),
+        )
+    };
+    // b has not confirmed: AWS cannot remove it, so the plan does not ask to.
+    assert!(!compare(&topic(&["a@x.com", "b@x.com"], &["b@x.com"])).has_changes());
+    // b has confirmed: it is removed.
+    assert!(compare(&topic(&["a@x.com", "b@x.com"], &[])).has_changes());
+    // a is pending: it is there, nothing to add.
+    assert!(!compare(&topic(&["a@x.com"], &["a@x.com"])).has_changes());
+    assert!(compare(&topic(&[], &[])).has_changes());
 }
