@@ -145,7 +145,8 @@ fn from_nothing_to_the_sample_stacks_then_nothing_to_do() {
     let w = world();
     crate::block_on(async {
         let acme = w.deploy("acme", "prod").await;
-        assert_eq!(acme.changed.len(), 14, "{:?}", acme.changed);
+        // 14 resources and, production being gated, the approval topic.
+        assert_eq!(acme.changed.len(), 15, "{:?}", acme.changed);
         let globex = w.deploy("globex", "dev").await;
         assert_eq!(globex.changed.len(), 8, "{:?}", globex.changed);
 
