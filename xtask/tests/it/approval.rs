@@ -23,8 +23,11 @@ struct World {
 
 impl World {
     fn start() -> World {
+        World::with(Project::copy())
+    }
+
+    fn with(project: Project) -> World {
         let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
-        let project = Project::copy();
         project.git_init("Initial");
         let alice = create_identity(&repo_root(), &moto.endpoint(), "alice").unwrap();
         let bob = create_identity(&repo_root(), &moto.endpoint(), "bob").unwrap();
@@ -295,6 +298,63 @@ fn waiting_ctrl_c_dev_and_approval_true() {
     let run = finish(child);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("globex/dev | updated auto-scaling-group globex-dev"), "{run:?}");
+}
+
+#[test]
+fn releases_rollbacks_and_the_platform_are_gated_too() {
+    if !packer_available() {
+        return;
+    }
+    let w = World::with(Project::copy().with_apps());
+    let (alice, bob) = (&w.alice, &w.bob);
+    assert_eq!(w.run(alice, &["platform", "deploy", "--local"]).code, 0);
+    assert_eq!(w.run(alice, &["ami", "globex", "prod", "--local"]).code, 0);
+
+    // One request covers the infrastructure and the release (its revision and AMI).
+    let release = |w: &World| {
+        let run = w.run(alice, &["deploy", "globex", "prod", "--local", "--no-wait"]);
+        assert_eq!(run.code, 3, "{run:?}");
+        assert!(run.stdout.contains("release of revision "), "{run:?}");
+        let id = request_id(&run);
+        let run = w.run(bob, &["approve", "globex", "prod", &id, "--local", "--yes"]);
+        assert!(run.stdout.contains("release of revision sha256 ") && run.stdout.contains(" on ami-"), "{run:?}");
+        let run = w.run(alice, &["deploy", "globex", "prod", "--local", "--approval", &id]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.contains("succeeded on the local fleet"), "{run:?}");
+    };
+    release(&w);
+    w.project.edit("apps/globex-site/site/index.html", "<", "<!-- second -->\n<");
+    w.project.git(&["commit", "-qam", "Second"]);
+    release(&w);
+
+    // A rollback is a production change too.
+    let run = w.run(alice, &["rollback", "globex", "prod", "--local", "--no-wait"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    let id = request_id(&run);
+    assert!(run.stdout.contains("rollback of revision "), "{run:?}");
+    assert_eq!(w.run(bob, &["approve", "globex", "prod", "--local", "--yes"]).code, 0);
+    let run = w.run(alice, &["rollback", "globex", "prod", "--local", "--approval", &id]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("succeeded on the local fleet"), "{run:?}");
+    let run = w.run(bob, &["history", "globex", "prod", "--local", "--json"]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(events.iter().filter(|e| e["event"] == "applied").count(), 3, "{events:?}");
+
+    // The platform, once it names approvers.
+    w.project.edit("customers/platform.toml", "[naming]", "approval_emails = [\"platform@example.com\"]\n\n[naming]");
+    w.project.edit("customers/platform.toml", "Owner = \"platform-team\"", "Owner = \"platform-ops\"");
+    let run = w.run(alice, &["platform", "deploy", "--local", "--no-wait"]);
+    assert_eq!(run.code, 3, "{run:?}");
+    let id = request_id(&run);
+    assert!(run.stdout.contains("cargo xtask approve --platform "), "{run:?}");
+    let run = w.run(alice, &["approve", "--platform", "--local", "--yes"]);
+    assert_eq!(run.code, 1, "four eyes on the platform too: {run:?}");
+    assert_eq!(w.run(bob, &["approve", "--platform", &id, "--local", "--yes"]).code, 0);
+    let run = w.run(alice, &["platform", "deploy", "--local", "--approval", &id]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("platform | updated bucket vend-platform-state"), "{run:?}");
+    let run = w.run(bob, &["history", "--platform", "--local"]);
+    assert!(run.stdout.contains("applied"), "{run:?}");
 }
 
 /// A running command and the thread that collects the rest of its output.
