@@ -35,6 +35,8 @@ pub struct Ami {
     /// Print the current record instead of building.
     #[arg(long)]
     show: bool,
+    #[command(flatten)]
+    wait_lock: crate::lock::WaitLock,
 }
 
 impl Ami {
@@ -116,8 +118,13 @@ impl Ami {
 
         let work = root.join("target/vending-ami").join(format!("{}-{}", self.customer, self.env));
         fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-        let manifest_path = work.join(manifest_file(&self.customer, &self.env));
-        let previous_run = fs::read_to_string(&manifest_path).ok().and_then(|t| ami::manifest_run_id(&t));
+        // Each run builds in a folder of its own, so its manifest is its own: two runs of one
+        // environment never read each other's AMI (the lock also keeps them apart).
+        let run_dir = tempfile::Builder::new()
+            .prefix("run-")
+            .tempdir_in(&work)
+            .with_context(|| format!("cannot create a build folder in {}", work.display()))?;
+        let manifest_path = run_dir.path().join(manifest_file(&self.customer, &self.env));
         let template = root.join(&template_path);
         println!(
             "{who} | building {} at commit {}{}",
@@ -129,7 +136,7 @@ impl Ami {
         // The SDK is set up only now, so that its setup is hidden behind `packer validate` too.
         let runtime = vending_aws::runtime()?;
         let cache = root.join(crate::packer::CACHE_DIR);
-        let s3 = std::thread::scope(|scope| {
+        let (s3, guard) = std::thread::scope(|scope| {
             let validation = scope.spawn(|| {
                 let started = Instant::now();
                 crate::packer::validate_with(&work, &cache, &packer, &template, only, &variables, &data)
@@ -139,15 +146,25 @@ impl Ami {
             let s3 = vending_aws::s3::client(&config, self.local);
             let ec2 = vending_aws::ec2::client(&config);
             runtime.block_on(prepare_aws(&s3, &ec2, platform, self.local))?;
+            let clients = vending_aws::infra::Clients::new(&config, self.local, None);
+            let locker =
+                crate::lock::Locker { runtime: &runtime, clients: &clients, bucket: &platform.state_bucket, root };
+            let scope = vending::approval::Scope::environment(&self.customer, &self.env);
+            let guard =
+                locker.acquire(&scope, &format!("ami {} {}", self.customer, self.env), self.wait_lock.wait_lock)?;
             match validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))? {
                 Some(took) => println!("{who} | packer validate: passed in {}", duration(took)),
                 None => println!("{who} | packer validate: passed before with this template, build and settings (cached; commit text does not change validity)"),
             }
-            anyhow::Ok(s3)
+            anyhow::Ok((s3, guard))
         })?;
-        let build_took = packer_build(&work, &packer, &template, only, &variables, &env_vars, &who)?;
+        let _guard = match guard {
+            Ok(guard) => guard,
+            Err(code) => return Ok(code),
+        };
+        let build_took = packer_build(run_dir.path(), &packer, &template, only, &variables, &env_vars, &who)?;
         println!("{who} | packer build: finished in {}", duration(build_took));
-        let artifact = read_manifest(&manifest_path, previous_run.as_deref())?;
+        let artifact = read_manifest(&manifest_path)?;
         let record = AmiRecord {
             customer: self.customer.clone(),
             environment: self.env.clone(),
@@ -276,20 +293,11 @@ fn packer_build(
     Ok(started.elapsed())
 }
 
-/// The build's manifest, which must name a run other than the one before the build.
-fn read_manifest(path: &Path, previous_run: Option<&str>) -> anyhow::Result<ami::BuildArtifact> {
+/// The build's manifest, in the run's own folder (so it can only be this run's).
+fn read_manifest(path: &Path) -> anyhow::Result<ami::BuildArtifact> {
     let manifest =
         fs::read_to_string(path).with_context(|| format!("packer wrote no manifest at {}", path.display()))?;
-    let artifact =
-        ami::parse_manifest(&manifest).map_err(|e| anyhow::anyhow!("the manifest {} {e}", path.display()))?;
-    if previous_run == Some(artifact.packer_run_uuid.as_str()) {
-        bail!(
-            "the manifest {} still names the previous run {}: packer recorded no new build",
-            path.display(),
-            artifact.packer_run_uuid
-        );
-    }
-    Ok(artifact)
+    ami::parse_manifest(&manifest).map_err(|e| anyhow::anyhow!("the manifest {} {e}", path.display()))
 }
 
 /// `254 ms` under ten seconds, `12.3 s` above, `4 min 05 s` above a minute (builds on AWS).

@@ -96,11 +96,13 @@ impl Gate<'_> {
         self.block_on(self.store().audit(&self.scope, &event))
     }
 
-    /// Passes the gate with `proposal`, or says why not. `replan` makes the proposal again from
-    /// what AWS reports now (after the approval).
+    /// Passes the gate with `proposal`, or says why not. Once approved, `lock` takes the
+    /// scope's lock (`Some(code)`: it is held, stop) before `replan` makes the proposal again from
+    /// what AWS reports now, so that nothing changes between that check and the apply.
     pub fn pass(
         &self,
         proposal: Proposal,
+        lock: &mut dyn FnMut() -> anyhow::Result<Option<ExitCode>>,
         replan: &mut dyn FnMut() -> anyhow::Result<Proposal>,
     ) -> anyhow::Result<Pass> {
         if !self.approval.required || proposal.is_empty() {
@@ -129,6 +131,16 @@ impl Gate<'_> {
                 Waited::Stop(code) => return Ok(Pass::Stop(code)),
                 Waited::Approved(approved) => approved,
             };
+            if let Some(code) = lock()? {
+                println!(
+                    "{} | request {} stays approved: resume with `{} --approval {}`",
+                    self.label(),
+                    approved.request.id,
+                    self.command_line,
+                    approved.request.id
+                );
+                return Ok(Pass::Stop(code));
+            }
             let now = replan()?;
             if now.sha256() == approved.request.plan_sha256 {
                 let by = approved.request.decision.as_ref().map(|d| d.by.clone()).unwrap_or_default();

@@ -17,6 +17,7 @@ use vending_aws::approval::Store;
 use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
 
 use crate::approval::{Gate, Pass};
+use crate::lock::{Guard, Locker, WaitLock};
 use crate::output::{self, Format};
 use crate::software::{PlannedRevision, Prepared, Release};
 use crate::validate::{load_fleet, Selection};
@@ -70,6 +71,8 @@ pub struct DeployCommand {
     apply_immediately: bool,
     #[command(flatten)]
     approval: ApprovalFlags,
+    #[command(flatten)]
+    wait_lock: WaitLock,
 }
 
 /// How a gated command meets its approval (production, or `approval = true`).
@@ -100,6 +103,8 @@ pub struct RollbackCommand {
     to: Option<String>,
     #[command(flatten)]
     approval: ApprovalFlags,
+    #[command(flatten)]
+    wait_lock: WaitLock,
 }
 
 // Its help line is the command's in lib.rs (one for both builds).
@@ -126,6 +131,8 @@ enum PlatformAction {
         allow_destructive: bool,
         #[command(flatten)]
         approval: ApprovalFlags,
+        #[command(flatten)]
+        wait_lock: WaitLock,
     },
 }
 
@@ -256,6 +263,37 @@ impl Run<'_> {
             resume: flags.approval.clone(),
             flags: local_flag(self.local),
         }
+    }
+
+    /// Takes the scope's lock for `command`; `Err(code)` when another run holds it.
+    fn lock(&self, command: &str, wait: Option<std::time::Duration>) -> anyhow::Result<Result<Guard, ExitCode>> {
+        let locker = Locker {
+            runtime: self.runtime,
+            clients: self.clients,
+            bucket: &self.platform.state_bucket,
+            root: self.root,
+        };
+        locker.acquire(&self.scope, command, wait)
+    }
+
+    /// The lock of a gated run, taken when its approval arrives (into `guard`); `Some(code)` when
+    /// another run holds it.
+    fn lock_into(
+        &self,
+        guard: &mut Option<Guard>,
+        command: &str,
+        wait: Option<std::time::Duration>,
+    ) -> anyhow::Result<Option<ExitCode>> {
+        if guard.is_some() {
+            return Ok(None);
+        }
+        Ok(match self.lock(command, wait)? {
+            Ok(held) => {
+                *guard = Some(held);
+                None
+            }
+            Err(code) => Some(code),
+        })
     }
 
     /// In a gated stack, sets up the approval topic (its own changes only) and plans again.
@@ -427,6 +465,15 @@ impl DeployCommand {
             apply_immediately: self.apply_immediately,
             ..ApplyOptions::default()
         };
+        // The lock: at once where nobody approves; in a gated run once the approval arrives (a
+        // request may wait an hour, and nobody else is kept out meanwhile).
+        let command = format!("deploy {} {}", customer.name, env.name);
+        let mut guard = None;
+        if !env.approval.required {
+            if let Some(code) = run.lock_into(&mut guard, &command, self.wait_lock.wait_lock)? {
+                return Ok(code);
+            }
+        }
         let replan = || plan_environment(&runtime, &clients, &fleet, &self.customer, &self.env, self.local);
         let mut planned = match self.software_only {
             true => None,
@@ -475,7 +522,8 @@ impl DeployCommand {
             replanned = fresh;
             Ok(proposal)
         };
-        let used = match gate.pass(proposal, &mut again)? {
+        let mut take_lock = || run.lock_into(&mut guard, &command, self.wait_lock.wait_lock);
+        let used = match gate.pass(proposal, &mut take_lock, &mut again)? {
             Pass::Open => None,
             Pass::Approved(used) => Some(used),
             Pass::Stop(code) => return Ok(code),
@@ -483,6 +531,7 @@ impl DeployCommand {
         if replanned.is_some() {
             planned = replanned;
         }
+        let _guard = guard;
         let outcome = (|| {
             if let Some(planned) = planned.as_mut() {
                 infra::check(planned, &options)?;
@@ -532,15 +581,24 @@ impl RollbackCommand {
         };
         let ami = ami_of(None, &runtime, &clients, &fleet.platform, &customer.name, &env.name)?;
         let proposal = run.proposal("rollback", None, Some(binding(&revision, ami)), None, &ApplyOptions::default());
+        let command = format!("rollback {} {}", customer.name, env.name);
+        let mut guard = None;
+        if !env.approval.required {
+            if let Some(code) = run.lock_into(&mut guard, &command, self.wait_lock.wait_lock)? {
+                return Ok(code);
+            }
+        }
         let to = self.to.as_deref().map(|t| format!(" --to {t}")).unwrap_or_default();
         let command_line = format!("cargo xtask rollback {} {}{}{to}", customer.name, env.name, local_flag(run.local));
         let gate = run.gate(command_line, &self.approval);
         let same = proposal.clone();
-        let used = match gate.pass(proposal, &mut || Ok(same.clone()))? {
+        let mut take_lock = || run.lock_into(&mut guard, &command, self.wait_lock.wait_lock);
+        let used = match gate.pass(proposal, &mut take_lock, &mut || Ok(same.clone()))? {
             Pass::Open => None,
             Pass::Approved(used) => Some(used),
             Pass::Stop(code) => return Ok(code),
         };
+        let _guard = guard;
         let outcome = release.ship(&revision);
         if let Some(used) = &used {
             gate.finish(used, &outcome)?;
@@ -574,7 +632,7 @@ impl PlatformCommand {
                 }
                 Ok(plan_exit(&planned))
             }
-            PlatformAction::Deploy { allow_destructive, approval, .. } => {
+            PlatformAction::Deploy { allow_destructive, approval, wait_lock, .. } => {
                 let run = Run {
                     runtime: &runtime,
                     clients: &clients,
@@ -586,6 +644,17 @@ impl PlatformCommand {
                     local,
                 };
                 let options = ApplyOptions { allow_destructive, ..ApplyOptions::default() };
+                // Locks and approval requests live in the state bucket: on a new account it is
+                // made first, exactly as this deploy would make it (as `ami` does).
+                let made = runtime.block_on(vending_aws::s3::ensure_state_bucket(&clients.s3, &fleet.platform))?;
+                let mut guard = None;
+                if !run.approval.required {
+                    if let Some(code) = run.lock_into(&mut guard, "platform deploy", wait_lock.wait_lock)? {
+                        return Ok(code);
+                    }
+                }
+                // Read again what the bucket's creation or the lock's wait may have changed.
+                let planned = if made || guard.is_some() { replan()? } else { planned };
                 print_plan(&planned, false)?;
                 infra::check(&planned, &options)?;
                 let mut planned = run.topic_first(planned, &replan)?;
@@ -601,7 +670,8 @@ impl PlatformCommand {
                     replanned = Some(fresh);
                     Ok(proposal)
                 };
-                let used = match gate.pass(proposal, &mut again)? {
+                let mut take_lock = || run.lock_into(&mut guard, "platform deploy", wait_lock.wait_lock);
+                let used = match gate.pass(proposal, &mut take_lock, &mut again)? {
                     Pass::Open => None,
                     Pass::Approved(used) => Some(used),
                     Pass::Stop(code) => return Ok(code),
@@ -609,6 +679,7 @@ impl PlatformCommand {
                 if let Some(fresh) = replanned {
                     planned = fresh;
                 }
+                let _guard = guard;
                 let outcome =
                     run.apply(&mut planned, &options, last.as_ref().map(|l| l.1.as_str())).map(|()| ExitCode::SUCCESS);
                 if let Some(used) = &used {

@@ -30,6 +30,8 @@ mod interrupt;
 mod local;
 #[cfg(feature = "aws")]
 mod local_fleet;
+#[cfg(feature = "aws")]
+mod lock;
 mod output;
 mod packer;
 mod parallel;
@@ -52,6 +54,7 @@ mod aws_args {
     pub use crate::build::{AppspecCommand, BuildCommand, BuildspecCommand};
     pub use crate::infra::{DeployCommand, PlanCommand, PlatformCommand, RollbackCommand};
     pub use crate::local::Local;
+    pub use crate::lock::LockCommand;
 }
 #[cfg(not(feature = "aws"))]
 mod aws_args {
@@ -69,6 +72,7 @@ mod aws_args {
     pub use crate::forward::Forward as PlatformCommand;
     pub use crate::forward::Forward as RollbackCommand;
     pub use crate::forward::Forward as Local;
+    pub use crate::forward::Forward as LockCommand;
 }
 
 /// Turns customer config under customers/ into Packer templates, buildspecs and appspecs, and
@@ -107,6 +111,8 @@ enum Command {
     Approvals(aws_args::ApprovalsCommand),
     /// The audit log of an environment (or the platform): requests, decisions, applies.
     History(aws_args::HistoryCommand),
+    /// Who holds the lock of an environment (or the platform), or release it.
+    Lock(aws_args::LockCommand),
     /// Build a customer environment's software and bundle its CodeDeploy revision.
     Build(aws_args::BuildCommand),
     /// Run a buildspec locally, with CodeBuild's semantics.
@@ -132,7 +138,8 @@ pub fn main() -> ExitCode {
         | Command::Approve(_)
         | Command::Reject(_)
         | Command::Approvals(_)
-        | Command::History(_) => output::EXIT_PROBLEMS,
+        | Command::History(_)
+        | Command::Lock(_) => output::EXIT_PROBLEMS,
         _ => output::EXIT_CANNOT_RUN,
     };
     let result = match cli.command {
@@ -160,6 +167,8 @@ pub fn main() -> ExitCode {
         Command::Approvals(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]
         Command::History(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Lock(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]
         Command::Build(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]

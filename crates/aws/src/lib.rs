@@ -7,6 +7,7 @@ pub mod calls;
 pub mod ec2;
 pub mod identity;
 pub mod infra;
+pub mod lock;
 pub mod release;
 pub mod s3;
 pub mod secrets;

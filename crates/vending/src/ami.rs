@@ -137,11 +137,6 @@ pub fn parse_manifest(text: &str) -> Result<BuildArtifact, String> {
     Ok(BuildArtifact { packer_run_uuid: run, amis })
 }
 
-/// The last run's id, if any, so a caller can tell a fresh manifest from a stale one.
-pub fn manifest_run_id(text: &str) -> Option<String> {
-    serde_json::from_str::<Manifest>(text).ok()?.last_run_uuid
-}
-
 /// What `deploy` reads: the AMI of a customer environment, where it came from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AmiRecord {

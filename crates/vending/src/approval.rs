@@ -60,7 +60,8 @@ impl Scope {
         format!("audit/{}/", self.folder())
     }
 
-    fn folder(&self) -> String {
+    /// `acme/prod`, or `_platform` (a name no customer can have): where its state objects go.
+    pub fn folder(&self) -> String {
         match self {
             Scope::Environment { customer, env } => format!("{customer}/{env}"),
             Scope::Platform => "_platform".into(),

@@ -6,6 +6,7 @@ pub mod ami;
 pub mod approval;
 pub mod config;
 pub mod diag;
+pub mod lock;
 pub mod names;
 pub mod plan;
 pub mod project;

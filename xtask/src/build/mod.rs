@@ -151,6 +151,23 @@ impl BuildCommand {
     }
 }
 
+/// An exclusive `flock(2)` on the work folder's lock file, waited for (with a line) when another
+/// build of the environment holds it; the kernel releases it when the process ends, however.
+fn hold_work_folder(work: &Path, who: &str) -> anyhow::Result<fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = work.with_extension("lock");
+    let file = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    // SAFETY: flock(2) on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        println!("{who} | another build of {who} runs on this machine: waiting for it to end");
+        // SAFETY: as above, blocking this time.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    Ok(file)
+}
+
 /// Clones, builds and bundles one environment's software (what `build` and `deploy` share).
 /// `Err(code)`: the config or the build failed, and the output said why.
 pub fn build(
@@ -177,6 +194,8 @@ pub fn build(
 
     let work = root.join("target/vending-runners").join(format!("{customer_name}-{env_name}"));
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    // One build of an environment at a time on this machine: they share the work folder.
+    let _held = hold_work_folder(&work, &who)?;
     let src = work.join("src");
     let software = &customer.software;
     let commit = checkout(root, &software.repository, &software.git_ref, &src)?;

@@ -12,21 +12,21 @@ use vending_emulator::{create_identity, Identity, Moto};
 
 use crate::{packer_available, repo_root, Project, Run};
 
-struct World {
-    moto: Moto,
-    project: Project,
-    alice: Identity,
-    bob: Identity,
-    runtime: tokio::runtime::Runtime,
-    config: aws_config::SdkConfig,
+pub struct World {
+    pub moto: Moto,
+    pub project: Project,
+    pub alice: Identity,
+    pub bob: Identity,
+    pub runtime: tokio::runtime::Runtime,
+    pub config: aws_config::SdkConfig,
 }
 
 impl World {
-    fn start() -> World {
+    pub fn start() -> World {
         World::with(Project::copy())
     }
 
-    fn with(project: Project) -> World {
+    pub fn with(project: Project) -> World {
         let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
         project.git_init("Initial");
         let alice = create_identity(&repo_root(), &moto.endpoint(), "alice").unwrap();
@@ -37,7 +37,7 @@ impl World {
         World { moto, project, alice, bob, runtime, config }
     }
 
-    fn env(&self, who: &Identity) -> Vec<(String, String)> {
+    pub fn env(&self, who: &Identity) -> Vec<(String, String)> {
         vec![
             ("AWS_ENDPOINT_URL".into(), self.moto.endpoint()),
             ("AWS_ACCESS_KEY_ID".into(), who.access_key_id.clone()),
@@ -45,14 +45,14 @@ impl World {
         ]
     }
 
-    fn run(&self, who: &Identity, args: &[&str]) -> Run {
+    pub fn run(&self, who: &Identity, args: &[&str]) -> Run {
         let env = self.env(who);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.project.run_with(args, &env)
     }
 
     /// Runs as `who` with every AWS call appended to a fresh log; returns the run and the calls.
-    fn run_logged(&self, who: &Identity, args: &[&str]) -> (Run, Vec<String>) {
+    pub fn run_logged(&self, who: &Identity, args: &[&str]) -> (Run, Vec<String>) {
         let log = self.project.path("target/calls.log");
         let _ = std::fs::remove_file(&log);
         let mut env = self.env(who);
@@ -64,7 +64,7 @@ impl World {
     }
 
     /// A queue subscribed to the topic, as a stand-in inbox (the emulator sends no e-mail).
-    fn inbox(&self, topic: &str) -> String {
+    pub fn inbox(&self, topic: &str) -> String {
         let sns = aws_sdk_sns::Client::new(&self.config);
         let sqs = aws_sdk_sqs::Client::new(&self.config);
         self.runtime.block_on(async {
@@ -85,7 +85,7 @@ impl World {
     }
 
     /// The (subject, message) pairs the queue received.
-    fn messages(&self, queue_url: &str) -> Vec<(String, String)> {
+    pub fn messages(&self, queue_url: &str) -> Vec<(String, String)> {
         let sqs = aws_sdk_sqs::Client::new(&self.config);
         self.runtime.block_on(async {
             let out = sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).send().await.unwrap();
@@ -102,7 +102,7 @@ impl World {
     }
 
     /// Moves a request's expiry into the past, as if its time had run out.
-    fn expire(&self, key: &str) {
+    pub fn expire(&self, key: &str) {
         let s3 = vending_aws::s3::client(&self.config, true);
         self.runtime.block_on(async {
             let body = s3.get_object().bucket("vend-platform-state").key(key).send().await.unwrap().body;
@@ -114,7 +114,7 @@ impl World {
         });
     }
 
-    fn target_groups(&self) -> Vec<String> {
+    pub fn target_groups(&self) -> Vec<String> {
         let elb = aws_sdk_elasticloadbalancingv2::Client::new(&self.config);
         self.runtime.block_on(async {
             let out = elb.describe_target_groups().send().await.unwrap();
@@ -124,7 +124,7 @@ impl World {
 }
 
 /// The id in "request ID waits for a decision".
-fn request_id(run: &Run) -> String {
+pub fn request_id(run: &Run) -> String {
     let line = run.stdout.lines().find(|l| l.contains("waits for a decision")).unwrap_or_else(|| panic!("{run:?}"));
     let after = line.split("request ").nth(1).unwrap();
     after.split_whitespace().next().unwrap().to_string()

@@ -5,6 +5,7 @@ mod approval;
 mod build;
 mod generate;
 mod infra;
+mod lock;
 mod software;
 mod validate;
 

@@ -1,0 +1,114 @@
+//! The lock of a customer environment (or of the platform), without IO: one JSON object per
+//! scope in the state bucket, `locks/<customer>/<env>.json`, that says who holds it (STS
+//! identity, host, process), for which command and commit, since and until when. The AWS layer
+//! takes it with a conditional put (`If-None-Match: *`, or `If-Match` on the ETag of a released,
+//! expired or stale one) and renews and releases it with `If-Match`; here is only what a lock says
+//! and whether it may be taken.
+//!
+//! A holder renews its lock while it works (every `RENEW_EVERY`, for `TTL`). A lock past its
+//! expiry belongs to a run that crashed or lost its network: it may be taken over. A lock whose
+//! holder ran on this host and whose process is gone is stale at once. A released lock is free.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::approval::{timestamp, Scope};
+
+/// How long a lock stands without renewal: long enough for a slow network to renew in time,
+/// short enough that a crashed run blocks others for minutes, not hours.
+pub const TTL: Duration = Duration::from_secs(10 * 60);
+
+/// How often the holder renews: three chances before the lock expires.
+pub const RENEW_EVERY: Duration = Duration::from_secs(3 * 60);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    /// The holder's ARN (STS `GetCallerIdentity`).
+    pub holder: String,
+    pub host: String,
+    pub pid: u32,
+    /// A random id of the holding run, so that it knows its own lock.
+    pub run: String,
+    /// `deploy acme prod`, `ami globex dev`, `platform deploy`.
+    pub command: String,
+    pub commit: String,
+    pub started_at: String,
+    pub expires_at: String,
+    /// Released by its holder (or by `lock release --force`): free to take.
+    #[serde(default)]
+    pub released: bool,
+}
+
+/// What a lock found in the bucket means for someone who wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// Released: take it.
+    Free,
+    /// Past its expiry: the holder crashed or lost its network; take it over (logged).
+    Expired,
+    /// Its holder ran on this host and its process is gone: take it over (logged).
+    Stale,
+    /// Someone holds it.
+    Held,
+}
+
+impl Lock {
+    /// `locks/acme/prod.json`, `locks/_platform.json`.
+    pub fn key(scope: &Scope) -> String {
+        format!("locks/{}.json", scope.folder())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(holder: &str, host: &str, pid: u32, run: &str, command: &str, commit: &str, now: SystemTime) -> Lock {
+        Lock {
+            holder: holder.to_string(),
+            host: host.to_string(),
+            pid,
+            run: run.to_string(),
+            command: command.to_string(),
+            commit: commit.to_string(),
+            started_at: timestamp(now),
+            expires_at: timestamp(now + TTL),
+            released: false,
+        }
+    }
+
+    /// The same lock, renewed at `now`.
+    pub fn renewed(&self, now: SystemTime) -> Lock {
+        Lock { expires_at: timestamp(now + TTL), ..self.clone() }
+    }
+
+    pub fn released(&self) -> Lock {
+        Lock { released: true, ..self.clone() }
+    }
+
+    /// Whether it may be taken by a run on `host`; `alive` tells whether a process of this host
+    /// still runs (and is this tool).
+    pub fn standing(&self, now: SystemTime, host: &str, alive: impl Fn(u32) -> bool) -> Standing {
+        if self.released {
+            return Standing::Free;
+        }
+        let expired = humantime::parse_rfc3339(&self.expires_at).is_ok_and(|expires| now >= expires);
+        if expired {
+            Standing::Expired
+        } else if self.host == host && !alive(self.pid) {
+            Standing::Stale
+        } else {
+            Standing::Held
+        }
+    }
+
+    /// "alice (arn) on host h, pid 42: `deploy acme prod` at commit c0ffee since T (until E)".
+    pub fn describe(&self) -> String {
+        let commit = if self.commit.is_empty() {
+            String::new()
+        } else {
+            format!(" at commit {}", &self.commit[..12.min(self.commit.len())])
+        };
+        format!(
+            "{} on host {} (pid {}): `{}`{commit} since {} (until {} unless renewed)",
+            self.holder, self.host, self.pid, self.command, self.started_at, self.expires_at
+        )
+    }
+}

@@ -1,0 +1,297 @@
+//! The lock a command holds while it changes a customer environment (`ami`, `deploy`,
+//! `rollback`) or the platform (`platform deploy`), and `cargo xtask lock status|release`.
+//!
+//! A `Guard` holds the lock: a thread renews it every `vending::lock::RENEW_EVERY` and releases it
+//! when the guard is dropped. A second operator is refused with the holder's name, command and
+//! start (exit 6), or waits with `--wait-lock DURATION`. A lock left by a run that crashed is taken
+//! over (logged in the audit log, and the new holder is told what that run was doing): at once when
+//! that run was on this host and its process is gone, else when the lock expires.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use vending::approval::{AuditEvent, Scope};
+use vending::lock::{Lock, Standing, RENEW_EVERY};
+use vending_aws::approval::{entropy, Store};
+use vending_aws::lock::Taken;
+
+/// Another run holds the lock (README.md, "Exit codes").
+pub const EXIT_LOCKED: u8 = 6;
+
+/// How often a run waiting for a lock looks again.
+const POLL: Duration = Duration::from_secs(2);
+
+/// The lock, held until dropped.
+pub struct Guard {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Closing the channel tells the renewing thread to release the lock and end.
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Whether a process of this host still runs and is this tool (a reused pid is not).
+pub fn alive(pid: u32) -> bool {
+    let Ok(pid_t) = i32::try_from(pid) else { return false };
+    // SAFETY: kill(2) with signal 0 sends nothing; it only checks that the process exists.
+    let exists =
+        unsafe { libc::kill(pid_t, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map_or(true, |cmdline| String::from_utf8_lossy(&cmdline).contains("xtask"))
+}
+
+/// This machine's name.
+pub fn host() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most `len` bytes into the buffer we own.
+    let ok = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) } == 0;
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    if ok {
+        String::from_utf8_lossy(&buffer[..end]).into_owned()
+    } else {
+        "unknown-host".into()
+    }
+}
+
+/// What a command needs to take a lock.
+pub struct Locker<'a> {
+    pub runtime: &'a tokio::runtime::Runtime,
+    pub clients: &'a vending_aws::infra::Clients,
+    pub bucket: &'a str,
+    pub root: &'a Path,
+}
+
+impl Locker<'_> {
+    /// Takes the scope's lock for `command`, waiting up to `wait` for a holder to finish;
+    /// `Err(code)` when it is held (exit 6).
+    pub fn acquire(
+        &self,
+        scope: &Scope,
+        command: &str,
+        wait: Option<Duration>,
+    ) -> anyhow::Result<Result<Guard, ExitCode>> {
+        let label = scope.label();
+        let me = self.runtime.block_on(vending_aws::identity::caller(&self.clients.sts))?.arn;
+        let commit = crate::git::head_commit(self.root).map(|c| c.id).unwrap_or_default();
+        let run = format!("{:016x}", entropy());
+        let (started, mut said) = (Instant::now(), None::<Instant>);
+        loop {
+            let lock = Lock::new(&me, &host(), std::process::id(), &run, command, &commit, SystemTime::now());
+            let taken = self.runtime.block_on(vending_aws::lock::take(
+                &self.clients.s3,
+                self.bucket,
+                scope,
+                &lock,
+                SystemTime::now(),
+                alive,
+            ))?;
+            match taken {
+                Taken::Taken { etag, replaced } => {
+                    if let Some((old, standing)) = replaced {
+                        self.took_over(scope, &me, &old, &standing)?;
+                    }
+                    return Ok(Ok(self.hold(scope.clone(), lock, etag)));
+                }
+                Taken::Busy(holder) => {
+                    let waited = started.elapsed();
+                    match wait {
+                        Some(limit) if waited < limit => {
+                            if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                                println!("{label} | waiting for the lock, held by {}", holder.describe());
+                                said = Some(Instant::now());
+                            }
+                            std::thread::sleep(POLL);
+                        }
+                        _ => {
+                            let waited = if wait.is_some() { " (waited as long as --wait-lock allows)" } else { "" };
+                            eprintln!(
+                                "error: {label} is locked{waited} by {}: nothing was changed. Wait for it with --wait-lock 15m, or see `cargo xtask lock status {}`",
+                                holder.describe(),
+                                scope.arguments()
+                            );
+                            return Ok(Err(ExitCode::from(EXIT_LOCKED)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn took_over(&self, scope: &Scope, me: &str, old: &Lock, standing: &Standing) -> anyhow::Result<()> {
+        let why = match standing {
+            Standing::Stale => "its process is gone from this host",
+            _ => "it expired: the run that held it crashed or lost its network",
+        };
+        println!(
+            "{} | took over the lock of {} ({why}); that run may have stopped half-way: this run repairs what it left",
+            scope.label(),
+            old.describe()
+        );
+        let event = AuditEvent {
+            at: vending::approval::precise_timestamp(SystemTime::now()),
+            event: "lock-taken-over".into(),
+            who: me.to_string(),
+            request: None,
+            plan_sha256: None,
+            detail: format!("{why}; it was held by {}", old.describe()),
+        };
+        let store = Store { s3: &self.clients.s3, bucket: self.bucket };
+        self.runtime.block_on(store.audit(scope, &event))
+    }
+
+    /// Holds the lock: a thread renews it and releases it when the guard goes.
+    fn hold(&self, scope: Scope, lock: Lock, etag: String) -> Guard {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let (s3, bucket) = (self.clients.s3.clone(), self.bucket.to_string());
+        let thread = std::thread::spawn(move || {
+            let Ok(runtime) = vending_aws::runtime() else { return };
+            let mut etag = etag;
+            let mut lost = false;
+            loop {
+                let done = !matches!(stopped.recv_timeout(RENEW_EVERY), Err(mpsc::RecvTimeoutError::Timeout));
+                if lost {
+                    if done {
+                        return;
+                    }
+                    continue;
+                }
+                let next = if done { lock.released() } else { lock.renewed(SystemTime::now()) };
+                match runtime.block_on(vending_aws::lock::rewrite(&s3, &bucket, &scope, &next, &etag)) {
+                    Ok(Ok(new)) => etag = new,
+                    Ok(Err(_)) => {
+                        eprintln!("warning: {}: the lock was taken by someone else meanwhile (see `cargo xtask lock status {}`)", scope.label(), scope.arguments());
+                        lost = true;
+                    }
+                    Err(e) => eprintln!("warning: {}: cannot renew or release the lock: {e:#}", scope.label()),
+                }
+                if done {
+                    return;
+                }
+            }
+        });
+        Guard { stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+/// `--wait-lock DURATION` of the commands that take a lock.
+#[derive(Args, Clone, Default)]
+pub struct WaitLock {
+    /// When another run holds the lock, wait for it up to this long (`90s`, `15m`) instead of
+    /// exiting 6.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub wait_lock: Option<Duration>,
+}
+
+// Its help line is the command's in lib.rs (one for both builds).
+#[derive(Args)]
+pub struct LockCommand {
+    #[command(subcommand)]
+    action: LockAction,
+}
+
+#[derive(Subcommand)]
+enum LockAction {
+    /// Who holds the lock of an environment (or the platform's), for what, since when.
+    Status {
+        /// CUSTOMER ENV, or --platform.
+        #[arg(value_name = "ARGS", num_args = 0..=2)]
+        args: Vec<String>,
+        #[arg(long)]
+        platform: bool,
+        #[arg(long)]
+        local: bool,
+    },
+    /// Release it: your own, or with --force someone else's (written to the audit log).
+    Release {
+        #[arg(value_name = "ARGS", num_args = 0..=2)]
+        args: Vec<String>,
+        #[arg(long)]
+        platform: bool,
+        #[arg(long)]
+        local: bool,
+        /// Release a lock someone else holds (their run may still be working: be sure).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn scope_of(platform: bool, args: &[String]) -> anyhow::Result<Scope> {
+    match (platform, args) {
+        (true, []) => Ok(Scope::Platform),
+        (false, [customer, env]) => Ok(Scope::environment(customer, env)),
+        _ => bail!("name a customer and an environment (`acme prod`), or --platform"),
+    }
+}
+
+impl LockCommand {
+    pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        let (args, platform, local, release, force) = match self.action {
+            LockAction::Status { args, platform, local } => (args, platform, local, false, false),
+            LockAction::Release { args, platform, local, force } => (args, platform, local, true, force),
+        };
+        let scope = scope_of(platform, &args)?;
+        let fleet = match crate::infra::fleet(root, None, None)? {
+            Ok(fleet) => fleet,
+            Err(code) => return Ok(code),
+        };
+        if let Scope::Environment { customer, env } = &scope {
+            fleet.environment(customer, env).with_context(|| format!("{customer}/{env} is not in customers/"))?;
+        }
+        let (runtime, clients) = crate::infra::connect(root, &fleet, local)?;
+        let bucket = &fleet.platform.state_bucket;
+        let label = scope.label();
+        let found = runtime.block_on(vending_aws::lock::read(&clients.s3, bucket, &scope))?;
+        let Some((lock, etag)) = found.filter(|(lock, _)| !lock.released) else {
+            println!("{label}: not locked");
+            return Ok(ExitCode::SUCCESS);
+        };
+        let standing = lock.standing(SystemTime::now(), &host(), alive);
+        let state = match standing {
+            Standing::Expired => " (expired: its run crashed; the next command takes it over)",
+            Standing::Stale => " (stale: its process is gone from this host; the next command takes it over)",
+            _ => "",
+        };
+        if !release {
+            println!("{label}: locked by {}{state}", lock.describe());
+            return Ok(ExitCode::SUCCESS);
+        }
+        let me = runtime.block_on(vending_aws::identity::caller(&clients.sts))?.arn;
+        let mine = vending::approval::same_person(&me, &lock.holder);
+        if !mine && !force {
+            eprintln!(
+                "error: {label} is locked by someone else: {}{state}. Their run may still be working; release it with --force only if you are sure (it is written to the audit log)",
+                lock.describe()
+            );
+            return Ok(ExitCode::from(EXIT_LOCKED));
+        }
+        if runtime.block_on(vending_aws::lock::rewrite(&clients.s3, bucket, &scope, &lock.released(), &etag))?.is_err()
+        {
+            bail!("{label}: the lock changed while it was being released; look again with `lock status`");
+        }
+        if !mine {
+            let event = AuditEvent {
+                at: vending::approval::precise_timestamp(SystemTime::now()),
+                event: "lock-released-by-force".into(),
+                who: me.clone(),
+                request: None,
+                plan_sha256: None,
+                detail: format!("it was held by {}", lock.describe()),
+            };
+            runtime.block_on(Store { s3: &clients.s3, bucket }.audit(&scope, &event))?;
+        }
+        println!("{label}: released the lock of {}", lock.describe());
+        Ok(ExitCode::SUCCESS)
+    }
+}

@@ -1,0 +1,159 @@
+//! Locks from the command line, against the emulator: a second operator is refused with the
+//! holder's name (exit 6) or waits with `--wait-lock`; two real deploys started together run one
+//! at a time; a lock left by a crashed run is taken over (at once when its process is gone from
+//! this host, else when it expires), logged, and the new holder is told; someone else's lock is
+//! released only with `--force`, in the audit log.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::approval::World;
+use crate::{packer_available, Project, Run};
+
+const STATE: &str = "vend-platform-state";
+const KEY: &str = "locks/globex/dev.json";
+
+impl World {
+    /// Writes the lock object as another run would have.
+    fn put_lock(&self, host: &str, pid: u32, expires: SystemTime, released: bool) {
+        let lock = serde_json::json!({
+            "holder": "arn:aws:iam::123456789012:user/carol",
+            "host": host,
+            "pid": pid,
+            "run": "0123456789abcdef",
+            "command": "deploy globex dev",
+            "commit": "c0ffeec0ffeec0ffee",
+            "started_at": humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(120)).to_string(),
+            "expires_at": humantime::format_rfc3339_seconds(expires).to_string(),
+            "released": released,
+        });
+        let s3 = vending_aws::s3::client(&self.config, true);
+        self.runtime.block_on(async {
+            let body = serde_json::to_vec(&lock).unwrap();
+            s3.put_object().bucket(STATE).key(KEY).body(body.into()).send().await.unwrap();
+        });
+    }
+
+    fn locked(&self) -> bool {
+        let s3 = vending_aws::s3::client(&self.config, true);
+        self.runtime.block_on(async {
+            match s3.get_object().bucket(STATE).key(KEY).send().await {
+                Ok(out) => {
+                    let bytes = out.body.collect().await.unwrap().into_bytes();
+                    let lock: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                    lock["released"] == false
+                }
+                Err(_) => false,
+            }
+        })
+    }
+}
+
+fn hostname() -> String {
+    std::process::Command::new("uname")
+        .arg("-n")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap()
+}
+
+#[test]
+fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
+    if !packer_available() {
+        return;
+    }
+    let w = World::with(Project::copy().with_apps());
+    let (alice, bob) = (&w.alice, &w.bob);
+    assert_eq!(w.run(alice, &["platform", "deploy", "--local"]).code, 0);
+    let run = w.run(alice, &["ami", "globex", "dev", "--local"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let infra = ["deploy", "globex", "dev", "--local", "--infra-only"];
+    let in_ten_minutes = SystemTime::now() + Duration::from_secs(600);
+
+    // Held by carol on another machine: refused, naming her, the command and since when.
+    w.put_lock("build-server-7", 4242, in_ten_minutes, false);
+    let run = w.run(alice, &infra);
+    assert_eq!(run.code, 6, "{run:?}");
+    assert!(run.stderr.contains("locked by arn:aws:iam::123456789012:user/carol on host build-server-7"), "{run:?}");
+    assert!(run.stderr.contains("`deploy globex dev`") && run.stderr.contains(" since "), "{run:?}");
+    assert!(w.target_groups().is_empty(), "nothing was changed");
+    let run = w.run(alice, &["lock", "status", "globex", "dev", "--local"]);
+    assert!(run.stdout.contains("locked by arn:aws:iam::123456789012:user/carol"), "{run:?}");
+    // Not hers to release without --force.
+    let run = w.run(alice, &["lock", "release", "globex", "dev", "--local"]);
+    assert_eq!(run.code, 6, "{run:?}");
+    assert!(w.locked());
+
+    // --wait-lock: waits, says so, and runs once carol's run releases it.
+    let env = w.env(alice);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let waiting = w
+        .project
+        .command(&[&infra[..], &["--wait-lock", "2m"]].concat(), &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    w.put_lock("build-server-7", 4242, in_ten_minutes, true);
+    let run = Run::from(waiting.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("waiting for the lock, held by arn:aws:iam::123456789012:user/carol"), "{run:?}");
+    assert!(run.stdout.contains("globex/dev: 8 resource(s) changed"), "{run:?}");
+    assert!(!w.locked(), "released at the end");
+
+    // Crashed on this machine (its process is gone): taken over at once, and said.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    w.put_lock(&hostname(), pid, in_ten_minutes, false);
+    let run = w.run(alice, &infra);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("took over the lock of arn:aws:iam::123456789012:user/carol"), "{run:?}");
+    assert!(run.stdout.contains("its process is gone from this host"), "{run:?}");
+    // Crashed elsewhere: taken over once it expires.
+    w.put_lock("build-server-7", 4242, SystemTime::now() - Duration::from_secs(1), false);
+    let run = w.run(alice, &infra);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("it expired"), "{run:?}");
+    assert!(run.stdout.contains("`deploy globex dev` at commit c0ffeec0ffee"), "what that run was doing: {run:?}");
+
+    // --force releases someone else's, in the audit log.
+    w.put_lock("build-server-7", 4242, in_ten_minutes, false);
+    let run = w.run(bob, &["lock", "release", "globex", "dev", "--local", "--force"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!w.locked());
+    let run = w.run(bob, &["history", "globex", "dev", "--local"]);
+    let events: Vec<&str> = run.stdout.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
+    assert_eq!(events, ["lock-taken-over", "lock-taken-over", "lock-released-by-force"], "{run:?}");
+
+    // Two real deploys started together: exactly one runs, the other names it.
+    let both: Vec<_> = (0..2)
+        .map(|_| {
+            w.project
+                .command(&["deploy", "globex", "dev", "--local"], &env)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let runs: Vec<Run> = both.into_iter().map(|c| Run::from(c.wait_with_output().unwrap())).collect();
+    let mut codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
+    codes.sort();
+    assert_eq!(codes, [0, 6], "{runs:?}");
+    let loser = runs.iter().find(|r| r.code == 6).unwrap();
+    assert!(loser.stderr.contains("locked by arn:aws:iam::123456789012:user/alice"), "{loser:?}");
+    assert!(loser.stderr.contains("`deploy globex dev`"), "{loser:?}");
+
+    // And with --wait-lock, the second runs after the first.
+    let first = w.project.command(&["deploy", "globex", "dev", "--local", "--redeploy"], &env).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w.locked() {
+        assert!(Instant::now() < deadline, "the first deploy never took the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = w.run(alice, &["deploy", "globex", "dev", "--local", "--wait-lock", "5m"]);
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(second.stdout.contains("waiting for the lock"), "{second:?}");
+}
