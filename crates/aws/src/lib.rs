@@ -12,6 +12,10 @@ pub mod release;
 pub mod s3;
 pub mod secrets;
 
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 /// Where the SDK sends requests.
@@ -24,9 +28,93 @@ pub enum Target {
     Local { endpoint: String },
 }
 
+/// How long a call may take. Every AWS API the tool calls answers in well under a second; a
+/// first byte that takes 30 s means a network or endpoint that has stopped answering (an emulator
+/// stopped with SIGSTOP hung a deploy forever before these), so the attempt is abandoned and
+/// retried, and after 3 minutes of that the command stops with the endpoint's name. A revision
+/// upload gets `UPLOAD` instead: its first answer comes only after the whole body is sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Opening a connection (DNS and TCP/TLS): 5 s.
+    pub connect: Duration,
+    /// From sending a request to the first byte of its answer: 30 s.
+    pub read: Duration,
+    /// One attempt, answer included: 60 s.
+    pub attempt: Duration,
+    /// A call with all its retries: 3 min.
+    pub operation: Duration,
+}
+
+pub const TIMEOUTS: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    read: Duration::from_secs(30),
+    attempt: Duration::from_secs(60),
+    operation: Duration::from_secs(180),
+};
+
+/// For a revision upload (up to a few hundred MB on a slow link).
+pub const UPLOAD: Timeouts = Timeouts {
+    connect: Duration::from_secs(5),
+    read: Duration::from_secs(900),
+    attempt: Duration::from_secs(900),
+    operation: Duration::from_secs(1800),
+};
+
+impl Timeouts {
+    pub fn config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect)
+            .read_timeout(self.read)
+            .operation_attempt_timeout(self.attempt)
+            .operation_timeout(self.operation)
+            .build()
+    }
+}
+
+/// How many attempts a call gets when `AWS_MAX_ATTEMPTS` does not say: 5 (the SDK's own default
+/// is 3). A deploy makes a few hundred calls; under throttling, or a network that drops one
+/// connection in twenty, three attempts leave a deploy a fair chance of failing on one unlucky call,
+/// five make it negligible, and the standard mode's capped exponential backoff with jitter (at
+/// most 20 s between attempts) keeps the wait bounded.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The retry configuration: standard mode with `DEFAULT_MAX_ATTEMPTS`, unless the standard
+/// variables say otherwise (`AWS_RETRY_MODE=standard|adaptive`, `AWS_MAX_ATTEMPTS=N`). A profile's
+/// `retry_mode` and `max_attempts` are not read: the variables are the way to change it.
+fn retry_config() -> RetryConfig {
+    let attempts =
+        std::env::var("AWS_MAX_ATTEMPTS").ok().and_then(|v| v.trim().parse::<u32>().ok()).filter(|n| *n >= 1);
+    let adaptive = std::env::var("AWS_RETRY_MODE").is_ok_and(|m| m.trim().eq_ignore_ascii_case("adaptive"));
+    let config = if adaptive { RetryConfig::adaptive() } else { RetryConfig::standard() };
+    config.with_max_attempts(attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS))
+}
+
+thread_local! {
+    /// Where this thread's calls go, for messages: set by `sdk_config` (a command makes its calls
+    /// on one thread, on a current-thread runtime).
+    static ENDPOINT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+fn endpoint_name() -> String {
+    ENDPOINT.with(|e| e.borrow().clone()).unwrap_or_else(|| "the AWS endpoint".into())
+}
+
 /// The one SDK configuration every client of a command is built from.
 pub async fn sdk_config(region: &str, target: &Target) -> SdkConfig {
-    let loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region.to_string()));
+    sdk_config_with(region, target, &TIMEOUTS).await
+}
+
+/// `sdk_config` with other timeouts (tests of the timeouts themselves).
+pub async fn sdk_config_with(region: &str, target: &Target, timeouts: &Timeouts) -> SdkConfig {
+    let loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .timeout_config(timeouts.config())
+        .retry_config(retry_config());
+    let endpoint = match target {
+        Target::Local { endpoint } => endpoint.clone(),
+        Target::Aws => std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| format!("AWS in {region}")),
+    };
+    ENDPOINT.with(|e| *e.borrow_mut() = Some(endpoint));
     match target {
         Target::Aws => loader.load().await,
         Target::Local { endpoint } => {
@@ -71,9 +159,16 @@ where
                 _ => format!("{}", aws_sdk_s3::error::DisplayErrorContext(error)),
             }
         }
-        SdkError::DispatchFailure(e) if e.is_io() || e.is_timeout() => {
-            "cannot reach the AWS endpoint (network, or the local emulator is not running)".into()
+        SdkError::DispatchFailure(e) if e.is_timeout() => {
+            format!("{} did not answer in time (network, or an endpoint that stopped answering)", endpoint_name())
         }
+        SdkError::DispatchFailure(e) if e.is_io() => {
+            format!("cannot reach {} (network, or the local emulator is not running)", endpoint_name())
+        }
+        SdkError::TimeoutError(_) => format!(
+            "{} did not answer in time, retries included (network, or an endpoint that stopped answering)",
+            endpoint_name()
+        ),
         other => {
             let text = format!("{}", aws_sdk_s3::error::DisplayErrorContext(other));
             if text.contains("no credentials") || text.contains("credentials") && text.contains("provider") {

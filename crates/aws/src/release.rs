@@ -57,7 +57,15 @@ pub async fn upload(
     for (name, value) in metadata {
         put = put.metadata(*name, *value);
     }
-    let out = put.send().await.map_err(|e| failed("cannot upload", e)).with_context(context)?;
+    // The answer comes after the whole body: the upload's own, longer timeouts.
+    let longer = aws_sdk_s3::config::Builder::default().timeout_config(crate::UPLOAD.config());
+    let out = put
+        .customize()
+        .config_override(longer)
+        .send()
+        .await
+        .map_err(|e| failed("cannot upload", e))
+        .with_context(context)?;
     Ok((Revision { bucket: bucket.into(), key: key.into(), e_tag: out.e_tag }, true))
 }
 

@@ -4,6 +4,7 @@
 mod approval;
 mod calls;
 mod emulator;
+mod faults;
 mod infra;
 mod release;
 
