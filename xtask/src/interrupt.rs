@@ -2,7 +2,10 @@
 //!
 //! - While Packer runs: Packer gets one SIGINT, cleans up what it created (key pair, security
 //!   group, instance), and the command then exits non-zero. Packer runs in its own process group,
-//!   so the terminal's Ctrl-C reaches only us and Packer is told exactly once.
+//!   so the terminal's Ctrl-C reaches only us and Packer is told exactly once, through its whole
+//!   group: Packer 1.6.6 is a wrapper process and a child, and the wrapper alone swallows a SIGINT
+//!   (the build then finishes, leaving an AMI nobody records).
+//! - SIGTERM and SIGHUP (a CI runner cancelling the job, a closed terminal) count as Ctrl-C.
 //! - While a deployment is followed: the first Ctrl-C is seen by the command (`presses`), which
 //!   asks for the deployment to stop and follows the stop; a second one leaves at once (exit 130).
 //!   What each press prints is set with `set_notes`.
@@ -28,9 +31,10 @@ pub fn install() -> anyhow::Result<()> {
                     return;
                 }
                 eprintln!("interrupted: asking packer to stop and clean up");
-                // SAFETY: kill(2) with a pid we spawned and a valid signal has no memory effects.
+                // SAFETY: kill(2) with the process group of a child we spawned as its leader, and
+                // a valid signal, has no memory effects.
                 unsafe {
-                    libc::kill(pid, libc::SIGINT);
+                    libc::kill(-pid, libc::SIGINT);
                 }
             } else {
                 let notes = NOTES.lock().unwrap_or_else(|p| p.into_inner());

@@ -274,6 +274,67 @@ fn ctrl_c_reaches_packer_once_and_the_command_fails() {
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "sigint\n", "packer gets exactly one SIGINT");
 }
 
+/// The real Packer, slowed down by a proxy that holds every request for 200 ms, interrupted while
+/// it builds: by Ctrl-C (SIGINT) and by SIGTERM (a cancelled CI job). Packer cleans up what it
+/// made, and no AMI is recorded.
+#[test]
+fn an_interrupted_packer_build_cleans_up_and_records_nothing() {
+    use std::io::{BufRead, BufReader};
+    if !packer_available() {
+        return;
+    }
+    let moto = emulator();
+    let project = Project::copy();
+    project.git_init("Initial");
+    let proxy = crate::proxy::Proxy::start(moto.port, std::time::Duration::from_millis(200));
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        let mut child = project
+            .command(&["ami", "globex", "dev", "--local"], &[("AWS_ENDPOINT_URL", &proxy.endpoint())])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let launched = line.contains("Launching a source AWS instance");
+            seen.push(line);
+            if launched {
+                break;
+            }
+        }
+        assert!(seen.last().is_some_and(|l| l.contains("Launching")), "{seen:?}");
+        // SAFETY: signalling a child process we spawned.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        seen.extend(lines.map_while(Result::ok));
+        let output = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (seen.join("\n"), String::from_utf8_lossy(&output.stderr));
+        assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+        assert!(stderr.contains("no AMI was recorded"), "{stderr}");
+        assert!(stdout.contains("Deleting temporary keypair"), "packer cleaned up: {stdout}");
+        assert!(!stdout.contains("Builds finished. The artifacts"), "the build did not finish: {stdout}");
+    }
+    let run =
+        project.run_with(&["ami", "globex", "dev", "--local", "--show"], &[("AWS_ENDPOINT_URL", &moto.endpoint())]);
+    assert_ne!(run.code, 0, "no record: {run:?}");
+    // Nothing of Packer's is left in the emulator.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let target = vending_aws::Target::Local { endpoint: moto.endpoint() };
+        let config = vending_aws::sdk_config("eu-west-1", &target).await;
+        let ec2 = aws_sdk_ec2::Client::new(&config);
+        let keys = ec2.describe_key_pairs().send().await.unwrap();
+        assert!(keys.key_pairs().iter().all(|k| !k.key_name().unwrap_or_default().starts_with("packer_")), "{keys:?}");
+        let groups = ec2.describe_security_groups().send().await.unwrap();
+        assert!(groups.security_groups().iter().all(|g| !g.group_name().unwrap_or_default().starts_with("packer_")));
+        let images = ec2.describe_images().owners("self").send().await.unwrap();
+        assert!(images.images().is_empty(), "no AMI: {images:?}");
+    });
+}
+
 #[test]
 fn a_base_ami_given_by_id_builds_locally_from_the_emulator_s_image() {
     if !packer_available() {

@@ -6,6 +6,7 @@ mod build;
 mod generate;
 mod infra;
 mod lock;
+mod proxy;
 mod software;
 mod validate;
 
