@@ -181,39 +181,81 @@ pub struct ServerState {
 }
 
 /// Starts a server that outlives this process (`cargo xtask local up`), or returns the one running.
+/// Two `local up` at once start one server: the second waits for the first (a file lock) and then
+/// finds its server.
 pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<ServerState> {
+    fs::create_dir_all(root.join("target/vending-local"))?;
+    let lock_path = root.join("target/vending-local/up.lock");
+    let lock = fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    flock_exclusive(&lock).with_context(|| format!("cannot lock {}", lock_path.display()))?;
     if let Some(state) = status(root)? {
         return Ok(state);
     }
     let server = ensure_installed(install_root)?;
     let port = free_port()?;
-    fs::create_dir_all(root.join("target/vending-local"))?;
     let log = fs::File::create(root.join("target/vending-local/moto.log")).context("cannot create the emulator log")?;
     let child = spawn(&server, port, Stdio::from(log), true)?;
     wait_ready(port)?;
     let state = ServerState { pid: child.id(), port, endpoint: endpoint(port) };
-    fs::write(state_file(root), serde_json::to_vec_pretty(&state)?).context("cannot record the server")?;
+    vending::project::write_atomic(&state_file(root), &serde_json::to_vec_pretty(&state)?)
+        .context("cannot record the server")?;
     Ok(state)
+}
+
+fn flock_exclusive(file: &fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock(2) on a descriptor we own; the kernel drops the lock when the file closes.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// What `server.json` records; a damaged file is reported and counts as no server (`up`
+/// replaces it; `down` removes it).
+fn recorded(root: &Path) -> Option<ServerState> {
+    let text = fs::read_to_string(state_file(root)).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(state) => Some(state),
+        Err(_) => {
+            eprintln!(
+                "warning: {} is damaged (not what `local up` wrote); it is ignored. If an emulator still runs, stop it with `pkill -f vending_moto_server`",
+                state_file(root).display()
+            );
+            None
+        }
+    }
+}
+
+/// Whether `pid` is an emulator this tool started (a pid reused by another process is not).
+fn is_emulator(pid: u32) -> bool {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("vending_moto_server"))
 }
 
 /// The server `local up` started, if it still answers.
 pub fn status(root: &Path) -> anyhow::Result<Option<ServerState>> {
-    let Ok(text) = fs::read_to_string(state_file(root)) else { return Ok(None) };
-    let state: ServerState = serde_json::from_str(&text).context("target/vending-local/server.json is damaged")?;
+    let Some(state) = recorded(root) else { return Ok(None) };
     let alive = http(state.port, "GET", "/moto-api/").is_ok_and(|s| s == 200);
     Ok(alive.then_some(state))
 }
 
-/// Stops the server `local up` started. Returns whether there was one.
+/// Stops the server `local up` started. Returns whether there was one. The pid is signalled only
+/// while it is still the emulator's: after a crash the number may belong to another process.
 pub fn down(root: &Path) -> anyhow::Result<bool> {
-    let Ok(text) = fs::read_to_string(state_file(root)) else { return Ok(false) };
-    let state: ServerState = serde_json::from_str(&text).context("target/vending-local/server.json is damaged")?;
-    let sh = Shell::new()?;
-    let pid = state.pid.to_string();
-    // The server may have died already; then there is nothing to stop.
-    let _ = cmd!(sh, "kill {pid}").quiet().ignore_status().ignore_stderr().run();
-    fs::remove_file(state_file(root)).context("cannot remove target/vending-local/server.json")?;
-    Ok(true)
+    let file = state_file(root);
+    if !file.exists() {
+        return Ok(false);
+    }
+    let running = recorded(root).filter(|state| is_emulator(state.pid));
+    if let Some(state) = &running {
+        let sh = Shell::new()?;
+        let pid = state.pid.to_string();
+        cmd!(sh, "kill {pid}").quiet().ignore_status().ignore_stderr().run()?;
+    }
+    fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+    Ok(running.is_some())
 }
 
 /// The endpoint local mode talks to: `AWS_ENDPOINT_URL` when set (it must be a loopback

@@ -397,9 +397,15 @@ fn local_up_status_down() {
     let run = project.run(&["local", "status"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("not running: start it with `cargo xtask local up`"), "{run:?}");
-    let run = project.run(&["local", "up"]);
-    assert_eq!(run.code, 0, "{run:?}");
+    // Two `up` at once start one server, and both name it.
+    let both: Vec<_> = (0..2)
+        .map(|_| project.command(&["local", "up"], &[]).stdout(std::process::Stdio::piped()).spawn().unwrap())
+        .collect();
+    let runs: Vec<crate::Run> = both.into_iter().map(|c| crate::Run::from(c.wait_with_output().unwrap())).collect();
+    assert!(runs.iter().all(|r| r.code == 0), "{runs:?}");
+    let run = &runs[0];
     assert!(run.stdout.contains("local AWS emulator (moto 5.2.5) at http://127.0.0.1:"), "{run:?}");
+    assert_eq!(runs[1].stdout.lines().next(), run.stdout.lines().next(), "one server: {runs:?}");
     let again = project.run(&["local", "up"]);
     assert_eq!(again.stdout.lines().next(), run.stdout.lines().next(), "a second `up` finds the running server");
     let run = project.run(&["local", "status"]);
@@ -412,4 +418,22 @@ fn local_up_status_down() {
     let run = project.run(&["local", "down"]);
     assert!(run.stdout.contains("local AWS emulator stopped"), "{run:?}");
     assert_eq!(project.run(&["local", "status"]).code, 1);
+
+    // After a crash the recorded pid may be another process's: `down` leaves it alone.
+    let mut bystander = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let record = format!("{{\"pid\": {}, \"port\": 9, \"endpoint\": \"http://127.0.0.1:9\"}}", bystander.id());
+    project.write("target/vending-local/server.json", &record);
+    let run = project.run(&["local", "down"]);
+    assert!(run.stdout.contains("no local AWS emulator was running"), "{run:?}");
+    assert!(bystander.try_wait().unwrap().is_none(), "the other process still runs");
+    bystander.kill().unwrap();
+    // A damaged record is reported, and blocks nothing.
+    project.write("target/vending-local/server.json", "{ not json");
+    let run = project.run(&["local", "status"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("server.json is damaged"), "{run:?}");
+    let run = project.run(&["local", "up"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(project.run(&["local", "status"]).code, 0);
+    assert!(project.run(&["local", "down"]).stdout.contains("local AWS emulator stopped"));
 }
