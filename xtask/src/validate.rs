@@ -157,7 +157,7 @@ impl Validate {
     }
 
     fn check_spec_file(&self, root: &Path, path: &Path) -> anyhow::Result<ExitCode> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = read_spec(path)?;
         let mut diagnostics = if self.kind.is_none() && is_packer_template(path, &text) {
             match self.check_packer_file(root, path)? {
                 Ok(diagnostics) => diagnostics,
@@ -259,4 +259,32 @@ fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The largest spec file `validate --spec` reads: buildspecs and appspecs are a few KiB, and a
+/// Packer template a few dozen; anything near this is not one.
+const MAX_SPEC_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A spec file's text: a regular file (a FIFO or `/dev/zero` would hang or grow without end),
+/// of bounded size, in UTF-8.
+fn read_spec(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    anyhow::ensure!(
+        metadata.is_file(),
+        "{} is not a regular file: give the path of a buildspec, appspec or Packer template",
+        path.display()
+    );
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= MAX_SPEC_BYTES,
+        "{} is larger than {} MiB: not a buildspec, appspec or Packer template",
+        path.display(),
+        MAX_SPEC_BYTES / 1024 / 1024
+    );
+    String::from_utf8(bytes)
+        .map_err(|e| anyhow::anyhow!("{} is not UTF-8 text (byte {})", path.display(), e.utf8_error().valid_up_to()))
 }

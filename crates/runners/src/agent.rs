@@ -900,9 +900,32 @@ fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// The end of a script's log: its last 20 lines, read from at most the last 64 KiB, each cut to
+/// 500 characters, bytes that are not UTF-8 replaced: a script that prints a 50 MB line or binary
+/// output still gets a readable tail, and the report stays small.
 fn log_tail(path: &Path) -> Vec<String> {
-    let mut text = String::new();
-    let _ = fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text));
-    let lines: Vec<String> = text.lines().map(str::to_string).collect();
-    lines[lines.len().saturating_sub(20)..].to_vec()
+    const WINDOW: u64 = 64 * 1024;
+    const LINES: usize = 20;
+    const LINE_CHARS: usize = 500;
+    let mut bytes = Vec::new();
+    let _ = fs::File::open(path).and_then(|mut f| {
+        use std::io::Seek;
+        let length = f.metadata()?.len();
+        f.seek(std::io::SeekFrom::Start(length.saturating_sub(WINDOW)))?;
+        f.take(WINDOW).read_to_end(&mut bytes)
+    });
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LINES)..]
+        .iter()
+        .map(|line| {
+            let count = line.chars().count();
+            if count <= LINE_CHARS {
+                line.to_string()
+            } else {
+                let kept: String = line.chars().take(LINE_CHARS).collect();
+                format!("{kept}… ({} more characters)", count - LINE_CHARS)
+            }
+        })
+        .collect()
 }

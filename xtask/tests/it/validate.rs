@@ -279,3 +279,21 @@ fn the_pull_request_check_builds_without_the_aws_sdk() {
     let alias = std::fs::read_to_string(manifest.parent().unwrap().join("../.cargo/config.toml")).unwrap();
     assert!(alias.contains("xtask = \"run --package xtask --bin xtask --no-default-features --\""), "{alias}");
 }
+
+#[test]
+fn spec_files_that_are_not_regular_or_too_large_are_refused() {
+    let project = Project::copy();
+    let run = project.run(&["validate", "--spec", "/dev/zero"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("/dev/zero is not a regular file"), "{run:?}");
+    let fifo = project.path("target/spec.fifo");
+    std::fs::create_dir_all(fifo.parent().unwrap()).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let run = project.run(&["validate", "--spec", fifo.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "a FIFO is refused, not waited on: {run:?}");
+    let big = project.path("target/big.yml");
+    std::fs::write(&big, "version: 0.2\n".repeat(400_000)).unwrap();
+    let run = project.run(&["validate", "--spec", big.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("is larger than 4 MiB"), "{run:?}");
+}

@@ -149,6 +149,24 @@ fn a_failing_script_stops_its_event_and_skips_the_rest() {
 }
 
 #[test]
+fn a_failing_script_s_tail_is_bounded_and_lossy() {
+    let sandbox = tempfile::tempdir().unwrap();
+    // 3 MB on one line, then bytes that are not UTF-8, then the last word.
+    let revision = Revision::new("version: 0.0\nos: linux\nhooks:\n  AfterInstall:\n    - location: a.sh\n")
+        .script("a.sh", "head -c 3000000 /dev/zero | tr '\\0' x\necho\nprintf 'caf\\351\\n'\necho last\nexit 3");
+    let report = run(sandbox.path(), &revision, "d-1");
+    let tail = report.failure.unwrap().log_tail;
+    assert_eq!(tail.len(), 3, "{:?}", tail.iter().map(|l| l.len()).collect::<Vec<_>>());
+    assert!(
+        tail[0].len() < 1000 && tail[0].ends_with("more characters)"),
+        "{}",
+        &tail[0][tail[0].len().saturating_sub(80)..]
+    );
+    assert_eq!(tail[1], "caf\u{fffd}");
+    assert_eq!(tail[2], "last");
+}
+
+#[test]
 fn a_script_over_its_timeout_is_killed_with_what_it_started() {
     let sandbox = tempfile::tempdir().unwrap();
     let revision = Revision::new(
