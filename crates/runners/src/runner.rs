@@ -150,6 +150,8 @@ struct Session {
     marker: String,
     /// When the build's time is up.
     deadline: Instant,
+    /// Kills the build's process group if this process dies first.
+    watchdog: Child,
 }
 
 /// How often a command waiting for output checks whether the shell is still there (a process it
@@ -187,6 +189,7 @@ impl Session {
         use std::os::unix::process::CommandExt;
         command.process_group(0);
         let mut child = command.spawn().with_context(|| format!("cannot start {program}"))?;
+        let watchdog = watchdog(child.id()).context("cannot start the build's watchdog")?;
         let stdin = child.stdin.take().context("no stdin")?;
         // One stream (the shell sends its stderr to stdout), so output and status stay in order.
         let (sender, lines) = mpsc::channel();
@@ -200,7 +203,7 @@ impl Session {
             }
         });
         let marker = format!("__vending_status_{}_{}", std::process::id(), options.build_id.len() + 7919);
-        let mut session = Session { child, stdin, lines, marker, deadline };
+        let mut session = Session { child, stdin, lines, marker, deadline, watchdog };
         session.stdin.write_all(b"exec 2>&1\n").context("the shell does not take commands")?;
         // Nothing to run yet; this checks that the shell answers.
         match session.run("true", out)? {
@@ -281,7 +284,27 @@ impl Drop for Session {
     fn drop(&mut self) {
         self.kill();
         let _ = self.child.wait();
+        let _ = self.watchdog.kill();
+        let _ = self.watchdog.wait();
     }
+}
+
+/// What stops the build when this process dies without running `Drop` (Ctrl-C, SIGTERM,
+/// kill -9): the build's shell is in a process group of its own, which the terminal's Ctrl-C does
+/// not reach, and a parent-death signal would reach only the shell, not what it started. So a
+/// small watchdog, outside that group, checks every second that this process lives, and when it is
+/// gone kills the build's whole group. (The script is fixed; the pids are its arguments.)
+fn watchdog(build_group: u32) -> std::io::Result<std::process::Child> {
+    // dash's `kill` takes a process group only as `-- -PGID` unquoted; both are numbers we pass.
+    const SCRIPT: &str = r#"while kill -0 $1 2>/dev/null; do sleep 1; done; kill -s KILL -- -$2 2>/dev/null"#;
+    use std::os::unix::process::CommandExt;
+    Command::new("/bin/sh")
+        .args(["-c", SCRIPT, "vending-build-watchdog", &std::process::id().to_string(), &build_group.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
 }
 
 /// The texts to hide from the output, longest first. Output is masked line by line, so a

@@ -153,6 +153,65 @@ fn buildspec_run_reports_phases_and_artifacts() {
     assert!(run.stdout.contains("unquoted `: `") || run.stderr.contains("unquoted `: `"), "{run:?}");
 }
 
+/// The processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(marker) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn an_interrupted_build_takes_what_it_started_with_it() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let project = Project::copy();
+    for (signal, name) in [(libc::SIGINT, "int"), (libc::SIGTERM, "term"), (libc::SIGKILL, "kill")] {
+        let marker = format!("vending-test-marker-{}-{name}", std::process::id());
+        let spec = dir.path().join(format!("{name}.yml"));
+        std::fs::write(
+            &spec,
+            format!("version: 0.2\nphases:\n  build:\n    commands:\n      - bash -c 'sleep 300; true' {marker} &\n      - echo started\n      - sleep 300\n"),
+        )
+        .unwrap();
+        let src = dir.path().display().to_string();
+        let mut child = project
+            .command(&["buildspec", "run", spec.to_str().unwrap(), "--src", &src], &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.map_while(Result::ok) {
+            if line.contains("started") {
+                break;
+            }
+        }
+        // (`; true` keeps bash from replacing itself with `sleep`, which would drop the marker.)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while processes_with(&marker).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{name}: the build's background process never ran");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        // SAFETY: signalling a child process we spawned.
+        unsafe {
+            libc::kill(child.id() as i32, signal);
+        }
+        let _ = child.wait();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !processes_with(&marker).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "{name}: still running: {:?}", processes_with(&marker));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 #[test]
 fn appspec_run_deploys_a_revision_into_a_sandbox() {
     let revision = tempfile::tempdir().unwrap();
