@@ -158,7 +158,7 @@ impl Ami {
             }
             anyhow::Ok((s3, guard))
         })?;
-        let _guard = match guard {
+        let guard = match guard {
             Ok(guard) => guard,
             Err(code) => return Ok(code),
         };
@@ -177,6 +177,8 @@ impl Ami {
             template_sha256: format!("{:x}", Sha256::digest(rendered.contents.as_bytes())),
         };
         runtime.block_on(async {
+            // Recorded only while this run still holds the environment's lock.
+            vending_aws::lock::check_held(&s3, &guard.held()).await?;
             vending_aws::s3::put_json(&s3, &platform.state_bucket, &record.history_key(), &record).await?;
             vending_aws::s3::put_json(&s3, &platform.state_bucket, &record_key, &record).await
         })?;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use vending::approval::{new_id, AuditEvent, Proposal, Refused, Request, Scope, State};
+use vending::approval::{new_id, same_person, AuditEvent, Proposal, Refused, Request, Scope, State};
 use vending::config::model::{Approval, Fleet};
 use vending_aws::approval::{entropy, Store, Stored};
 use vending_aws::infra::Clients;
@@ -124,29 +124,51 @@ impl Gate<'_> {
                     stored
                 }
             }
-            None => self.request(&me, proposal)?,
+            None => match self.waiting_request(&me, &proposal)? {
+                Some(stored) => stored,
+                None => self.request(&me, proposal)?,
+            },
         };
         loop {
             let approved = match self.wait(&stored)? {
                 Waited::Stop(code) => return Ok(Pass::Stop(code)),
                 Waited::Approved(approved) => approved,
             };
+            let request = &approved.request;
+            // The stored request is checked, not trusted: intact, approved by another person,
+            // not expired.
+            if let Some(problem) = request.approval_problem(&request.plan_sha256, SystemTime::now()) {
+                if request.is_intact() && request.is_past_expiry(SystemTime::now()) {
+                    let expired =
+                        request.close(State::Expired, SystemTime::now(), "approved but not used before it expired");
+                    if self.block_on(self.store().update(&approved, &expired))?.is_ok() {
+                        self.audit("expired", &me, Some(&expired), String::new())?;
+                    }
+                    eprintln!(
+                        "error: {}: request {}: {problem}; run the command again to ask anew",
+                        self.label(),
+                        request.id
+                    );
+                    return Ok(Pass::Stop(ExitCode::from(EXIT_EXPIRED)));
+                }
+                bail!("{}: request {} cannot be used: {problem}", self.label(), request.id);
+            }
             if let Some(code) = lock()? {
                 println!(
                     "{} | request {} stays approved: resume with `{} --approval {}`",
                     self.label(),
-                    approved.request.id,
+                    request.id,
                     self.command_line,
-                    approved.request.id
+                    request.id
                 );
                 return Ok(Pass::Stop(code));
             }
             let now = replan()?;
-            if now.sha256() == approved.request.plan_sha256 {
-                let by = approved.request.decision.as_ref().map(|d| d.by.clone()).unwrap_or_default();
-                let used = approved.request.close(State::Used, SystemTime::now(), &format!("applied by {me}"));
+            if now.sha256() == request.plan_sha256 {
+                let by = request.decision.as_ref().map(|d| d.by.clone()).unwrap_or_default();
+                let used = request.close(State::Used, SystemTime::now(), &format!("applied by {me}"));
                 let Ok(used) = self.block_on(self.store().update(&approved, &used))? else {
-                    bail!("{}: request {} was used by another run meanwhile", self.label(), approved.request.id);
+                    bail!("{}: request {} was used by another run meanwhile", self.label(), request.id);
                 };
                 self.audit("apply-started", &me, Some(&used.request), String::new())?;
                 println!("{} | request {} approved by {by}: applying", self.label(), used.request.id);
@@ -159,6 +181,24 @@ impl Gate<'_> {
             }
             stored = self.request(&me, now)?;
         }
+    }
+
+    /// A request this person made for this same plan that still waits (left by Ctrl-C or
+    /// `--no-wait`): waited for again rather than asked twice.
+    fn waiting_request(&self, me: &str, proposal: &Proposal) -> anyhow::Result<Option<Stored>> {
+        let hash = proposal.sha256();
+        let pending = self.block_on(self.store().pending(&self.scope))?;
+        let Some(mine) =
+            pending.iter().rev().find(|r| r.plan_sha256 == hash && r.is_intact() && same_person(&r.requester, me))
+        else {
+            return Ok(None);
+        };
+        println!(
+            "{} | request {} for this same plan waits for a decision already: waiting for it",
+            self.label(),
+            mine.id
+        );
+        self.block_on(self.store().read(&self.scope, &mine.id))
     }
 
     /// Records that the plan changed under a request: it cannot be used.
@@ -302,8 +342,15 @@ impl Gate<'_> {
         }
     }
 
-    /// Records how the approved apply ended.
-    pub fn finish(&self, used: &Stored, outcome: &anyhow::Result<ExitCode>) -> anyhow::Result<()> {
+    /// Records how the approved apply ended; a failure to record it is a warning, never the
+    /// command's result.
+    pub fn finish(&self, used: &Stored, outcome: &anyhow::Result<ExitCode>) {
+        if let Err(e) = self.record_outcome(used, outcome) {
+            eprintln!("warning: {}: the outcome is not in the audit log: {e:#}", self.label());
+        }
+    }
+
+    fn record_outcome(&self, used: &Stored, outcome: &anyhow::Result<ExitCode>) -> anyhow::Result<()> {
         let me = self.block_on(vending_aws::identity::caller(&self.clients.sts))?.arn;
         let (event, detail) = match outcome {
             Ok(code) if *code == ExitCode::SUCCESS => ("applied", String::new()),
@@ -437,10 +484,22 @@ fn decide(
             return Ok(ExitCode::from(EXIT_PROBLEMS));
         }
     };
-    if yes == Some(false) && !confirm(&label, &stored.request.id)? {
-        println!("not approved: nothing was recorded");
-        return Ok(ExitCode::from(EXIT_PROBLEMS));
-    }
+    let decided = if yes == Some(false) {
+        if !confirm(&label, &stored.request.id)? {
+            println!("not approved: nothing was recorded");
+            return Ok(ExitCode::from(EXIT_PROBLEMS));
+        }
+        // The answer may come late: decided again at the time it came.
+        match stored.request.decide(&me, SystemTime::now(), approve, reason) {
+            Ok(decided) => decided,
+            Err(refused) => {
+                eprintln!("error: {label}: request {}: {refused} (nothing was recorded)", stored.request.id);
+                return Ok(ExitCode::from(EXIT_PROBLEMS));
+            }
+        }
+    } else {
+        decided
+    };
     match runtime.block_on(store.update(&stored, &decided))? {
         Ok(_) => {}
         Err(_) => {

@@ -265,6 +265,32 @@ impl Run<'_> {
         }
     }
 
+    /// The options of the apply that follows the gate: the lock is checked and Ctrl-C asks to stop
+    /// before each change (the first press stops after the change in progress; a second leaves).
+    fn applying(&self, options: &ApplyOptions, guard: Option<&Guard>) -> anyhow::Result<ApplyOptions> {
+        crate::interrupt::install()?;
+        let label = self.scope.label();
+        crate::interrupt::set_notes(
+            Some(format!("{label}: interrupted: stopping after the change in progress (Ctrl-C again leaves at once)")),
+            format!("{label}: left in the middle of its changes; run the command again to finish"),
+        );
+        let baseline = crate::interrupt::presses();
+        let asked = std::sync::Arc::new(move || crate::interrupt::presses() > baseline);
+        Ok(ApplyOptions {
+            held: guard.map(Guard::held),
+            interrupted: Some(infra::Interrupted(asked)),
+            ..options.clone()
+        })
+    }
+
+    /// Fails when this run's lock was taken over or released by force meanwhile.
+    fn still_held(&self, guard: Option<&Guard>) -> anyhow::Result<()> {
+        match guard {
+            Some(guard) => self.runtime.block_on(vending_aws::lock::check_held(&self.clients.s3, &guard.held())),
+            None => Ok(()),
+        }
+    }
+
     /// Takes the scope's lock for `command`; `Err(code)` when another run holds it.
     fn lock(&self, command: &str, wait: Option<std::time::Duration>) -> anyhow::Result<Result<Guard, ExitCode>> {
         let locker = Locker {
@@ -305,10 +331,34 @@ impl Run<'_> {
         }
         let mut planned = planned;
         let options = ApplyOptions { only: Some(Kind::Topic), ..ApplyOptions::default() };
+        let changed: Vec<String> = planned
+            .plan
+            .changes
+            .iter()
+            .filter(|c| c.kind == Kind::Topic)
+            .flat_map(|c| match &c.action {
+                vending::plan::Action::Update(fields) => fields
+                    .iter()
+                    .map(|f| format!("{}: {} → {}", f.field, f.old.as_deref().unwrap_or("(none)"), f.new))
+                    .collect(),
+                _ => vec![format!("created {}", c.name)],
+            })
+            .collect();
         let applied = self.runtime.block_on(infra::apply(self.clients, &mut planned, &options))?;
         for note in &applied.notes {
             println!("note: {note}");
         }
+        // Who is notified changes without an approval (it changes nothing that runs): on record.
+        let me = self.runtime.block_on(vending_aws::identity::caller(&self.clients.sts))?.arn;
+        let event = vending::approval::AuditEvent {
+            at: vending::approval::precise_timestamp(std::time::SystemTime::now()),
+            event: "approvers-changed".into(),
+            who: me,
+            request: None,
+            plan_sha256: None,
+            detail: changed.join("; "),
+        };
+        self.runtime.block_on(self.store().audit(&self.scope, &event))?;
         replan()
     }
 
@@ -388,11 +438,12 @@ fn ami_of(
     Ok(record.and_then(|r| r.amis.get(&platform.region).cloned()))
 }
 
-fn binding(revision: &PlannedRevision, ami: Option<String>) -> ReleaseBinding {
+fn binding(revision: &PlannedRevision, ami: Option<String>, ignore_application_stop_failures: bool) -> ReleaseBinding {
     ReleaseBinding {
         revision_sha256: revision.sha256.clone(),
         ami,
         kind: if revision.rollback { "rollback" } else { "release" }.into(),
+        ignore_application_stop_failures,
     }
 }
 
@@ -500,7 +551,7 @@ impl DeployCommand {
             None => None,
         };
         let last = run.last_applied()?;
-        let bind = || prepared.as_ref().map(|r| binding(r, ami.clone()));
+        let bind = || prepared.as_ref().map(|r| binding(r, ami.clone(), self.ignore_application_stop_failures));
         let proposal = run.proposal("deploy", planned.as_ref(), bind(), last.as_ref().map(|l| &l.0), &options);
         let mut flags = String::new();
         if self.software_only {
@@ -531,11 +582,14 @@ impl DeployCommand {
         if replanned.is_some() {
             planned = replanned;
         }
-        let _guard = guard;
+        let options = run.applying(&options, guard.as_ref())?;
         let outcome = (|| {
             if let Some(planned) = planned.as_mut() {
                 infra::check(planned, &options)?;
                 run.apply(planned, &options, last.as_ref().map(|l| l.1.as_str()))?;
+            }
+            if prepared.is_some() {
+                run.still_held(guard.as_ref())?;
             }
             match &prepared {
                 Some(revision) => release.ship(revision),
@@ -543,7 +597,7 @@ impl DeployCommand {
             }
         })();
         if let Some(used) = &used {
-            gate.finish(used, &outcome)?;
+            gate.finish(used, &outcome);
         }
         outcome
     }
@@ -580,7 +634,12 @@ impl RollbackCommand {
             local: self.local,
         };
         let ami = ami_of(None, &runtime, &clients, &fleet.platform, &customer.name, &env.name)?;
-        let proposal = run.proposal("rollback", None, Some(binding(&revision, ami)), None, &ApplyOptions::default());
+        let ignore = self.ignore_application_stop_failures;
+        let proposal_of = |revision: Option<&PlannedRevision>| {
+            let release = revision.map(|r| binding(r, ami.clone(), ignore));
+            run.proposal("rollback", None, release, None, &ApplyOptions::default())
+        };
+        let proposal = proposal_of(Some(&revision));
         let command = format!("rollback {} {}", customer.name, env.name);
         let mut guard = None;
         if !env.approval.required {
@@ -591,17 +650,21 @@ impl RollbackCommand {
         let to = self.to.as_deref().map(|t| format!(" --to {t}")).unwrap_or_default();
         let command_line = format!("cargo xtask rollback {} {}{}{to}", customer.name, env.name, local_flag(run.local));
         let gate = run.gate(command_line, &self.approval);
-        let same = proposal.clone();
+        // After the approval the target is found again: another release meanwhile changes it.
+        let mut again = || match release.prepare_rollback(self.to.as_deref())? {
+            Prepared::Ship(fresh) => Ok(proposal_of(Some(&fresh))),
+            _ => Ok(proposal_of(None)),
+        };
         let mut take_lock = || run.lock_into(&mut guard, &command, self.wait_lock.wait_lock);
-        let used = match gate.pass(proposal, &mut take_lock, &mut || Ok(same.clone()))? {
+        let used = match gate.pass(proposal, &mut take_lock, &mut again)? {
             Pass::Open => None,
             Pass::Approved(used) => Some(used),
             Pass::Stop(code) => return Ok(code),
         };
-        let _guard = guard;
-        let outcome = release.ship(&revision);
+        run.applying(&ApplyOptions::default(), guard.as_ref())?;
+        let outcome = run.still_held(guard.as_ref()).and_then(|()| release.ship(&revision));
         if let Some(used) = &used {
-            gate.finish(used, &outcome)?;
+            gate.finish(used, &outcome);
         }
         outcome
     }
@@ -679,11 +742,11 @@ impl PlatformCommand {
                 if let Some(fresh) = replanned {
                     planned = fresh;
                 }
-                let _guard = guard;
+                let options = run.applying(&options, guard.as_ref())?;
                 let outcome =
                     run.apply(&mut planned, &options, last.as_ref().map(|l| l.1.as_str())).map(|()| ExitCode::SUCCESS);
                 if let Some(used) = &used {
-                    gate.finish(used, &outcome)?;
+                    gate.finish(used, &outcome);
                 }
                 outcome
             }

@@ -29,6 +29,14 @@ const POLL: Duration = Duration::from_secs(2);
 pub struct Guard {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    held: vending_aws::lock::Held,
+}
+
+impl Guard {
+    /// What `infra::apply` checks before each change (and a command before each step).
+    pub fn held(&self) -> vending_aws::lock::Held {
+        self.held.clone()
+    }
 }
 
 impl Drop for Guard {
@@ -41,15 +49,35 @@ impl Drop for Guard {
     }
 }
 
-/// Whether a process of this host still runs and is this tool (a reused pid is not).
-pub fn alive(pid: u32) -> bool {
+/// Whether a process of this machine still runs, started when the lock says, and is this tool
+/// (a reused pid is not).
+pub fn alive(pid: u32, started: u64) -> bool {
     let Ok(pid_t) = i32::try_from(pid) else { return false };
     // SAFETY: kill(2) with signal 0 sends nothing; it only checks that the process exists.
     let exists =
         unsafe { libc::kill(pid_t, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     exists
+        && (started == 0 || start_time(pid) == Some(started))
         && std::fs::read(format!("/proc/{pid}/cmdline"))
             .map_or(true, |cmdline| String::from_utf8_lossy(&cmdline).contains("xtask"))
+}
+
+/// A process's start time in clock ticks since boot (`/proc/PID/stat`, field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process, as a lock records it: host name, the running system and pid namespace (boot id
+/// and namespace inode), pid and start time.
+pub fn this_process() -> vending::lock::Process {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let namespace = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
+    let machine = if boot.trim().is_empty() { String::new() } else { format!("{}/{namespace}", boot.trim()) };
+    let pid = std::process::id();
+    vending::lock::Process { host: host(), machine, pid, started: start_time(pid).unwrap_or(0) }
 }
 
 /// This machine's name.
@@ -88,7 +116,7 @@ impl Locker<'_> {
         let run = format!("{:016x}", entropy());
         let (started, mut said) = (Instant::now(), None::<Instant>);
         loop {
-            let lock = Lock::new(&me, &host(), std::process::id(), &run, command, &commit, SystemTime::now());
+            let lock = Lock::new(&me, &this_process(), &run, command, &commit, SystemTime::now());
             let taken = self.runtime.block_on(vending_aws::lock::take(
                 &self.clients.s3,
                 self.bucket,
@@ -151,28 +179,29 @@ impl Locker<'_> {
         self.runtime.block_on(store.audit(scope, &event))
     }
 
-    /// Holds the lock: a thread renews it and releases it when the guard goes.
+    /// Holds the lock: a thread renews it and releases it when the guard goes. The thread calls
+    /// AWS through the command's runtime (its worker keeps the clients' connections served while
+    /// the command's thread is busy); a lock lost meanwhile is found by the checks before each
+    /// change (`vending_aws::lock::check_held`).
     fn hold(&self, scope: Scope, lock: Lock, etag: String) -> Guard {
         let (stop, stopped) = mpsc::channel::<()>();
         let (s3, bucket) = (self.clients.s3.clone(), self.bucket.to_string());
+        let held = vending_aws::lock::Held { bucket: bucket.clone(), scope: scope.clone(), run: lock.run.clone() };
+        let handle = self.runtime.handle().clone();
         let thread = std::thread::spawn(move || {
-            let Ok(runtime) = vending_aws::runtime() else { return };
             let mut etag = etag;
-            let mut lost = false;
             loop {
                 let done = !matches!(stopped.recv_timeout(RENEW_EVERY), Err(mpsc::RecvTimeoutError::Timeout));
-                if lost {
-                    if done {
-                        return;
-                    }
-                    continue;
-                }
                 let next = if done { lock.released() } else { lock.renewed(SystemTime::now()) };
-                match runtime.block_on(vending_aws::lock::rewrite(&s3, &bucket, &scope, &next, &etag)) {
+                match handle.block_on(vending_aws::lock::rewrite(&s3, &bucket, &scope, &next, &etag)) {
                     Ok(Ok(new)) => etag = new,
                     Ok(Err(_)) => {
-                        eprintln!("warning: {}: the lock was taken by someone else meanwhile (see `cargo xtask lock status {}`)", scope.label(), scope.arguments());
-                        lost = true;
+                        eprintln!(
+                            "warning: {}: the lock was taken by someone else meanwhile (see `cargo xtask lock status {}`); this run stops before its next change",
+                            scope.label(),
+                            scope.arguments()
+                        );
+                        return;
                     }
                     Err(e) => eprintln!("warning: {}: cannot renew or release the lock: {e:#}", scope.label()),
                 }
@@ -181,7 +210,7 @@ impl Locker<'_> {
                 }
             }
         });
-        Guard { stop: Some(stop), thread: Some(thread) }
+        Guard { stop: Some(stop), thread: Some(thread), held }
     }
 }
 
@@ -257,7 +286,7 @@ impl LockCommand {
             println!("{label}: not locked");
             return Ok(ExitCode::SUCCESS);
         };
-        let standing = lock.standing(SystemTime::now(), &host(), alive);
+        let standing = lock.standing(SystemTime::now(), &this_process().machine, alive);
         let state = match standing {
             Standing::Expired => " (expired: its run crashed; the next command takes it over)",
             Standing::Stale => " (stale: its process is gone from this host; the next command takes it over)",
@@ -268,10 +297,12 @@ impl LockCommand {
             return Ok(ExitCode::SUCCESS);
         }
         let me = runtime.block_on(vending_aws::identity::caller(&clients.sts))?.arn;
-        let mine = vending::approval::same_person(&me, &lock.holder);
+        // Yours to release without --force: a lock of yours whose run is gone (crashed here, or
+        // expired). One whose run still works is released only on purpose.
+        let mine = vending::approval::same_person(&me, &lock.holder) && standing != Standing::Held;
         if !mine && !force {
             eprintln!(
-                "error: {label} is locked by someone else: {}{state}. Their run may still be working; release it with --force only if you are sure (it is written to the audit log)",
+                "error: {label} is locked by a run that may still be working: {}{state}. Release it with --force only if you are sure (it is written to the audit log)",
                 lock.describe()
             );
             return Ok(ExitCode::from(EXIT_LOCKED));

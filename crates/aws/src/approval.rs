@@ -66,10 +66,12 @@ impl Store<'_> {
         Ok(requests)
     }
 
-    /// The pending requests of a scope, oldest first.
+    /// The pending requests of a scope that have not expired, oldest first (one left past its
+    /// expiry is expired, whether or not that was recorded yet).
     pub async fn pending(&self, scope: &Scope) -> anyhow::Result<Vec<Request>> {
         let all = self.list(&scope.approvals_prefix()).await?;
-        Ok(all.into_iter().filter(|r| r.state == State::Pending).collect())
+        let now = SystemTime::now();
+        Ok(all.into_iter().filter(|r| r.state == State::Pending && !r.is_past_expiry(now)).collect())
     }
 
     /// Adds an event to the scope's audit log (a new object each time).

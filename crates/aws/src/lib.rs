@@ -136,10 +136,13 @@ pub async fn sdk_config_with(region: &str, target: &Target, timeouts: &Timeouts)
     }
 }
 
-/// A single-threaded runtime for a command's AWS calls: the commands are sequential and the
-/// work is waiting on the network.
+/// The runtime of a command's AWS calls: the commands are sequential and wait on the network, so
+/// one worker thread. A worker (rather than a current-thread runtime) keeps the HTTP client's
+/// connections served while the command's own thread is busy elsewhere (Packer, a build, a
+/// sleep), so that the lock's renewal thread can call AWS through the same clients at any time
+/// (`Handle::block_on`).
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?)
 }
 
 /// One line for an SDK error of any service (they share the smithy error types): the service's

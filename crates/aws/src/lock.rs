@@ -30,14 +30,14 @@ pub async fn take(
     scope: &Scope,
     lock: &Lock,
     now: SystemTime,
-    alive: impl Fn(u32) -> bool,
+    alive: impl Fn(u32, u64) -> bool,
 ) -> anyhow::Result<Taken> {
     let key = Lock::key(scope);
     // Each round reads the lock and writes over exactly what it read; losing a race reads again.
     for _ in 0..5 {
         let (condition, replaced) = match read(client, bucket, scope).await? {
             None => (Condition::Absent, None),
-            Some((existing, etag)) => match existing.standing(now, &lock.host, &alive) {
+            Some((existing, etag)) => match existing.standing(now, &lock.machine, &alive) {
                 Standing::Held => return Ok(Taken::Busy(existing)),
                 Standing::Free => (Condition::Unchanged(etag), None),
                 standing => (Condition::Unchanged(etag), Some((existing, standing))),
@@ -60,4 +60,31 @@ pub async fn rewrite(
     etag: &str,
 ) -> anyhow::Result<Result<String, Conflict>> {
     s3::put_json_if(client, bucket, &Lock::key(scope), lock, &Condition::Unchanged(etag.to_string())).await
+}
+
+/// The lock a run holds, to check that it still does before each change.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub bucket: String,
+    pub scope: Scope,
+    /// The holding run's id.
+    pub run: String,
+}
+
+/// Fails when the lock is no longer this run's (released by force, or taken over after it
+/// expired while this run could not renew it): the run must stop before it changes more.
+pub async fn check_held(client: &aws_sdk_s3::Client, held: &Held) -> anyhow::Result<()> {
+    match read(client, &held.bucket, &held.scope).await? {
+        Some((lock, _)) if lock.run == held.run && !lock.released => Ok(()),
+        Some((lock, _)) if !lock.released => bail!(
+            "{}: the lock was taken over by {} while this run worked; it stopped before changing more (see `cargo xtask lock status {}`)",
+            held.scope.label(),
+            lock.describe(),
+            held.scope.arguments()
+        ),
+        _ => bail!(
+            "{}: the lock was released (by force) while this run worked; it stopped before changing more",
+            held.scope.label()
+        ),
+    }
 }

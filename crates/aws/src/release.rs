@@ -44,6 +44,16 @@ pub async fn upload(
     let context = || format!("s3://{bucket}/{key}");
     match clients.s3.head_object().bucket(bucket).key(key).send().await {
         Ok(head) => {
+            // Already there under its content's name; it must say it is that content (an object
+            // put there by other hands is not deployed under an approval for this SHA-256).
+            let wanted = metadata.iter().find(|(name, _)| *name == "sha256").map(|(_, v)| *v);
+            let stored = head.metadata().and_then(|m| m.get("sha256")).map(String::as_str);
+            if wanted.is_some() && stored != wanted {
+                anyhow::bail!(
+                    "s3://{bucket}/{key} is there but does not say it holds that revision (its sha256 is {}): delete it and deploy again",
+                    stored.unwrap_or("missing")
+                );
+            }
             let revision = Revision { bucket: bucket.into(), key: key.into(), e_tag: head.e_tag };
             return Ok((revision, false));
         }
@@ -88,7 +98,12 @@ pub async fn download(
         .await
         .map_err(|e| failed("cannot download", e))
         .with_context(|| format!("s3://{bucket}/{key}"))?;
-    let bytes = out.body.collect().await.with_context(|| format!("s3://{bucket}/{key}"))?.into_bytes();
+    // The call's timeouts end with the answer's first bytes; the body gets the upload's bound.
+    let bytes = tokio::time::timeout(crate::UPLOAD.operation, out.body.collect())
+        .await
+        .map_err(|_| anyhow::anyhow!("s3://{bucket}/{key}: the download stalled"))?
+        .with_context(|| format!("s3://{bucket}/{key}"))?
+        .into_bytes();
     let found = format!("{:x}", sha2::Sha256::digest(&bytes));
     anyhow::ensure!(
         found == sha256,

@@ -114,17 +114,40 @@ pub async fn put_json_if(
     condition: &Condition,
 ) -> anyhow::Result<Result<String, Conflict>> {
     let body = serde_json::to_vec_pretty(value)?;
-    let request =
-        client.put_object().bucket(bucket).key(key).content_type("application/json").body(ByteStream::from(body));
+    let request = client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .body(ByteStream::from(body.clone()));
     let request = match condition {
         Condition::Absent => request.if_none_match("*"),
         Condition::Unchanged(etag) => request.if_match(etag),
     };
     match request.send().await {
         Ok(out) => Ok(Ok(out.e_tag.unwrap_or_default())),
-        Err(e) if matches!(e.raw_response().map(|r| r.status().as_u16()), Some(412 | 409)) => Ok(Err(Conflict)),
+        Err(e) if matches!(e.raw_response().map(|r| r.status().as_u16()), Some(412 | 409)) => {
+            // The SDK retries a write whose answer was lost; the retry then finds the write it
+            // made. The object holding exactly these bytes (ids and times make them unique) is
+            // ours, not a lost race.
+            match get_bytes_tagged(client, bucket, key).await? {
+                Some((stored, etag)) if stored == body => Ok(Ok(etag)),
+                _ => Ok(Err(Conflict)),
+            }
+        }
         Err(e) => bail!("cannot write s3://{bucket}/{key}: {}", describe_error(&e)),
     }
+}
+
+async fn get_bytes_tagged(client: &Client, bucket: &str, key: &str) -> anyhow::Result<Option<(Vec<u8>, String)>> {
+    let output = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(output) => output,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => bail!("cannot read s3://{bucket}/{key}: {}", describe_error(&e)),
+    };
+    let etag = output.e_tag.clone().unwrap_or_default();
+    let bytes = output.body.collect().await.with_context(|| format!("cannot read s3://{bucket}/{key}"))?.into_bytes();
+    Ok(Some((bytes.to_vec(), etag)))
 }
 
 /// Reads a JSON object and its ETag; `None` when there is none.
@@ -133,13 +156,7 @@ pub async fn get_json_tagged<T: serde::de::DeserializeOwned>(
     bucket: &str,
     key: &str,
 ) -> anyhow::Result<Option<(T, String)>> {
-    let output = match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(output) => output,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-        Err(e) => bail!("cannot read s3://{bucket}/{key}: {}", describe_error(&e)),
-    };
-    let etag = output.e_tag.clone().unwrap_or_default();
-    let bytes = output.body.collect().await.with_context(|| format!("cannot read s3://{bucket}/{key}"))?.into_bytes();
+    let Some((bytes, etag)) = get_bytes_tagged(client, bucket, key).await? else { return Ok(None) };
     let value =
         serde_json::from_slice(&bytes).with_context(|| format!("s3://{bucket}/{key} is not what this tool wrote"))?;
     Ok(Some((value, etag)))

@@ -113,6 +113,9 @@ pub struct ReleaseBinding {
     pub ami: Option<String>,
     /// `release` or `rollback`.
     pub kind: String,
+    /// Deployed with CodeDeploy's `ignoreApplicationStopFailures`: part of what is approved.
+    #[serde(default)]
+    pub ignore_application_stop_failures: bool,
 }
 
 /// Exactly what an approval allows: the infrastructure changes (every changed field, and every
@@ -389,9 +392,38 @@ impl Request {
         parse_time(&self.expires_at).is_none_or(|expires| now >= expires)
     }
 
+    /// Whether the stored proposal is the one its hash names: what an approver reads must be what
+    /// a later run compares with (a request edited in the bucket is not).
+    pub fn is_intact(&self) -> bool {
+        self.proposal.sha256() == self.plan_sha256
+    }
+
+    /// Why this request does not allow applying `plan_sha256` at `now`, if it does not: it must be
+    /// intact, approved (with a decision that says so) by someone other than its requester, for
+    /// this hash, and not past its expiry (an approval is used before the request expires).
+    pub fn approval_problem(&self, plan_sha256: &str, now: SystemTime) -> Option<String> {
+        let decision = self.decision.as_ref().filter(|d| d.approved);
+        if !self.is_intact() {
+            Some("its stored plan does not match its hash: it was changed in the state bucket".into())
+        } else if self.state != State::Approved || decision.is_none() {
+            Some(format!("it is {}, not approved", self.state.word()))
+        } else if decision.is_some_and(|d| same_person(&d.by, &self.requester)) {
+            Some("its approver is its requester".into())
+        } else if self.plan_sha256 != plan_sha256 {
+            Some("it approves another plan".into())
+        } else if self.is_past_expiry(now) {
+            Some(format!("it expired at {} before it was used", self.expires_at))
+        } else {
+            None
+        }
+    }
+
     /// Approves or rejects it, or says why that cannot be done. A pending request past its expiry
     /// comes back expired (to be recorded as such) with the refusal.
     pub fn decide(&self, by: &str, now: SystemTime, approve: bool, reason: Option<&str>) -> Result<Request, Refused> {
+        if !self.is_intact() {
+            return Err(Refused::Tampered);
+        }
         if self.state != State::Pending {
             let by = self.decision.as_ref().map(|d| format!(" by {} at {}", d.by, d.at)).unwrap_or_default();
             return Err(Refused::NotPending { state: self.state, detail: by });
@@ -461,14 +493,24 @@ impl Request {
 /// Why a decision was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Refused {
-    NotPending { state: State, detail: String },
+    /// The stored plan is not the one its hash names (edited in the bucket).
+    Tampered,
+    NotPending {
+        state: State,
+        detail: String,
+    },
     Expired(Box<Request>),
-    OwnRequest { requester: String },
+    OwnRequest {
+        requester: String,
+    },
 }
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Refused::Tampered => f.write_str(
+                "its stored plan does not match its plan hash: the request was changed in the state bucket; ask for a new one",
+            ),
             Refused::NotPending { state, detail } => {
                 write!(f, "the request is {}{detail}: it cannot be decided again", state.word())
             }

@@ -27,7 +27,16 @@ pub struct Lock {
     /// The holder's ARN (STS `GetCallerIdentity`).
     pub holder: String,
     pub host: String,
+    /// Which running system and pid namespace the pid belongs to (boot id and namespace): a
+    /// container that shares the host's name does not see the host's processes, so the host
+    /// name alone cannot tell whether the holder's process is gone.
+    #[serde(default)]
+    pub machine: String,
     pub pid: u32,
+    /// The holder process's start time (clock ticks since boot), so that a reused pid is not
+    /// taken for the holder.
+    #[serde(default)]
+    pub pid_started: u64,
     /// A random id of the holding run, so that it knows its own lock.
     pub run: String,
     /// `deploy acme prod`, `ami globex dev`, `platform deploy`.
@@ -38,6 +47,15 @@ pub struct Lock {
     /// Released by its holder (or by `lock release --force`): free to take.
     #[serde(default)]
     pub released: bool,
+}
+
+/// The process that takes a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    pub host: String,
+    pub machine: String,
+    pub pid: u32,
+    pub started: u64,
 }
 
 /// What a lock found in the bucket means for someone who wants it.
@@ -59,12 +77,13 @@ impl Lock {
         format!("locks/{}.json", scope.folder())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(holder: &str, host: &str, pid: u32, run: &str, command: &str, commit: &str, now: SystemTime) -> Lock {
+    pub fn new(holder: &str, process: &Process, run: &str, command: &str, commit: &str, now: SystemTime) -> Lock {
         Lock {
             holder: holder.to_string(),
-            host: host.to_string(),
-            pid,
+            host: process.host.clone(),
+            machine: process.machine.clone(),
+            pid: process.pid,
+            pid_started: process.started,
             run: run.to_string(),
             command: command.to_string(),
             commit: commit.to_string(),
@@ -83,16 +102,17 @@ impl Lock {
         Lock { released: true, ..self.clone() }
     }
 
-    /// Whether it may be taken by a run on `host`; `alive` tells whether a process of this host
-    /// still runs (and is this tool).
-    pub fn standing(&self, now: SystemTime, host: &str, alive: impl Fn(u32) -> bool) -> Standing {
+    /// Whether it may be taken by a run on `machine`; `alive(pid, started)` tells whether that
+    /// process of this machine still runs (and is this tool). A lock from another machine, or one
+    /// that does not say which, is waited for until it expires.
+    pub fn standing(&self, now: SystemTime, machine: &str, alive: impl Fn(u32, u64) -> bool) -> Standing {
         if self.released {
             return Standing::Free;
         }
         let expired = humantime::parse_rfc3339(&self.expires_at).is_ok_and(|expires| now >= expires);
         if expired {
             Standing::Expired
-        } else if self.host == host && !alive(self.pid) {
+        } else if !self.machine.is_empty() && self.machine == machine && !alive(self.pid, self.pid_started) {
             Standing::Stale
         } else {
             Standing::Held

@@ -101,6 +101,19 @@ impl World {
         })
     }
 
+    /// Rewrites a stored JSON object, as someone with write access to the bucket could.
+    pub fn rewrite(&self, key: &str, change: impl FnOnce(&mut serde_json::Value)) {
+        let s3 = vending_aws::s3::client(&self.config, true);
+        self.runtime.block_on(async {
+            let body = s3.get_object().bucket("vend-platform-state").key(key).send().await.unwrap().body;
+            let bytes = body.collect().await.unwrap().into_bytes();
+            let mut value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            change(&mut value);
+            let body = serde_json::to_vec(&value).unwrap();
+            s3.put_object().bucket("vend-platform-state").key(key).body(body.into()).send().await.unwrap();
+        });
+    }
+
     /// Moves a request's expiry into the past, as if its time had run out.
     pub fn expire(&self, key: &str) {
         let s3 = vending_aws::s3::client(&self.config, true);
@@ -168,6 +181,12 @@ fn production_waits_for_a_second_person_bound_to_the_plan() {
     assert!(body.contains(&format!("cargo xtask approve globex prod {id} --local")), "{body}");
     assert!(body.contains("create target-group globex-prod-tg"), "{body}");
     assert!(body.contains("Expires: "), "{body}");
+    // Asked again (after --no-wait or Ctrl-C): the request that waits is reused, not doubled.
+    let run = w.run(alice, &NO_WAIT);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(request_id(&run), id, "{run:?}");
+    assert!(run.stdout.contains("waits for a decision already"), "{run:?}");
+    assert!(w.messages(&inbox).is_empty(), "no second message");
 
     // Four eyes: alice cannot approve her own request, and nothing is recorded.
     let run = w.run(alice, &["approve", "globex", "prod", "--local", "--yes"]);
@@ -242,7 +261,9 @@ fn production_waits_for_a_second_person_bound_to_the_plan() {
         .iter()
         .map(|e| (e["event"].as_str().unwrap().to_string(), e["request"].as_str().unwrap_or_default().to_string()))
         .collect();
+    let none = String::new();
     let expected: Vec<(String, String)> = [
+        ("approvers-changed", &none),
         ("requested", &id),
         ("approved", &id),
         ("apply-started", &id),
@@ -259,7 +280,29 @@ fn production_waits_for_a_second_person_bound_to_the_plan() {
     .map(|(e, r)| (e.to_string(), r.to_string()))
     .collect();
     assert_eq!(seen, expected);
-    assert_eq!(events[1]["who"], w.bob.arn.as_str());
+    assert_eq!(events[2]["who"], w.bob.arn.as_str());
+
+    // The bucket is checked, not trusted: a request whose stored plan was edited is refused, and
+    // so is one marked approved by its own requester.
+    let run = w.run(alice, &NO_WAIT);
+    let fifth = request_id(&run);
+    let key = format!("approvals/globex/prod/{fifth}.json");
+    w.rewrite(&key, |r| r["proposal"]["changes"] = serde_json::json!([]));
+    let run = w.run(bob, &["approve", "globex", "prod", &fifth, "--local", "--yes"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("changed in the state bucket"), "{run:?}");
+    let run = w.run(alice, &NO_WAIT);
+    let sixth = request_id(&run);
+    assert_ne!(sixth, fifth);
+    let alice_arn = w.alice.arn.clone();
+    w.rewrite(&format!("approvals/globex/prod/{sixth}.json"), |r| {
+        r["state"] = "approved".into();
+        r["decision"] = serde_json::json!({"by": alice_arn, "at": "2026-12-02T00:00:00Z", "approved": true});
+    });
+    let run = w.run(alice, &["deploy", "globex", "prod", "--local", "--infra-only", "--approval", &sixth]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("its approver is its requester"), "{run:?}");
+    assert_eq!(w.target_groups(), vec!["globex-prod-tg".to_string()], "nothing more was changed");
 }
 
 #[test]

@@ -15,9 +15,18 @@ const KEY: &str = "locks/globex/dev.json";
 impl World {
     /// Writes the lock object as another run would have.
     fn put_lock(&self, host: &str, pid: u32, expires: SystemTime, released: bool) {
+        // This machine's identity, as the tool records it, for a lock "from this host".
+        let machine = if host == hostname() {
+            let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+            let namespace = std::fs::read_link("/proc/self/ns/pid").unwrap().display().to_string();
+            format!("{}/{namespace}", boot.trim())
+        } else {
+            "0b0b0b0b-other-machine/pid:[1]".to_string()
+        };
         let lock = serde_json::json!({
             "holder": "arn:aws:iam::123456789012:user/carol",
             "host": host,
+            "machine": machine,
             "pid": pid,
             "run": "0123456789abcdef",
             "command": "deploy globex dev",

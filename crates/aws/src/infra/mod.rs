@@ -149,6 +149,21 @@ pub struct ApplyOptions {
     pub apply_immediately: bool,
     /// Apply only the changes of this kind (the approval topic, set up before a request).
     pub only: Option<Kind>,
+    /// The lock this run holds: checked before each change, so a run whose lock was taken over
+    /// stops instead of racing the new holder.
+    pub held: Option<crate::lock::Held>,
+    /// Whether the operator asked to stop (Ctrl-C): checked before each change.
+    pub interrupted: Option<Interrupted>,
+}
+
+/// A question asked before each change: has the operator asked to stop?
+#[derive(Clone)]
+pub struct Interrupted(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupted(..)")
+    }
 }
 
 /// What applying did, for the output.
@@ -275,6 +290,15 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
         if options.stop_after.is_some_and(|limit| applied.changed.len() >= limit) {
             applied.notes.push(format!("stopped after {} changes, as asked", applied.changed.len()));
             return Ok(applied);
+        }
+        if options.interrupted.as_ref().is_some_and(|asked| (asked.0)()) {
+            bail!(
+                "{label}: interrupted: stopped after {} change(s), which are kept; deploy again to finish",
+                applied.changed.len()
+            );
+        }
+        if let Some(held) = &options.held {
+            crate::lock::check_held(&clients.s3, held).await?;
         }
         let what = format!("{} {}", desired.kind().word(), desired.name);
         let found = change_one(clients, &planned.stack, &mut planned.live, desired, &change.action, options, &mut applied.notes)

@@ -27,7 +27,11 @@ fn two_decisions_on_one_version_record_one() {
         let now = SystemTime::now();
         let request = Request::new(new_id(now, 1), scope.clone(), ALICE, now, 60, "c0ffee", proposal, vec![]);
         let stored = store.create(&request).await.unwrap();
-        assert!(store.create(&request).await.is_err(), "never over an existing request");
+        let mut other = request.clone();
+        other.commit = "another".into();
+        assert!(store.create(&other).await.is_err(), "never over an existing request");
+        // The same request again (a retried write whose answer was lost) is not a conflict.
+        assert!(store.create(&request).await.is_ok());
 
         // Bob and carol both read the pending request, then both decide.
         let (bob, carol): (Stored, Stored) = (
@@ -98,5 +102,59 @@ fn the_approval_topic_is_reconciled_like_any_resource() {
             infra::read_approval_topic(&clients, "eu-west-1", "vend-acme-approvals").await.unwrap().unwrap();
         assert_eq!(live.subscribers, ["a@example.com"]);
         assert!(!infra::plan(&clients, stack(&["a@example.com"])).await.unwrap().plan.has_changes());
+    });
+}
+
+#[test]
+fn locks_and_conditional_writes() {
+    use vending::lock::{Lock, Process};
+    use vending_aws::lock::{check_held, take, Held, Taken};
+    let moto = Moto::start(&crate::repo_root()).unwrap();
+    let mut platform = crate::infra::sample_fleet().platform;
+    platform.state_bucket = "vend-locks".into();
+    crate::block_on(async {
+        let config = vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint: moto.endpoint() }).await;
+        let client = s3::client(&config, true);
+        s3::ensure_state_bucket(&client, &platform).await.unwrap();
+
+        // A write whose answer was lost and which the SDK retried finds itself: not a lost race.
+        let value = serde_json::json!({"id": 1});
+        let absent = s3::Condition::Absent;
+        assert!(s3::put_json_if(&client, "vend-locks", "k.json", &value, &absent).await.unwrap().is_ok());
+        assert!(s3::put_json_if(&client, "vend-locks", "k.json", &value, &absent).await.unwrap().is_ok());
+        let other = serde_json::json!({"id": 2});
+        assert!(s3::put_json_if(&client, "vend-locks", "k.json", &other, &absent).await.unwrap().is_err());
+
+        let scope = Scope::environment("acme", "prod");
+        let process = |host: &str, pid| Process { host: host.into(), machine: format!("{host}-boot"), pid, started: 0 };
+        let now = SystemTime::now();
+        let ours = Lock::new(ALICE, &process("a", 1), "run-a", "deploy acme prod", "c0ffee", now);
+        let Taken::Taken { etag, replaced: None } =
+            take(&client, "vend-locks", &scope, &ours, now, |_, _| true).await.unwrap()
+        else {
+            panic!("the first run takes it")
+        };
+        let held = Held { bucket: "vend-locks".into(), scope: scope.clone(), run: "run-a".into() };
+        check_held(&client, &held).await.unwrap();
+        // Another run on another machine is refused while it is held...
+        let theirs =
+            Lock::new("arn:aws:iam::123456789012:user/bob", &process("b", 2), "run-b", "deploy acme prod", "", now);
+        assert!(matches!(
+            take(&client, "vend-locks", &scope, &theirs, now, |_, _| true).await.unwrap(),
+            Taken::Busy(_)
+        ));
+        // ...and takes it over once it expired; the first run then finds it lost.
+        let later = now + vending::lock::TTL + std::time::Duration::from_secs(1);
+        match take(&client, "vend-locks", &scope, &theirs, later, |_, _| true).await.unwrap() {
+            Taken::Taken { replaced: Some((old, _)), .. } => assert_eq!(old.run, "run-a"),
+            other => panic!("{other:?}"),
+        }
+        let lost = check_held(&client, &held).await.unwrap_err().to_string();
+        assert!(lost.contains("taken over by arn:aws:iam::123456789012:user/bob"), "{lost}");
+        // The first run's renewal now fails: its ETag is stale.
+        assert!(vending_aws::lock::rewrite(&client, "vend-locks", &scope, &ours.renewed(now), &etag)
+            .await
+            .unwrap()
+            .is_err());
     });
 }
