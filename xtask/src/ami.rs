@@ -162,6 +162,7 @@ impl Ami {
             Ok(guard) => guard,
             Err(code) => return Ok(code),
         };
+        self.report_leftovers(&runtime, &s3, &target, platform, &who)?;
         let build_took = packer_build(run_dir.path(), &packer, &template, only, &variables, &env_vars, &who)?;
         println!("{who} | packer build: finished in {}", duration(build_took));
         let artifact = read_manifest(&manifest_path)?;
@@ -184,6 +185,50 @@ impl Ami {
         })?;
         self.print(&record, &platform.state_bucket, &record_key)?;
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// What a build of this environment that was killed (kill -9, a lost machine) left in AWS:
+    /// Packer's builder instance, temporary key pairs and security groups, an AMI no record names.
+    /// Reported with the commands that remove them; not removed here, since `packer_` key pairs
+    /// and groups may belong to a build of another environment running now.
+    fn report_leftovers(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        s3: &vending_aws::s3::Client,
+        target: &Target,
+        platform: &Platform,
+        who: &str,
+    ) -> anyhow::Result<()> {
+        let prefix = format!("amis/{}/{}/history/", self.customer, self.env);
+        let found = runtime.block_on(async {
+            let keys = vending_aws::s3::list_keys(s3, &platform.state_bucket, &prefix).await?;
+            // History keys end with the AMI id: `<time>-ami-0123.json`.
+            let recorded: Vec<String> = keys
+                .iter()
+                .filter_map(|k| k.strip_suffix(".json")?.rsplit_once("-ami-").map(|(_, id)| format!("ami-{id}")))
+                .collect();
+            let config = vending_aws::sdk_config(&platform.region, target).await;
+            let ec2 = vending_aws::ec2::client(&config);
+            vending_aws::ec2::packer_leftovers(&ec2, &self.customer, &self.env, &recorded).await
+        })?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let local = if self.local { " (add --endpoint-url for the emulator)" } else { "" };
+        println!("{who} | warning: an earlier build that was killed before it ended left these{local}:");
+        for id in &found.instances {
+            println!("{who} |   builder instance {id}: aws ec2 terminate-instances --instance-ids {id}");
+        }
+        for id in &found.unrecorded_amis {
+            println!("{who} |   AMI {id}, never recorded: aws ec2 deregister-image --image-id {id} (and its snapshot)");
+        }
+        for name in &found.key_pairs {
+            println!("{who} |   Packer key pair {name} (any environment's): aws ec2 delete-key-pair --key-name {name}");
+        }
+        for id in &found.security_groups {
+            println!("{who} |   Packer security group {id} (any environment's): aws ec2 delete-security-group --group-id {id}");
+        }
+        Ok(())
     }
 
     fn print(&self, record: &AmiRecord, bucket: &str, key: &str) -> anyhow::Result<()> {

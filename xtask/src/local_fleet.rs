@@ -157,6 +157,11 @@ impl LocalFleet<'_> {
                 return Ok(Pass::Failed(index, failure));
             }
         }
+        // Ctrl-C during the last instance's hooks: said to stop (and roll back), so it does, as
+        // CodeDeploy does with a deployment stopped before it ended.
+        if stoppable && crate::interrupt::interrupted() {
+            return Ok(Pass::Interrupted(instances.len()));
+        }
         Ok(Pass::Succeeded)
     }
 
@@ -177,8 +182,8 @@ impl LocalFleet<'_> {
         );
         let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
         let pass = self.agent_pass(deployment_id, revision.path, instances, "", true)?;
-        // Ctrl-C also reaches the hook scripts (they share the terminal): a hook that failed
-        // then failed because of it.
+        // Hook scripts run in process groups of their own: Ctrl-C reaches only this command,
+        // and the hook at work finishes, as the first press says.
         let interrupted = crate::interrupt::interrupted();
         let (touched, failure) = match pass {
             Pass::Succeeded => {

@@ -47,3 +47,80 @@ pub async fn describe_image(client: &Client, id: &str) -> anyhow::Result<Option<
         tags: i.tags.unwrap_or_default().into_iter().filter_map(|t| Some((t.key?, t.value?))).collect(),
     }))
 }
+
+/// What a build killed before it ended may have left: Packer's builder instances of the
+/// environment (tagged by the template), temporary key pairs and security groups (named
+/// `packer_…`, whose owner cannot be told), and AMIs of the environment that no record names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub instances: Vec<String>,
+    pub key_pairs: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub unrecorded_amis: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+            && self.key_pairs.is_empty()
+            && self.security_groups.is_empty()
+            && self.unrecorded_amis.is_empty()
+    }
+}
+
+/// Finds them; `recorded` are the AMI ids the environment's records name.
+pub async fn packer_leftovers(
+    client: &Client,
+    customer: &str,
+    env: &str,
+    recorded: &[String],
+) -> anyhow::Result<Leftovers> {
+    let tag = |k: &str, v: &str| Filter::builder().name(format!("tag:{k}")).values(v).build();
+    let describe =
+        |what: &str, e: String| anyhow::anyhow!("cannot look for what an interrupted build left ({what}): {e}");
+    let instances = client
+        .describe_instances()
+        .filters(tag("Customer", customer))
+        .filters(tag("Environment", env))
+        .filters(tag("Name", "Packer Builder"))
+        .filters(
+            Filter::builder()
+                .name("instance-state-name")
+                .values("pending")
+                .values("running")
+                .values("stopping")
+                .values("stopped")
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| describe("instances", crate::describe_error(&e)))?;
+    let instances =
+        instances.reservations().iter().flat_map(|r| r.instances()).filter_map(|i| i.instance_id.clone()).collect();
+    let keys =
+        client.describe_key_pairs().send().await.map_err(|e| describe("key pairs", crate::describe_error(&e)))?;
+    let key_pairs =
+        keys.key_pairs().iter().filter_map(|k| k.key_name.clone()).filter(|n| n.starts_with("packer_")).collect();
+    let groups = client
+        .describe_security_groups()
+        .send()
+        .await
+        .map_err(|e| describe("security groups", crate::describe_error(&e)))?;
+    let security_groups = groups
+        .security_groups()
+        .iter()
+        .filter(|g| g.group_name().unwrap_or_default().starts_with("packer_"))
+        .filter_map(|g| g.group_id.clone())
+        .collect();
+    let images = client
+        .describe_images()
+        .owners("self")
+        .filters(tag("Customer", customer))
+        .filters(tag("Environment", env))
+        .send()
+        .await
+        .map_err(|e| describe("AMIs", crate::describe_error(&e)))?;
+    let unrecorded_amis =
+        images.images().iter().filter_map(|i| i.image_id.clone()).filter(|id| !recorded.contains(id)).collect();
+    Ok(Leftovers { instances, key_pairs, security_groups, unrecorded_amis })
+}

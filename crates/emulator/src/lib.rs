@@ -5,6 +5,8 @@
 //! the tool's workspace (`install_root`), so every project it works on shares one install.
 //! Only loopback addresses, ever.
 
+pub mod faults;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};

@@ -51,21 +51,48 @@ impl BenchDeploy {
         let endpoint = moto.endpoint();
         let project = crate::bench::git_copy(root, "target/bench-deploy")?;
         let exe = std::env::current_exe()?;
-        let xtask = |args: &[&str]| -> anyhow::Result<(f64, std::process::Output)> {
+        // Production waits for a second person: two people in the emulator.
+        let requester = vending_emulator::create_identity(&crate::project_root(), &endpoint, "requester")?;
+        let approver = vending_emulator::create_identity(&crate::project_root(), &endpoint, "approver")?;
+        let as_who = |who: &vending_emulator::Identity, args: &[&str]| -> anyhow::Result<(f64, std::process::Output)> {
             let started = Instant::now();
             let out = Command::new(&exe)
                 .arg("--root")
                 .arg(&project)
                 .args(args)
                 .env("AWS_ENDPOINT_URL", &endpoint)
+                .env("AWS_ACCESS_KEY_ID", &who.access_key_id)
+                .env("AWS_SECRET_ACCESS_KEY", &who.secret_access_key)
                 .output()?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
+            Ok((ms, out))
+        };
+        let xtask = |args: &[&str]| -> anyhow::Result<(f64, std::process::Output)> {
+            let (ms, out) = as_who(&requester, args)?;
             ensure!(out.status.success(), "xtask {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
             Ok((ms, out))
         };
         xtask(&["platform", "deploy", "--local"])?;
         xtask(&["ami", "acme", "prod", "--local"])?;
-        xtask(&["deploy", "acme", "prod", "--local", "--infra-only"])?;
+        let (_, asked) = as_who(&requester, &["deploy", "acme", "prod", "--local", "--infra-only", "--no-wait"])?;
+        ensure!(
+            asked.status.code() == Some(3),
+            "the first deploy should wait for approval: {}",
+            String::from_utf8_lossy(&asked.stderr)
+        );
+        let (_, approved) = as_who(&approver, &["approve", "acme", "prod", "--local", "--yes"])?;
+        ensure!(approved.status.success(), "approve failed: {}", String::from_utf8_lossy(&approved.stderr));
+        let id = String::from_utf8_lossy(&asked.stdout)
+            .lines()
+            .find_map(|l| {
+                l.split("request ")
+                    .nth(1)
+                    .filter(|_| l.contains("waits for a decision"))
+                    .and_then(|r| r.split_whitespace().next())
+                    .map(str::to_string)
+            })
+            .context("no request id in the output")?;
+        xtask(&["deploy", "acme", "prod", "--local", "--infra-only", "--approval", &id])?;
 
         // The calls a deploy with nothing to do makes, counted in process on the same code path.
         let loaded = load_fleet(&project, &Selection { customer: Some("acme".into()), env: Some("prod".into()) })?;

@@ -5,6 +5,7 @@
 
 mod build;
 mod deploy;
+mod reliability;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,8 @@ enum Which {
     Deploy(deploy::BenchDeploy),
     /// `build` beside the same shell commands run directly, and bundling a 100 MiB tree.
     Build(build::BenchBuild),
+    /// Deploys through injected faults, and deploys killed at random points and run again.
+    Reliability(reliability::BenchReliability),
 }
 
 #[derive(Args)]
@@ -67,6 +70,7 @@ impl Bench {
             Which::Ami(b) => b.run(root),
             Which::Deploy(b) => b.run(root),
             Which::Build(b) => b.run(root),
+            Which::Reliability(b) => b.run(root),
         }
     }
 }

@@ -333,6 +333,35 @@ fn an_interrupted_packer_build_cleans_up_and_records_nothing() {
         let images = ec2.describe_images().owners("self").send().await.unwrap();
         assert!(images.images().is_empty(), "no AMI: {images:?}");
     });
+
+    // kill -9: nothing can pass a signal on. Packer goes on alone until its output has nowhere to
+    // go, leaving its builder instance, key pair and group (or a finished AMI nobody recorded). The
+    // next build finds what it left and says so, with the commands that remove it.
+    let mut child = project
+        .command(&["ami", "globex", "dev", "--local"], &[("AWS_ENDPOINT_URL", &proxy.endpoint())])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
+        if line.contains("Launching a source AWS instance") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(lines);
+    let template = project.path("packer/packer-globex-dev.pkr.hcl").display().to_string();
+    let started = std::time::Instant::now();
+    while crate::build::processes_with(&template).iter().any(|p| p.contains("packer")) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(60), "packer never ended on its own");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let run = project.run_with(&["ami", "globex", "dev", "--local"], &[("AWS_ENDPOINT_URL", &moto.endpoint())]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("an earlier build that was killed before it ended left these"), "{run:?}");
+    assert!(run.stdout.contains("aws ec2 "), "{run:?}");
 }
 
 #[test]

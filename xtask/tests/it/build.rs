@@ -154,7 +154,7 @@ fn buildspec_run_reports_phases_and_artifacts() {
 }
 
 /// The processes whose command line holds `marker`.
-fn processes_with(marker: &str) -> Vec<String> {
+pub fn processes_with(marker: &str) -> Vec<String> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {

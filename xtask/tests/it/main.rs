@@ -3,6 +3,7 @@
 mod ami;
 mod approval;
 mod build;
+mod faults;
 mod generate;
 mod infra;
 mod lock;

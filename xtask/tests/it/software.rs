@@ -166,12 +166,12 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     project.edit(
         "apps/acme-shop/scripts/validate.sh",
         "    echo \"sandbox: fixed\"\n",
-        "    echo \"sandbox: fixed\"\n    touch \"$ROOT/../validating\"\n    sleep 3\n",
+        "    echo \"sandbox: fixed\"\n    touch \"$ROOT/../validating-$(basename \"$ROOT\")\"\n    sleep 3\n",
     );
     project.edit("apps/acme-shop/app.py", "\"Anvil XL\"", "\"Anvil XXL\"");
     project.git(&["commit", "-qam", "The biggest anvil, validated slowly"]);
     let args = ["deploy", "acme", "dev", "--local", "--software-only", "--ignore-application-stop-failures"];
-    let run = interrupt_while_validating(&project, &args, &env, 1);
+    let run = interrupt_while_validating(&project, &args, &env, &first, 1);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains(&format!("InProgress: 0/2 instances, local agent on {first}")), "{run:?}");
     assert!(
@@ -187,7 +187,15 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
         assert!(app.contains("Anvil XL") && !app.contains("Anvil XXL"), "the last good revision everywhere");
     }
 
-    let run = interrupt_while_validating(&project, &args, &env, 2);
+    // Ctrl-C while the last instance validates: said to stop and roll back, so it does (it used
+    // to go on and report success).
+    let run = interrupt_while_validating(&project, &args, &env, &second, 1);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!run.stdout.contains("succeeded on the local fleet"), "{run:?}");
+    assert!(run.stderr.contains("stopped on Ctrl-C after 2 of 2 instance(s)"), "{run:?}");
+    assert!(run.stderr.contains(": Succeeded"), "the rollback ended well: {run:?}");
+
+    let run = interrupt_while_validating(&project, &args, &env, &first, 2);
     assert_eq!(run.code, 130, "{run:?}");
     assert!(run.stderr.contains("left the local fleet in the middle of deployment"), "{run:?}");
 
@@ -249,10 +257,16 @@ fn put_object(moto: &Moto, bucket: &str, key: &str, body: &'static [u8]) {
     });
 }
 
-/// Runs `args`, waits until a sandbox's ValidateService script says it runs, and presses
+/// Runs `args`, waits until `instance`'s ValidateService script says it runs, and presses
 /// Ctrl-C `presses` times (SIGINT to the command alone: the script goes on).
-fn interrupt_while_validating(project: &Project, args: &[&str], env: &[(&str, &str)], presses: u32) -> crate::Run {
-    let marker = project.path("target/vending-local/fleet/acme-dev/validating");
+fn interrupt_while_validating(
+    project: &Project,
+    args: &[&str],
+    env: &[(&str, &str)],
+    instance: &str,
+    presses: u32,
+) -> crate::Run {
+    let marker = project.path(&format!("target/vending-local/fleet/acme-dev/validating-{instance}"));
     let _ = fs::remove_file(&marker);
     let child = project
         .command(args, env)
