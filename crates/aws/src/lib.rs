@@ -168,6 +168,12 @@ where
         SdkError::DispatchFailure(e) if e.is_io() => {
             format!("cannot reach {} (network, or the local emulator is not running)", endpoint_name())
         }
+        // A connection closed before the answer, and the other failures to send: retried by the
+        // SDK already; what is left to say is where it failed.
+        SdkError::DispatchFailure(_) => format!(
+            "cannot reach {}: the connection failed before an answer came, after retries (network, or the endpoint stopped)",
+            endpoint_name()
+        ),
         SdkError::TimeoutError(_) => format!(
             "{} did not answer in time, retries included (network, or an endpoint that stopped answering)",
             endpoint_name()

@@ -207,3 +207,50 @@ fn described(plan: &Run) -> Vec<String> {
     let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
     plan["changes"].as_array().unwrap().iter().map(|c| format!("{} {} {}", c["kind"], c["name"], c["action"])).collect()
 }
+
+/// The emulator dies in the middle of a deploy: a clear network error that names the endpoint,
+/// not a hang or a stack trace; after a restart (an emulator starts empty) the same commands
+/// converge.
+#[test]
+fn the_emulator_killed_mid_deploy_is_a_clear_network_error() {
+    if !packer_available() {
+        return;
+    }
+    let project = Project::copy();
+    project.git_init("Initial");
+    let moto = Moto::start(&repo_root()).unwrap();
+    for args in [&["platform", "deploy", "--local"][..], &["ami", "globex", "dev", "--local"]] {
+        assert_eq!(run(&project, args, &moto.endpoint()).code, 0, "{args:?}");
+    }
+    let proxy = FaultProxy::start(
+        moto.port,
+        Faults { delay: 1.0, delay_for: Duration::from_millis(30), ..Faults::default() },
+        1,
+    )
+    .unwrap();
+    let env = env_for(&proxy.endpoint());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let child = project
+        .command(&["deploy", "globex", "dev", "--local", "--infra-only"], &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    drop(moto);
+    let died = Run::from(child.wait_with_output().unwrap());
+    assert_eq!(died.code, 1, "{died:?}");
+    assert!(died.stderr.contains(&format!("cannot reach {}", proxy.endpoint())), "{died:?}");
+    assert!(!died.stderr.contains("panicked"), "{died:?}");
+
+    let moto = Moto::start(&repo_root()).unwrap();
+    for args in [
+        &["platform", "deploy", "--local"][..],
+        &["ami", "globex", "dev", "--local"],
+        &["deploy", "globex", "dev", "--local", "--infra-only"],
+    ] {
+        let again = run(&project, args, &moto.endpoint());
+        assert_eq!(again.code, 0, "{args:?}: {again:?}");
+    }
+    assert_eq!(run(&project, &["plan", "globex", "dev", "--local"], &moto.endpoint()).code, 0);
+}

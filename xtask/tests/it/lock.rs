@@ -166,3 +166,95 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     assert_eq!(second.code, 0, "{second:?}");
     assert!(second.stdout.contains("waiting for the lock"), "{second:?}");
 }
+
+/// Eight customers deploy at once onto the shared load balancer: each rule exactly once, no two
+/// with one priority, and a second round changes nothing (no priority moves).
+#[test]
+fn eight_customers_deploying_at_once_share_the_load_balancer_cleanly() {
+    if !packer_available() {
+        return;
+    }
+    let project = Project::copy();
+    let names: Vec<String> = (1..=8).map(|n| format!("tenant{n}")).collect();
+    for name in &names {
+        let customer = project.read("customers/globex/customer.toml").replace("Globex Corporation", name);
+        project.write(&format!("customers/{name}/customer.toml"), &customer);
+        project.write(
+            &format!("customers/{name}/dev.toml"),
+            &format!("production = false\nhosts = [\"{name}.apps.example.com\"]\n\n[build]\nvariables = {{ SITE_ENV = \"development\" }}\n"),
+        );
+    }
+    assert_eq!(project.run(&["generate"]).code, 0);
+    let w = World::with(project);
+    let alice = &w.alice;
+    assert_eq!(w.run(alice, &["platform", "deploy", "--local"]).code, 0);
+    for name in &names {
+        let run = w.run(alice, &["ami", name, "dev", "--local"]);
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let env = w.env(alice);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let round = || -> Vec<Run> {
+        let children: Vec<_> = names
+            .iter()
+            .map(|name| {
+                w.project
+                    .command(&["deploy", name, "dev", "--local", "--infra-only"], &env)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children.into_iter().map(|c| Run::from(c.wait_with_output().unwrap())).collect()
+    };
+    let first = round();
+    for run in &first {
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    let rules = shared_rules(&w);
+    let hosts: Vec<&String> = rules.iter().map(|(host, _)| host).collect();
+    let expected: Vec<String> = names.iter().map(|n| format!("{n}.apps.example.com")).collect();
+    let mut sorted_hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+    sorted_hosts.sort();
+    assert_eq!(sorted_hosts, expected, "every rule once: {rules:?}");
+    let mut priorities: Vec<u32> = rules.iter().map(|(_, p)| *p).collect();
+    priorities.sort();
+    priorities.dedup();
+    assert_eq!(priorities.len(), 8, "no two rules share a priority: {rules:?}");
+    // A second round: nothing to change, and nobody's priority moves.
+    let second = round();
+    for run in &second {
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.contains("no changes"), "{run:?}");
+    }
+    assert_eq!(shared_rules(&w), rules);
+}
+
+/// The shared listener's rules: (host, priority), sorted by host.
+fn shared_rules(w: &World) -> Vec<(String, u32)> {
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.config);
+    w.runtime.block_on(async {
+        let balancers = elb.describe_load_balancers().names("vend-shared").send().await.unwrap();
+        let arn = balancers.load_balancers()[0].load_balancer_arn().unwrap().to_string();
+        let listeners = elb.describe_listeners().load_balancer_arn(arn).send().await.unwrap();
+        let https = listeners.listeners().iter().find(|l| l.port() == Some(443)).unwrap();
+        let rules = elb.describe_rules().listener_arn(https.listener_arn().unwrap()).send().await.unwrap();
+        let mut out: Vec<(String, u32)> = rules
+            .rules()
+            .iter()
+            .filter(|r| !r.is_default().unwrap_or(false))
+            .map(|r| {
+                let host = r
+                    .conditions()
+                    .iter()
+                    .flat_map(|c| c.host_header_config.as_ref().map_or(c.values(), |h| h.values()).to_vec())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                (host, r.priority().unwrap().parse().unwrap())
+            })
+            .collect();
+        out.sort();
+        out
+    })
+}
