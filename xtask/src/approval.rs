@@ -361,45 +361,45 @@ impl Gate<'_> {
     }
 }
 
-/// `approve` / `reject` / `approvals` / `history`: which scope the positional arguments name.
-fn scope_of(
-    fleet: &Fleet,
-    platform: bool,
-    args: &[String],
-) -> anyhow::Result<(Scope, Option<String>, Approval, String)> {
-    if platform {
-        if args.len() > 1 {
-            bail!("with --platform, give at most a request id (got {})", args.join(" "));
+/// Which environment (or the platform) a command is about, on AWS or the emulator.
+#[derive(Args)]
+pub struct Target {
+    /// CUSTOMER ENV, or nothing with --platform; `approve` and `reject` take a request ID after
+    /// them (by default the only pending request).
+    #[arg(value_name = "ARGS", num_args = 0..=3)]
+    pub args: Vec<String>,
+    /// The platform (what `platform deploy` changes).
+    #[arg(long)]
+    pub platform: bool,
+    /// Use the local AWS emulator (see `cargo xtask local up`).
+    #[arg(long)]
+    pub local: bool,
+}
+
+impl Target {
+    /// The scope, and the argument after it (a request id) if `extra` allows one.
+    pub fn scope(&self, fleet: &Fleet, extra: bool) -> anyhow::Result<(Scope, Option<String>)> {
+        let (scope, rest) = match (self.platform, self.args.as_slice()) {
+            (true, rest) => (Scope::Platform, rest),
+            (false, [customer, env, rest @ ..]) => {
+                fleet.environment(customer, env).with_context(|| format!("{customer}/{env} is not in customers/"))?;
+                (Scope::environment(customer, env), rest)
+            }
+            (false, _) => bail!("name a customer and an environment (`acme prod`), or --platform"),
+        };
+        match rest {
+            [] => Ok((scope, None)),
+            [id] if extra => Ok((scope, Some(id.clone()))),
+            more => bail!("unexpected argument(s): {}", more.join(" ")),
         }
-        return Ok((
-            Scope::Platform,
-            args.first().cloned(),
-            fleet.platform.approval,
-            fleet.platform.approval_topic.clone(),
-        ));
     }
-    let [customer, env, rest @ ..] = args else {
-        bail!("name a customer and an environment (`acme prod`), or --platform");
-    };
-    if rest.len() > 1 {
-        bail!("too many arguments: {}", rest.join(" "));
-    }
-    let (_, e) = fleet.environment(customer, env).with_context(|| format!("{customer}/{env} is not in customers/"))?;
-    Ok((Scope::environment(customer, env), rest.first().cloned(), e.approval, e.names.approval_topic.clone()))
 }
 
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct ApproveCommand {
-    /// CUSTOMER ENV [ID], or with --platform [ID]. ID defaults to the only pending request.
-    #[arg(value_name = "ARGS", num_args = 0..=3)]
-    args: Vec<String>,
-    /// The platform's request (of `platform deploy`).
-    #[arg(long)]
-    platform: bool,
-    /// Use the local AWS emulator (see `cargo xtask local up`).
-    #[arg(long)]
-    local: bool,
+    #[command(flatten)]
+    target: Target,
     /// Do not ask on the terminal (scripts).
     #[arg(long)]
     yes: bool,
@@ -408,13 +408,8 @@ pub struct ApproveCommand {
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct RejectCommand {
-    /// CUSTOMER ENV [ID], or with --platform [ID]. ID defaults to the only pending request.
-    #[arg(value_name = "ARGS", num_args = 0..=3)]
-    args: Vec<String>,
-    #[arg(long)]
-    platform: bool,
-    #[arg(long)]
-    local: bool,
+    #[command(flatten)]
+    target: Target,
     /// Why: the requester reads it.
     #[arg(long, required = true)]
     reason: String,
@@ -422,31 +417,24 @@ pub struct RejectCommand {
 
 impl ApproveCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        decide(root, &self.args, self.platform, self.local, Some(self.yes), None)
+        decide(root, &self.target, Some(self.yes), None)
     }
 }
 
 impl RejectCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        decide(root, &self.args, self.platform, self.local, None, Some(&self.reason))
+        decide(root, &self.target, None, Some(&self.reason))
     }
 }
 
 /// Approves (`yes` is Some) or rejects (`reason` is Some) a request.
-fn decide(
-    root: &Path,
-    args: &[String],
-    platform: bool,
-    local: bool,
-    yes: Option<bool>,
-    reason: Option<&str>,
-) -> anyhow::Result<ExitCode> {
+fn decide(root: &Path, target: &Target, yes: Option<bool>, reason: Option<&str>) -> anyhow::Result<ExitCode> {
     let fleet = match crate::infra::fleet(root, None, None)? {
         Ok(fleet) => fleet,
         Err(code) => return Ok(code),
     };
-    let (scope, id, _, _) = scope_of(&fleet, platform, args)?;
-    let (runtime, clients) = crate::infra::connect(root, &fleet, local)?;
+    let (scope, id) = target.scope(&fleet, true)?;
+    let (runtime, clients) = crate::infra::connect(root, &fleet, target.local)?;
     let store = Store { s3: &clients.s3, bucket: &fleet.platform.state_bucket };
     let label = scope.label();
     let stored = match id {
@@ -647,13 +635,8 @@ impl ApprovalsCommand {
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct HistoryCommand {
-    /// CUSTOMER ENV, or --platform.
-    #[arg(value_name = "ARGS", num_args = 0..=2)]
-    args: Vec<String>,
-    #[arg(long)]
-    platform: bool,
-    #[arg(long)]
-    local: bool,
+    #[command(flatten)]
+    target: Target,
     #[arg(long)]
     json: bool,
 }
@@ -664,11 +647,8 @@ impl HistoryCommand {
             Ok(fleet) => fleet,
             Err(code) => return Ok(code),
         };
-        let (scope, extra, _, _) = scope_of(&fleet, self.platform, &self.args)?;
-        if let Some(extra) = extra {
-            bail!("unexpected argument `{extra}`");
-        }
-        let (runtime, clients) = crate::infra::connect(root, &fleet, self.local)?;
+        let (scope, _) = self.target.scope(&fleet, false)?;
+        let (runtime, clients) = crate::infra::connect(root, &fleet, self.target.local)?;
         let store = Store { s3: &clients.s3, bucket: &fleet.platform.state_bucket };
         let events = runtime.block_on(store.history(&scope))?;
         if self.json {

@@ -243,7 +243,28 @@ struct Run<'a> {
     local: bool,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn environment(
+        runtime: &'a tokio::runtime::Runtime,
+        clients: &'a Clients,
+        root: &'a Path,
+        platform: &'a Platform,
+        customer: &vending::config::model::Customer,
+        env: &'a vending::config::model::Environment,
+        local: bool,
+    ) -> Run<'a> {
+        Run {
+            runtime,
+            clients,
+            root,
+            platform,
+            scope: Scope::environment(&customer.name, &env.name),
+            approval: env.approval,
+            topic: &env.names.approval_topic,
+            local,
+        }
+    }
+
     fn store(&self) -> Store<'_> {
         Store { s3: &self.clients.s3, bucket: &self.platform.state_bucket }
     }
@@ -496,16 +517,7 @@ impl DeployCommand {
         };
         let (runtime, clients) = connect(root, &fleet, self.local)?;
         let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
-        let run = Run {
-            runtime: &runtime,
-            clients: &clients,
-            root,
-            platform: &fleet.platform,
-            scope: Scope::environment(&customer.name, &env.name),
-            approval: env.approval,
-            topic: &env.names.approval_topic,
-            local: self.local,
-        };
+        let run = Run::environment(&runtime, &clients, root, &fleet.platform, customer, env, self.local);
         let release = Release {
             redeploy: self.redeploy,
             ignore_application_stop_failures: self.ignore_application_stop_failures,
@@ -623,16 +635,7 @@ impl RollbackCommand {
             }
             Prepared::Exit(code) => return Ok(code),
         };
-        let run = Run {
-            runtime: &runtime,
-            clients: &clients,
-            root,
-            platform: &fleet.platform,
-            scope: Scope::environment(&customer.name, &env.name),
-            approval: env.approval,
-            topic: &env.names.approval_topic,
-            local: self.local,
-        };
+        let run = Run::environment(&runtime, &clients, root, &fleet.platform, customer, env, self.local);
         let ami = ami_of(None, &runtime, &clients, &fleet.platform, &customer.name, &env.name)?;
         let ignore = self.ignore_application_stop_failures;
         let proposal_of = |revision: Option<&PlannedRevision>| {

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use vending::approval::{AuditEvent, Scope};
 use vending::lock::{Lock, Standing, RENEW_EVERY};
@@ -234,51 +234,31 @@ pub struct LockCommand {
 enum LockAction {
     /// Who holds the lock of an environment (or the platform's), for what, since when.
     Status {
-        /// CUSTOMER ENV, or --platform.
-        #[arg(value_name = "ARGS", num_args = 0..=2)]
-        args: Vec<String>,
-        #[arg(long)]
-        platform: bool,
-        #[arg(long)]
-        local: bool,
+        #[command(flatten)]
+        target: crate::approval::Target,
     },
-    /// Release it: your own, or with --force someone else's (written to the audit log).
+    /// Release it: your own abandoned one, or with --force anyone's (written to the audit log).
     Release {
-        #[arg(value_name = "ARGS", num_args = 0..=2)]
-        args: Vec<String>,
-        #[arg(long)]
-        platform: bool,
-        #[arg(long)]
-        local: bool,
-        /// Release a lock someone else holds (their run may still be working: be sure).
+        #[command(flatten)]
+        target: crate::approval::Target,
+        /// Release a lock whose run may still be working (be sure).
         #[arg(long)]
         force: bool,
     },
 }
 
-fn scope_of(platform: bool, args: &[String]) -> anyhow::Result<Scope> {
-    match (platform, args) {
-        (true, []) => Ok(Scope::Platform),
-        (false, [customer, env]) => Ok(Scope::environment(customer, env)),
-        _ => bail!("name a customer and an environment (`acme prod`), or --platform"),
-    }
-}
-
 impl LockCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let (args, platform, local, release, force) = match self.action {
-            LockAction::Status { args, platform, local } => (args, platform, local, false, false),
-            LockAction::Release { args, platform, local, force } => (args, platform, local, true, force),
+        let (target, release, force) = match self.action {
+            LockAction::Status { target } => (target, false, false),
+            LockAction::Release { target, force } => (target, true, force),
         };
-        let scope = scope_of(platform, &args)?;
         let fleet = match crate::infra::fleet(root, None, None)? {
             Ok(fleet) => fleet,
             Err(code) => return Ok(code),
         };
-        if let Scope::Environment { customer, env } = &scope {
-            fleet.environment(customer, env).with_context(|| format!("{customer}/{env} is not in customers/"))?;
-        }
-        let (runtime, clients) = crate::infra::connect(root, &fleet, local)?;
+        let (scope, _) = target.scope(&fleet, false)?;
+        let (runtime, clients) = crate::infra::connect(root, &fleet, target.local)?;
         let bucket = &fleet.platform.state_bucket;
         let label = scope.label();
         let found = runtime.block_on(vending_aws::lock::read(&clients.s3, bucket, &scope))?;
