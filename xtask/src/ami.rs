@@ -180,8 +180,21 @@ impl Ami {
         runtime.block_on(async {
             // Recorded only while this run still holds the environment's lock.
             vending_aws::lock::check_held(&s3, &guard.held()).await?;
-            vending_aws::s3::put_json(&s3, &platform.state_bucket, &record.history_key(), &record).await?;
-            vending_aws::s3::put_json(&s3, &platform.state_bucket, &record_key, &record).await
+            // Each a single conditional put: the history entry never over another, the current
+            // record only over the version read just before.
+            use vending_aws::s3::{get_json_tagged, put_json_if, Condition};
+            let bucket = &platform.state_bucket;
+            if put_json_if(&s3, bucket, &record.history_key(), &record, &Condition::Absent).await?.is_err() {
+                anyhow::bail!("s3://{bucket}/{} exists already with another record", record.history_key());
+            }
+            let current = get_json_tagged::<serde_json::Value>(&s3, bucket, &record_key).await?;
+            let condition = current.map_or(Condition::Absent, |(_, etag)| Condition::Unchanged(etag));
+            if put_json_if(&s3, bucket, &record_key, &record, &condition).await?.is_err() {
+                anyhow::bail!(
+                    "s3://{bucket}/{record_key} was written by another run meanwhile; look with `ami --show`"
+                );
+            }
+            anyhow::Ok(())
         })?;
         self.print(&record, &platform.state_bucket, &record_key)?;
         Ok(ExitCode::SUCCESS)

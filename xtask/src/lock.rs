@@ -1,7 +1,7 @@
 //! The lock a command holds while it changes a customer environment (`ami`, `deploy`,
 //! `rollback`) or the platform (`platform deploy`), and `cargo xtask lock status|release`.
 //!
-//! A `Guard` holds the lock: a thread renews it every `vending::lock::RENEW_EVERY` and releases it
+//! A `Guard` holds the lock: a thread renews it three times per `TTL` and releases it
 //! when the guard is dropped. A second operator is refused with the holder's name, command and
 //! start (exit 6), or waits with `--wait-lock DURATION`. A lock left by a run that crashed is taken
 //! over (logged in the audit log, and the new holder is told what that run was doing): at once when
@@ -15,12 +15,22 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use vending::approval::{AuditEvent, Scope};
-use vending::lock::{Lock, Standing, RENEW_EVERY};
+use vending::lock::{Lock, Standing, TTL};
 use vending_aws::approval::{entropy, Store};
 use vending_aws::lock::Taken;
 
 /// Another run holds the lock (README.md, "Exit codes").
 pub const EXIT_LOCKED: u8 = 6;
+
+/// How long a lock stands without renewal: `vending::lock::TTL`, or `VENDING_LOCK_TTL_SECONDS`
+/// (at least 3) for an operator whose network needs longer, and for the test that proves renewal
+/// in seconds. It is renewed three times within it.
+fn ttl() -> Duration {
+    std::env::var("VENDING_LOCK_TTL_SECONDS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(TTL, |seconds| Duration::from_secs(seconds.max(3)))
+}
 
 /// How often a run waiting for a lock looks again.
 const POLL: Duration = Duration::from_secs(2);
@@ -116,7 +126,7 @@ impl Locker<'_> {
         let run = format!("{:016x}", entropy());
         let (started, mut said) = (Instant::now(), None::<Instant>);
         loop {
-            let lock = Lock::new(&me, &this_process(), &run, command, &commit, SystemTime::now());
+            let lock = Lock::new(&me, &this_process(), &run, command, &commit, SystemTime::now(), ttl());
             let taken = self.runtime.block_on(vending_aws::lock::take(
                 &self.clients.s3,
                 self.bucket,
@@ -191,8 +201,8 @@ impl Locker<'_> {
         let thread = std::thread::spawn(move || {
             let mut etag = etag;
             loop {
-                let done = !matches!(stopped.recv_timeout(RENEW_EVERY), Err(mpsc::RecvTimeoutError::Timeout));
-                let next = if done { lock.released() } else { lock.renewed(SystemTime::now()) };
+                let done = !matches!(stopped.recv_timeout(ttl() / 3), Err(mpsc::RecvTimeoutError::Timeout));
+                let next = if done { lock.released() } else { lock.renewed(SystemTime::now(), ttl()) };
                 match handle.block_on(vending_aws::lock::rewrite(&s3, &bucket, &scope, &next, &etag)) {
                     Ok(Ok(new)) => etag = new,
                     Ok(Err(_)) => {

@@ -5,7 +5,7 @@
 //! expired or stale one) and renews and releases it with `If-Match`; here is only what a lock says
 //! and whether it may be taken.
 //!
-//! A holder renews its lock while it works (every `RENEW_EVERY`, for `TTL`). A lock past its
+//! A holder renews its lock while it works (three times per `TTL`). A lock past its
 //! expiry belongs to a run that crashed or lost its network: it may be taken over. A lock whose
 //! holder ran on this host and whose process is gone is stale at once. A released lock is free.
 
@@ -18,9 +18,6 @@ use crate::approval::{timestamp, Scope};
 /// How long a lock stands without renewal: long enough for a slow network to renew in time,
 /// short enough that a crashed run blocks others for minutes, not hours.
 pub const TTL: Duration = Duration::from_secs(10 * 60);
-
-/// How often the holder renews: three chances before the lock expires.
-pub const RENEW_EVERY: Duration = Duration::from_secs(3 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lock {
@@ -77,7 +74,16 @@ impl Lock {
         format!("locks/{}.json", scope.folder())
     }
 
-    pub fn new(holder: &str, process: &Process, run: &str, command: &str, commit: &str, now: SystemTime) -> Lock {
+    /// A lock taken at `now` for `ttl` (`TTL`, unless the operator set another).
+    pub fn new(
+        holder: &str,
+        process: &Process,
+        run: &str,
+        command: &str,
+        commit: &str,
+        now: SystemTime,
+        ttl: Duration,
+    ) -> Lock {
         Lock {
             holder: holder.to_string(),
             host: process.host.clone(),
@@ -88,14 +94,14 @@ impl Lock {
             command: command.to_string(),
             commit: commit.to_string(),
             started_at: timestamp(now),
-            expires_at: timestamp(now + TTL),
+            expires_at: timestamp(now + ttl),
             released: false,
         }
     }
 
     /// The same lock, renewed at `now`.
-    pub fn renewed(&self, now: SystemTime) -> Lock {
-        Lock { expires_at: timestamp(now + TTL), ..self.clone() }
+    pub fn renewed(&self, now: SystemTime, ttl: Duration) -> Lock {
+        Lock { expires_at: timestamp(now + ttl), ..self.clone() }
     }
 
     pub fn released(&self) -> Lock {

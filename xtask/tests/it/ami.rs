@@ -364,6 +364,43 @@ fn an_interrupted_packer_build_cleans_up_and_records_nothing() {
     assert!(run.stdout.contains("aws ec2 "), "{run:?}");
 }
 
+/// Two builds of one environment at once: one waits for the lock or is refused (exit 6), and a
+/// build records only the AMI its own Packer made (both used to read one manifest).
+#[test]
+fn two_ami_builds_at_once_never_record_each_other_s_ami() {
+    if !packer_available() {
+        return;
+    }
+    let moto = emulator();
+    let project = Project::copy();
+    project.git_init("Initial");
+    let endpoint = moto.endpoint();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            project
+                .command(&["ami", "globex", "dev", "--local"], &[("AWS_ENDPOINT_URL", &endpoint)])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let runs: Vec<crate::Run> = children.into_iter().map(|c| crate::Run::from(c.wait_with_output().unwrap())).collect();
+    assert!(runs.iter().any(|r| r.code == 0), "{runs:?}");
+    for run in &runs {
+        match run.code {
+            0 => {
+                let built =
+                    run.stdout.split("amazon-ebs.local: AMI: ").nth(1).and_then(|r| r.split_whitespace().next());
+                let recorded = run.stdout.split("  eu-west-1: ").nth(1).and_then(|r| r.split_whitespace().next());
+                assert!(built.is_some() && built == recorded, "records its own AMI: {run:?}");
+            }
+            6 => assert!(run.stderr.contains("globex/dev is locked by"), "{run:?}"),
+            _ => panic!("{run:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_base_ami_given_by_id_builds_locally_from_the_emulator_s_image() {
     if !packer_available() {

@@ -52,6 +52,29 @@ fn builds_the_sample_app_from_its_repository_into_a_reproducible_revision() {
     assert!(run.stderr.contains("no revision was made"), "{run:?}");
 }
 
+/// Two builds of one environment at once share its work folder: the second waits for the first
+/// (it used to delete the first's tree, or fail with a misleading credential hint).
+#[test]
+fn two_builds_of_one_environment_at_once_both_succeed() {
+    let project = Project::copy().with_apps();
+    project.git_init("Initial");
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            project
+                .command(&["build", "globex", "dev", "--json"], &[])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let runs: Vec<crate::Run> = children.into_iter().map(|c| crate::Run::from(c.wait_with_output().unwrap())).collect();
+    for run in &runs {
+        assert_eq!(run.code, 0, "{run:?}");
+    }
+    assert_eq!(record(&runs[0])["sha256"], record(&runs[1])["sha256"], "the same revision");
+}
+
 #[test]
 fn the_configured_ref_is_built_and_bad_refs_or_repositories_are_clear_errors() {
     let project = Project::copy().with_apps();

@@ -258,3 +258,41 @@ fn shared_rules(w: &World) -> Vec<(String, u32)> {
         out
     })
 }
+
+/// A run that takes longer than the lock's time to live renews it: another run is still refused
+/// after the first expiry would have passed (with a 4 s TTL; `VENDING_LOCK_TTL_SECONDS`).
+#[test]
+fn a_long_run_keeps_its_lock_by_renewing_it() {
+    if !packer_available() {
+        return;
+    }
+    let w = World::start();
+    let alice = &w.alice;
+    assert_eq!(w.run(alice, &["platform", "deploy", "--local"]).code, 0);
+    assert_eq!(w.run(alice, &["ami", "globex", "dev", "--local"]).code, 0);
+    let slow =
+        vending_emulator::faults::Faults { delay: 1.0, delay_for: Duration::from_millis(400), ..Default::default() };
+    let proxy = vending_emulator::faults::FaultProxy::start(w.moto.port, slow, 3).unwrap();
+    let mut env = w.env(alice);
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint()));
+    env.push(("VENDING_LOCK_TTL_SECONDS".into(), "4".into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let first = w
+        .project
+        .command(&["deploy", "globex", "dev", "--local", "--infra-only"], &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w.locked() {
+        assert!(Instant::now() < deadline, "the deploy never took the lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    let second = w.run(alice, &["deploy", "globex", "dev", "--local", "--infra-only"]);
+    let first = Run::from(first.wait_with_output().unwrap());
+    assert_eq!(second.code, 6, "the first run's lock was renewed, not expired: {second:?}\n{first:?}");
+    assert_eq!(first.code, 0, "{first:?}");
+}

@@ -128,7 +128,8 @@ fn locks_and_conditional_writes() {
         let scope = Scope::environment("acme", "prod");
         let process = |host: &str, pid| Process { host: host.into(), machine: format!("{host}-boot"), pid, started: 0 };
         let now = SystemTime::now();
-        let ours = Lock::new(ALICE, &process("a", 1), "run-a", "deploy acme prod", "c0ffee", now);
+        let ttl = vending::lock::TTL;
+        let ours = Lock::new(ALICE, &process("a", 1), "run-a", "deploy acme prod", "c0ffee", now, ttl);
         let Taken::Taken { etag, replaced: None } =
             take(&client, "vend-locks", &scope, &ours, now, |_, _| true).await.unwrap()
         else {
@@ -137,8 +138,15 @@ fn locks_and_conditional_writes() {
         let held = Held { bucket: "vend-locks".into(), scope: scope.clone(), run: "run-a".into() };
         check_held(&client, &held).await.unwrap();
         // Another run on another machine is refused while it is held...
-        let theirs =
-            Lock::new("arn:aws:iam::123456789012:user/bob", &process("b", 2), "run-b", "deploy acme prod", "", now);
+        let theirs = Lock::new(
+            "arn:aws:iam::123456789012:user/bob",
+            &process("b", 2),
+            "run-b",
+            "deploy acme prod",
+            "",
+            now,
+            ttl,
+        );
         assert!(matches!(
             take(&client, "vend-locks", &scope, &theirs, now, |_, _| true).await.unwrap(),
             Taken::Busy(_)
@@ -152,7 +160,7 @@ fn locks_and_conditional_writes() {
         let lost = check_held(&client, &held).await.unwrap_err().to_string();
         assert!(lost.contains("taken over by arn:aws:iam::123456789012:user/bob"), "{lost}");
         // The first run's renewal now fails: its ETag is stale.
-        assert!(vending_aws::lock::rewrite(&client, "vend-locks", &scope, &ours.renewed(now), &etag)
+        assert!(vending_aws::lock::rewrite(&client, "vend-locks", &scope, &ours.renewed(now, ttl), &etag)
             .await
             .unwrap()
             .is_err());
