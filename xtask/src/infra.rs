@@ -295,8 +295,9 @@ impl<'a> Run<'a> {
             Some(format!("{label}: interrupted: stopping after the change in progress (Ctrl-C again leaves at once)")),
             format!("{label}: left in the middle of its changes; run the command again to finish"),
         );
-        let baseline = crate::interrupt::presses();
-        let asked = std::sync::Arc::new(move || crate::interrupt::presses() > baseline);
+        // Any press counts: one during an approval wait ended the run there, so a press seen here
+        // came after the gate (while waiting for the lock, or planning again).
+        let asked = std::sync::Arc::new(crate::interrupt::interrupted);
         Ok(ApplyOptions {
             held: guard.map(Guard::held),
             interrupted: Some(infra::Interrupted(asked)),

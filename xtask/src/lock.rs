@@ -143,6 +143,11 @@ impl Locker<'_> {
                     return Ok(Ok(self.hold(scope.clone(), lock, etag)));
                 }
                 Taken::Busy(holder) => {
+                    // Ctrl-C while waiting (after an approval, Ctrl-C is handled): stop here.
+                    if crate::interrupt::interrupted() {
+                        eprintln!("{label}: interrupted while waiting for the lock: nothing was changed");
+                        return Ok(Err(ExitCode::from(130)));
+                    }
                     let waited = started.elapsed();
                     match wait {
                         Some(limit) if waited < limit => {
