@@ -85,14 +85,7 @@ impl Gate<'_> {
     }
 
     fn audit(&self, event: &str, who: &str, request: Option<&Request>, detail: String) -> anyhow::Result<()> {
-        let event = AuditEvent {
-            at: vending::approval::precise_timestamp(SystemTime::now()),
-            event: event.to_string(),
-            who: who.to_string(),
-            request: request.map(|r| r.id.clone()),
-            plan_sha256: request.map(|r| r.plan_sha256.clone()),
-            detail,
-        };
+        let event = AuditEvent::new(event, who, request, detail, SystemTime::now());
         self.block_on(self.store().audit(&self.scope, &event))
     }
 
@@ -520,14 +513,7 @@ fn record(
     request: &Request,
     detail: String,
 ) -> anyhow::Result<()> {
-    let event = AuditEvent {
-        at: vending::approval::precise_timestamp(SystemTime::now()),
-        event: event.to_string(),
-        who: who.to_string(),
-        request: Some(request.id.clone()),
-        plan_sha256: Some(request.plan_sha256.clone()),
-        detail,
-    };
+    let event = AuditEvent::new(event, who, Some(request), detail, SystemTime::now());
     runtime.block_on(store.audit(scope, &event))
 }
 

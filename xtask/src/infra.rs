@@ -372,14 +372,13 @@ impl<'a> Run<'a> {
         }
         // Who is notified changes without an approval (it changes nothing that runs): on record.
         let me = self.runtime.block_on(vending_aws::identity::caller(&self.clients.sts))?.arn;
-        let event = vending::approval::AuditEvent {
-            at: vending::approval::precise_timestamp(std::time::SystemTime::now()),
-            event: "approvers-changed".into(),
-            who: me,
-            request: None,
-            plan_sha256: None,
-            detail: changed.join("; "),
-        };
+        let event = vending::approval::AuditEvent::new(
+            "approvers-changed",
+            &me,
+            None,
+            changed.join("; "),
+            std::time::SystemTime::now(),
+        );
         self.runtime.block_on(self.store().audit(&self.scope, &event))?;
         replan()
     }

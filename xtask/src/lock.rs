@@ -182,14 +182,8 @@ impl Locker<'_> {
             scope.label(),
             old.describe()
         );
-        let event = AuditEvent {
-            at: vending::approval::precise_timestamp(SystemTime::now()),
-            event: "lock-taken-over".into(),
-            who: me.to_string(),
-            request: None,
-            plan_sha256: None,
-            detail: format!("{why}; it was held by {}", old.describe()),
-        };
+        let detail = format!("{why}; it was held by {}", old.describe());
+        let event = AuditEvent::new("lock-taken-over", me, None, detail, SystemTime::now());
         let store = Store { s3: &self.clients.s3, bucket: self.bucket };
         self.runtime.block_on(store.audit(scope, &event))
     }
@@ -307,14 +301,8 @@ impl LockCommand {
             bail!("{label}: the lock changed while it was being released; look again with `lock status`");
         }
         if !mine {
-            let event = AuditEvent {
-                at: vending::approval::precise_timestamp(SystemTime::now()),
-                event: "lock-released-by-force".into(),
-                who: me.clone(),
-                request: None,
-                plan_sha256: None,
-                detail: format!("it was held by {}", lock.describe()),
-            };
+            let detail = format!("it was held by {}", lock.describe());
+            let event = AuditEvent::new("lock-released-by-force", &me, None, detail, SystemTime::now());
             runtime.block_on(Store { s3: &clients.s3, bucket }.audit(&scope, &event))?;
         }
         println!("{label}: released the lock of {}", lock.describe());

@@ -66,20 +66,7 @@ pub async fn get_json<T: serde::de::DeserializeOwned>(
     bucket: &str,
     key: &str,
 ) -> anyhow::Result<Option<T>> {
-    let output = match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(output) => output,
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
-        Err(e)
-            if e.as_service_error().and_then(aws_sdk_s3::error::ProvideErrorMetadata::code) == Some("NoSuchBucket") =>
-        {
-            return Ok(None)
-        }
-        Err(e) => bail!("cannot read s3://{bucket}/{key}: {}", describe_error(&e)),
-    };
-    let bytes = output.body.collect().await.with_context(|| format!("cannot read s3://{bucket}/{key}"))?.into_bytes();
-    let value =
-        serde_json::from_slice(&bytes).with_context(|| format!("s3://{bucket}/{key} is not what this tool wrote"))?;
-    Ok(Some(value))
+    Ok(get_json_tagged(client, bucket, key).await?.map(|(value, _)| value))
 }
 
 /// The condition of a state write: S3 conditional writes make each one a single atomic put.
@@ -143,6 +130,12 @@ async fn get_bytes_tagged(client: &Client, bucket: &str, key: &str) -> anyhow::R
     let output = match client.get_object().bucket(bucket).key(key).send().await {
         Ok(output) => output,
         Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        // No bucket yet (before the first `platform deploy` or `ami`): nothing is stored.
+        Err(e)
+            if e.as_service_error().and_then(aws_sdk_s3::error::ProvideErrorMetadata::code) == Some("NoSuchBucket") =>
+        {
+            return Ok(None)
+        }
         Err(e) => bail!("cannot read s3://{bucket}/{key}: {}", describe_error(&e)),
     };
     let etag = output.e_tag.clone().unwrap_or_default();

@@ -571,6 +571,18 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// An event at `now`, about `request` when there is one (its id and plan hash go with it).
+    pub fn new(event: &str, who: &str, request: Option<&Request>, detail: String, now: SystemTime) -> AuditEvent {
+        AuditEvent {
+            at: precise_timestamp(now),
+            event: event.to_string(),
+            who: who.to_string(),
+            request: request.map(|r| r.id.clone()),
+            plan_sha256: request.map(|r| r.plan_sha256.clone()),
+            detail,
+        }
+    }
+
     /// Its key: the time first (so a listing is in time order), then the event and entropy.
     pub fn key(&self, scope: &Scope, entropy: u64) -> String {
         let at: String = self.at.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
