@@ -21,15 +21,19 @@ use crate::validate::{load_fleet, Selection};
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct Ami {
-    customer: String,
-    env: String,
+    /// The customer (a folder under customers/).
+    customer: Option<String>,
+    /// The environment (a file customers/CUSTOMER/ENV.toml).
+    env: Option<String>,
+    #[command(flatten)]
+    fleet: crate::fleet::FleetFlags,
     /// Build even with uncommitted changes; the AMI is then tagged Dirty=true.
     #[arg(long)]
     allow_dirty: bool,
     /// Use the local AWS emulator (see `cargo xtask local up`).
     #[arg(long)]
     local: bool,
-    /// Print the record as JSON.
+    /// Print the record as JSON (with --all: the summary).
     #[arg(long)]
     json: bool,
     /// Print the current record instead of building.
@@ -38,6 +42,8 @@ pub struct Ami {
     #[command(flatten)]
     wait_lock: crate::lock::WaitLock,
 }
+
+crate::infra::named_by_option!(Ami);
 
 impl Ami {
     /// `--show`: the environment's AMI record.
@@ -50,10 +56,10 @@ impl Ami {
         let Some(record) = record else {
             bail!(
                 "{}/{} has no AMI yet: build one with `cargo xtask ami {} {}`",
-                self.customer,
-                self.env,
-                self.customer,
-                self.env
+                self.customer(),
+                self.env(),
+                self.customer(),
+                self.env()
             );
         };
         self.print(&record, &platform.state_bucket, record_key)?;
@@ -61,6 +67,20 @@ impl Ami {
     }
 
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
+        if crate::fleet::one_or_fleet(&self.customer, &self.env, &self.fleet)?.is_none() {
+            if self.show {
+                bail!("--show prints one environment's record: name it (`CUSTOMER ENV`)");
+            }
+            let mut args = Vec::new();
+            if self.allow_dirty {
+                args.push("--allow-dirty".to_string());
+            }
+            if let Some(wait) = self.wait_lock.wait_lock {
+                args.extend(["--wait-lock".to_string(), humantime::format_duration(wait).to_string()]);
+            }
+            let verb = crate::fleet::Verb::Ami;
+            return crate::infra::run_fleet(root, verb, &self.fleet, self.local, args, self.json, false);
+        }
         // git runs while the config loads: a build needs both before `packer validate` can start.
         let git = (!self.show).then(|| {
             let (a, b) = (root.to_path_buf(), root.to_path_buf());
@@ -69,28 +89,28 @@ impl Ami {
                 std::thread::spawn(move || crate::git::is_dirty(&b)),
             )
         });
-        let selection = Selection { customer: Some(self.customer.clone()), env: Some(self.env.clone()) };
+        let selection = Selection { customer: Some(self.customer().to_string()), env: Some(self.env().to_string()) };
         let loaded = load_fleet(root, &selection)?;
         if loaded.has_errors() {
             output::print(Format::Human, &loaded.diagnostics, &loaded.summary());
-            eprintln!("error: the config of {}/{} has errors; fix them before building", self.customer, self.env);
+            eprintln!("error: the config of {}/{} has errors; fix them before building", self.customer(), self.env());
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
         }
         let fleet = loaded.fleet.as_ref().context("no platform")?;
         // The selection was validated, so the environment is in the fleet unless it had errors.
-        fleet.environment(&self.customer, &self.env).context("the environment did not validate")?;
+        fleet.environment(self.customer(), self.env()).context("the environment did not validate")?;
         let platform = &fleet.platform;
-        let who = format!("{}/{}", self.customer, self.env);
+        let who = format!("{}/{}", self.customer(), self.env());
 
         let target = crate::local::target(root, self.local)?;
-        let record_key = AmiRecord::current_key(&self.customer, &self.env);
+        let record_key = AmiRecord::current_key(self.customer(), self.env());
 
         if self.show {
             return self.show_record(platform, &target, &record_key);
         }
 
         // The committed template is what gets built; it must be what the config generates.
-        let template_path = render::packer_path(&self.customer, &self.env);
+        let template_path = render::packer_path(self.customer(), self.env());
         let rendered = loaded.files.iter().find(|f| f.path == template_path).context("no template rendered")?;
         if fs::read_to_string(root.join(&template_path)).ok().as_deref() != Some(rendered.contents.as_str()) {
             eprintln!(
@@ -116,7 +136,7 @@ impl Ami {
             println!("{who} | local mode: building against the emulator at {endpoint} with communicator = \"none\"; provisioners are skipped");
         }
 
-        let work = root.join("target/vending-ami").join(format!("{}-{}", self.customer, self.env));
+        let work = root.join("target/vending-ami").join(format!("{}-{}", self.customer(), self.env()));
         fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
         // Each run builds in a folder of its own, so its manifest is its own: two runs of one
         // environment never read each other's AMI (the lock also keeps them apart).
@@ -124,7 +144,7 @@ impl Ami {
             .prefix("run-")
             .tempdir_in(&work)
             .with_context(|| format!("cannot create a build folder in {}", work.display()))?;
-        let manifest_path = run_dir.path().join(manifest_file(&self.customer, &self.env));
+        let manifest_path = run_dir.path().join(manifest_file(self.customer(), self.env()));
         let template = root.join(&template_path);
         println!(
             "{who} | building {} at commit {}{}",
@@ -149,9 +169,9 @@ impl Ami {
             let clients = vending_aws::infra::Clients::new(&config, self.local, None);
             let locker =
                 crate::lock::Locker { runtime: &runtime, clients: &clients, bucket: &platform.state_bucket, root };
-            let scope = vending::approval::Scope::environment(&self.customer, &self.env);
+            let scope = vending::approval::Scope::environment(self.customer(), self.env());
             let guard =
-                locker.acquire(&scope, &format!("ami {} {}", self.customer, self.env), self.wait_lock.wait_lock)?;
+                locker.acquire(&scope, &format!("ami {} {}", self.customer(), self.env()), self.wait_lock.wait_lock)?;
             match validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))? {
                 Some(took) => println!("{who} | packer validate: passed in {}", duration(took)),
                 None => println!("{who} | packer validate: passed before with this template, build and settings (cached; commit text does not change validity)"),
@@ -166,9 +186,13 @@ impl Ami {
         let build_took = packer_build(run_dir.path(), &packer, &template, only, &variables, &env_vars, &who)?;
         println!("{who} | packer build: finished in {}", duration(build_took));
         let artifact = read_manifest(&manifest_path)?;
+        // For a fleet run's summary: the AMI of the platform's region.
+        if let Some(ami) = artifact.amis.get(&platform.region) {
+            crate::report::note("ami", ami);
+        }
         let record = AmiRecord {
-            customer: self.customer.clone(),
-            environment: self.env.clone(),
+            customer: self.customer().to_string(),
+            environment: self.env().to_string(),
             amis: artifact.amis,
             commit,
             dirty,
@@ -212,7 +236,7 @@ impl Ami {
         platform: &Platform,
         who: &str,
     ) -> anyhow::Result<()> {
-        let prefix = format!("amis/{}/{}/history/", self.customer, self.env);
+        let prefix = format!("amis/{}/{}/history/", self.customer(), self.env());
         let found = runtime.block_on(async {
             let keys = vending_aws::s3::list_keys(s3, &platform.state_bucket, &prefix).await?;
             // History keys end with the AMI id: `<time>-ami-0123.json`.
@@ -222,7 +246,7 @@ impl Ami {
                 .collect();
             let config = vending_aws::sdk_config(&platform.region, target).await;
             let ec2 = vending_aws::ec2::client(&config);
-            vending_aws::ec2::packer_leftovers(&ec2, &self.customer, &self.env, &recorded).await
+            vending_aws::ec2::packer_leftovers(&ec2, self.customer(), self.env(), &recorded).await
         })?;
         if found.is_empty() {
             return Ok(());

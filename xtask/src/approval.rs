@@ -310,6 +310,7 @@ impl Gate<'_> {
             }
             if self.no_wait {
                 println!("{label} | request {id} waits for a decision; nothing was changed. Resume with: {resume}");
+                crate::report::note("approval", &id);
                 return Ok(Waited::Stop(ExitCode::from(EXIT_PENDING)));
             }
             if crate::interrupt::presses() > presses {

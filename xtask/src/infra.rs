@@ -17,32 +17,48 @@ use vending_aws::approval::Store;
 use vending_aws::infra::{self, ApplyOptions, Clients, Planned};
 
 use crate::approval::{Gate, Pass};
+use crate::fleet::{FleetFlags, Verb};
+use crate::interrupt::CtrlC;
 use crate::lock::{Guard, Locker, WaitLock};
 use crate::output::{self, Format};
-use crate::software::{PlannedRevision, Prepared, Release};
 use crate::validate::{load_fleet, Selection};
+use vending_release::{PlannedRevision, Prepared, Release};
 
 /// `plan`: something to change.
 const EXIT_CHANGES: u8 = 2;
 
+/// A deployment that failed, timed out or was stopped (on Ctrl-C too).
+const EXIT_DEPLOYMENT_FAILED: u8 = 1;
+
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct PlanCommand {
-    customer: String,
-    env: String,
+    /// The customer (a folder under customers/).
+    customer: Option<String>,
+    /// The environment (a file customers/CUSTOMER/ENV.toml).
+    env: Option<String>,
     /// Use the local AWS emulator (see `cargo xtask local up`).
     #[arg(long)]
     local: bool,
-    /// Print the plan as JSON.
+    /// Print the plan as JSON (with --all: the summary, each environment's plan in it).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    fleet: FleetFlags,
 }
 
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct DeployCommand {
-    customer: String,
-    env: String,
+    /// The customer (a folder under customers/).
+    customer: Option<String>,
+    /// The environment (a file customers/CUSTOMER/ENV.toml).
+    env: Option<String>,
+    #[command(flatten)]
+    fleet: FleetFlags,
+    /// With --all: print the summary as JSON.
+    #[arg(long)]
+    json: bool,
     /// Use the local AWS emulator (see `cargo xtask local up`).
     #[arg(long)]
     local: bool,
@@ -436,6 +452,14 @@ impl<'a> Run<'a> {
 }
 
 /// The AMI a release runs on: the launch template's image, or the environment's AMI record.
+/// The AMI the planned launch template runs.
+fn planned_ami(planned: &Planned) -> Option<String> {
+    planned.stack.desired.iter().find_map(|d| match &d.resource {
+        Resource::LaunchTemplate(lt) => Some(lt.image_id.clone()),
+        _ => None,
+    })
+}
+
 fn ami_of(
     planned: Option<&Planned>,
     runtime: &tokio::runtime::Runtime,
@@ -444,12 +468,7 @@ fn ami_of(
     customer: &str,
     env: &str,
 ) -> anyhow::Result<Option<String>> {
-    let from_plan = planned.and_then(|p| {
-        p.stack.desired.iter().find_map(|d| match &d.resource {
-            Resource::LaunchTemplate(lt) => Some(lt.image_id.clone()),
-            _ => None,
-        })
-    });
+    let from_plan = planned.and_then(planned_ami);
     if from_plan.is_some() {
         return Ok(from_plan);
     }
@@ -457,6 +476,15 @@ fn ami_of(
     let record: Option<vending::ami::AmiRecord> =
         runtime.block_on(vending_aws::s3::get_json(&clients.s3, &platform.state_bucket, &key))?;
     Ok(record.and_then(|r| r.amis.get(&platform.region).cloned()))
+}
+
+/// The exit code of a release that succeeded, or failed (the output said why).
+fn shipped(succeeded: bool) -> ExitCode {
+    if succeeded {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DEPLOYMENT_FAILED)
+    }
 }
 
 fn binding(revision: &PlannedRevision, ami: Option<String>, ignore_application_stop_failures: bool) -> ReleaseBinding {
@@ -476,14 +504,77 @@ fn local_flag(local: bool) -> &'static str {
     }
 }
 
+/// `customer()` and `env()` of a command named by `CUSTOMER ENV`, or in its fleet form by a
+/// selection (where they are empty and unused).
+macro_rules! named_by_option {
+    ($($command:ty),*) => {
+        $(impl $command {
+            fn customer(&self) -> &str {
+                self.customer.as_deref().unwrap_or_default()
+            }
+
+            fn env(&self) -> &str {
+                self.env.as_deref().unwrap_or_default()
+            }
+        })*
+    };
+}
+pub(crate) use named_by_option;
+named_by_option!(PlanCommand, DeployCommand);
+
+impl RollbackCommand {
+    fn customer(&self) -> &str {
+        &self.customer
+    }
+
+    fn env(&self) -> &str {
+        &self.env
+    }
+}
+
+/// A fleet run of `verb` over the environments `flags` select, each with `args`.
+pub(crate) fn run_fleet(
+    root: &Path,
+    verb: Verb,
+    flags: &FleetFlags,
+    local: bool,
+    args: Vec<String>,
+    json: bool,
+    no_wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let fleet = match fleet(root, None, None)? {
+        Ok(fleet) => fleet,
+        Err(code) => return Ok(code),
+    };
+    let jobs = crate::fleet::select(&fleet, flags)?;
+    let mut args = args;
+    if local {
+        args.insert(0, "--local".into());
+    }
+    let run = |approvals: Option<&crate::fleet::ReadApproval>| {
+        crate::fleet::Run { root, verb, flags, jobs: jobs.clone(), args: args.clone(), json, no_wait, approvals }.run()
+    };
+    if verb == Verb::Deploy && jobs.iter().any(|j| j.gated) {
+        // The requests of gated environments are read here while they wait.
+        let (runtime, clients) = connect(root, &fleet, local)?;
+        let store = Store { s3: &clients.s3, bucket: &fleet.platform.state_bucket };
+        let read = crate::fleet::approval_reader(&runtime, store);
+        return run(Some(&read));
+    }
+    run(None)
+}
+
 impl PlanCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
+        if crate::fleet::one_or_fleet(&self.customer, &self.env, &self.fleet)?.is_none() {
+            return run_fleet(root, Verb::Plan, &self.fleet, self.local, Vec::new(), self.json, false);
+        }
+        let fleet = match fleet(root, Some(self.customer()), Some(self.env()))? {
             Ok(fleet) => fleet,
             Err(code) => return Ok(code),
         };
         let (runtime, clients) = connect(root, &fleet, self.local)?;
-        let planned = plan_environment(&runtime, &clients, &fleet, &self.customer, &self.env, self.local)?;
+        let planned = plan_environment(&runtime, &clients, &fleet, self.customer(), self.env(), self.local)?;
         print_plan(&planned, self.json)?;
         if !self.json {
             topic_notes(&planned);
@@ -510,18 +601,47 @@ fn topic_notes(planned: &Planned) {
 }
 
 impl DeployCommand {
+    /// The flags each environment of a fleet run gets.
+    fn fleet_args(&self) -> anyhow::Result<Vec<String>> {
+        if self.approval.approval.is_some() {
+            anyhow::bail!("--approval names one environment's request: use it without --all");
+        }
+        let mut args = Vec::new();
+        for (on, flag) in [
+            (self.infra_only, "--infra-only"),
+            (self.software_only, "--software-only"),
+            (self.redeploy, "--redeploy"),
+            (self.ignore_application_stop_failures, "--ignore-application-stop-failures"),
+            (self.allow_destructive, "--allow-destructive"),
+            (self.apply_immediately, "--apply-immediately"),
+        ] {
+            if on {
+                args.push(flag.to_string());
+            }
+        }
+        if let Some(wait) = self.wait_lock.wait_lock {
+            args.extend(["--wait-lock".to_string(), humantime::format_duration(wait).to_string()]);
+        }
+        Ok(args)
+    }
+
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
+        if crate::fleet::one_or_fleet(&self.customer, &self.env, &self.fleet)?.is_none() {
+            let args = self.fleet_args()?;
+            return run_fleet(root, Verb::Deploy, &self.fleet, self.local, args, self.json, self.approval.no_wait);
+        }
+        let fleet = match fleet(root, Some(self.customer()), Some(self.env()))? {
             Ok(fleet) => fleet,
             Err(code) => return Ok(code),
         };
         let (runtime, clients) = connect(root, &fleet, self.local)?;
-        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
+        let target = crate::local::target(root, self.local)?;
+        let (customer, env) = fleet.environment(self.customer(), self.env()).context("not in the fleet")?;
         let run = Run::environment(&runtime, &clients, root, &fleet.platform, customer, env, self.local);
         let release = Release {
             redeploy: self.redeploy,
             ignore_application_stop_failures: self.ignore_application_stop_failures,
-            ..Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, self.local)?
+            ..Release::of(root, &runtime, &clients, &fleet, self.customer(), self.env(), &target, &CtrlC)?
         };
         let options = ApplyOptions {
             allow_destructive: self.allow_destructive,
@@ -537,7 +657,7 @@ impl DeployCommand {
                 return Ok(code);
             }
         }
-        let replan = || plan_environment(&runtime, &clients, &fleet, &self.customer, &self.env, self.local);
+        let replan = || plan_environment(&runtime, &clients, &fleet, self.customer(), self.env(), self.local);
         let mut planned = match self.software_only {
             true => None,
             false => {
@@ -550,9 +670,10 @@ impl DeployCommand {
         let prepared = match self.infra_only {
             true => None,
             false => match release.prepare(!self.software_only)? {
-                Prepared::Exit(code) => return Ok(code),
+                Prepared::BuildFailed => return Ok(ExitCode::from(output::EXIT_PROBLEMS)),
                 Prepared::Nothing(why) => {
                     println!("{why}");
+                    crate::report::note("revision", "unchanged");
                     None
                 }
                 Prepared::Ship(revision) => Some(revision),
@@ -562,6 +683,13 @@ impl DeployCommand {
             Some(_) => ami_of(planned.as_ref(), &runtime, &clients, &fleet.platform, &customer.name, &env.name)?,
             None => None,
         };
+        // For a fleet run's summary.
+        if let Some(ami) = ami.clone().or_else(|| planned.as_ref().and_then(planned_ami)) {
+            crate::report::note("ami", &ami);
+        }
+        if let Some(revision) = &prepared {
+            crate::report::note("revision", &revision.sha256[..16]);
+        }
         let last = run.last_applied()?;
         let bind = || prepared.as_ref().map(|r| binding(r, ami.clone(), self.ignore_application_stop_failures));
         let proposal = run.proposal("deploy", planned.as_ref(), bind(), last.as_ref().map(|l| &l.0), &options);
@@ -604,7 +732,7 @@ impl DeployCommand {
                 run.still_held(guard.as_ref())?;
             }
             match &prepared {
-                Some(revision) => release.ship(revision),
+                Some(revision) => release.ship(revision).map(shipped),
                 None => Ok(ExitCode::SUCCESS),
             }
         })();
@@ -617,15 +745,16 @@ impl DeployCommand {
 
 impl RollbackCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let fleet = match fleet(root, Some(&self.customer), Some(&self.env))? {
+        let fleet = match fleet(root, Some(self.customer()), Some(self.env()))? {
             Ok(fleet) => fleet,
             Err(code) => return Ok(code),
         };
         let (runtime, clients) = connect(root, &fleet, self.local)?;
-        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
+        let target = crate::local::target(root, self.local)?;
+        let (customer, env) = fleet.environment(self.customer(), self.env()).context("not in the fleet")?;
         let release = Release {
             ignore_application_stop_failures: self.ignore_application_stop_failures,
-            ..Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, self.local)?
+            ..Release::of(root, &runtime, &clients, &fleet, self.customer(), self.env(), &target, &CtrlC)?
         };
         let revision = match release.prepare_rollback(self.to.as_deref())? {
             Prepared::Ship(revision) => revision,
@@ -633,7 +762,7 @@ impl RollbackCommand {
                 println!("{why}");
                 return Ok(ExitCode::SUCCESS);
             }
-            Prepared::Exit(code) => return Ok(code),
+            Prepared::BuildFailed => return Ok(ExitCode::from(output::EXIT_PROBLEMS)),
         };
         let run = Run::environment(&runtime, &clients, root, &fleet.platform, customer, env, self.local);
         let ami = ami_of(None, &runtime, &clients, &fleet.platform, &customer.name, &env.name)?;
@@ -665,7 +794,7 @@ impl RollbackCommand {
             Pass::Stop(code) => return Ok(code),
         };
         run.applying(&ApplyOptions::default(), guard.as_ref())?;
-        let outcome = run.still_held(guard.as_ref()).and_then(|()| release.ship(&revision));
+        let outcome = run.still_held(guard.as_ref()).and_then(|()| release.ship(&revision).map(shipped));
         if let Some(used) = &used {
             gate.finish(used, &outcome);
         }

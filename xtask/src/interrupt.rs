@@ -18,6 +18,9 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 /// What the first and the second press print (no child running).
 static NOTES: Mutex<(Option<String>, Option<String>)> = Mutex::new((None, None));
 static INSTALL: Once = Once::new();
+/// Process groups that get each press instead of this process acting on it: the environments of
+/// a fleet run, each its own group, so that each sees exactly the presses the user made.
+static FORWARD: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
 pub fn install() -> anyhow::Result<()> {
     let mut result = Ok(());
@@ -36,6 +39,21 @@ pub fn install() -> anyhow::Result<()> {
                 unsafe {
                     libc::kill(-pid, libc::SIGINT);
                 }
+            } else if let Some(groups) = forwarding() {
+                let notes = NOTES.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(note) = if presses == 1 { &notes.0 } else { &notes.1 } {
+                    eprintln!("{note}");
+                }
+                for group in groups {
+                    // SAFETY: kill(2) on the process group of a child we spawned as its leader.
+                    unsafe {
+                        libc::kill(-group, libc::SIGINT);
+                    }
+                }
+                // The environments leave on their second press; a third leaves them behind.
+                if presses > 2 {
+                    std::process::exit(130);
+                }
             } else {
                 let notes = NOTES.lock().unwrap_or_else(|p| p.into_inner());
                 let note = if presses == 1 { &notes.0 } else { &notes.1 };
@@ -49,6 +67,25 @@ pub fn install() -> anyhow::Result<()> {
         });
     });
     result.map_err(|e| anyhow::anyhow!("cannot handle Ctrl-C: {e}"))
+}
+
+/// The process groups to forward presses to, when there are any.
+fn forwarding() -> Option<Vec<i32>> {
+    let groups = FORWARD.lock().unwrap_or_else(|p| p.into_inner());
+    (!groups.is_empty()).then(|| groups.clone())
+}
+
+/// From now on each press goes to the process group `pid` leads (a fleet run's environment).
+pub fn forward_to(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        FORWARD.lock().unwrap_or_else(|p| p.into_inner()).push(pid);
+    }
+}
+
+/// The process group `pid` led has ended.
+pub fn stop_forwarding(pid: u32) {
+    let mut groups = FORWARD.lock().unwrap_or_else(|p| p.into_inner());
+    groups.retain(|&g| i64::from(g) != i64::from(pid));
 }
 
 pub fn set_child(pid: u32) {
@@ -72,4 +109,21 @@ pub fn presses() -> u32 {
 
 pub fn interrupted() -> bool {
     presses() > 0
+}
+
+/// This process's Ctrl-C, handed to the release.
+#[cfg(feature = "aws")]
+pub struct CtrlC;
+
+#[cfg(feature = "aws")]
+impl vending_release::Interrupts for CtrlC {
+    fn presses(&self) -> u32 {
+        presses()
+    }
+
+    fn arm(&self, first: Option<String>, leave: String) -> anyhow::Result<()> {
+        install()?;
+        set_notes(first, leave);
+        Ok(())
+    }
 }

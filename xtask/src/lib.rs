@@ -17,6 +17,8 @@ mod approval;
 mod bench;
 #[cfg(feature = "aws")]
 mod build;
+#[cfg(feature = "aws")]
+mod fleet;
 #[cfg(not(feature = "aws"))]
 mod forward;
 mod generate;
@@ -29,14 +31,12 @@ mod interrupt;
 #[cfg(feature = "aws")]
 mod local;
 #[cfg(feature = "aws")]
-mod local_fleet;
-#[cfg(feature = "aws")]
 mod lock;
 mod output;
 mod packer;
 mod parallel;
 #[cfg(feature = "aws")]
-mod software;
+mod report;
 mod validate;
 
 use std::path::PathBuf;
@@ -91,13 +91,13 @@ struct Cli {
 enum Command {
     Validate(validate::Validate),
     Generate(generate::Generate),
-    /// Build the AMI of a customer environment with Packer and record it for deploys.
+    /// Build the AMI of a customer environment (or of many: --all) with Packer and record it.
     Ami(aws_args::Ami),
     /// Start, stop or show the local AWS emulator (moto's server on a loopback port).
     Local(aws_args::Local),
-    /// Show what `deploy` would change for a customer environment (exit 0: nothing, 2: changes).
+    /// Show what `deploy` would change for a customer environment, or many (exit 0: nothing, 2: changes).
     Plan(aws_args::PlanCommand),
-    /// Deploy a customer environment: its infrastructure, then a release of its software.
+    /// Deploy a customer environment (or many: --all): its infrastructure, then its software.
     Deploy(aws_args::DeployCommand),
     /// Deploy again the revision released before the latest release (or `--to` a revision).
     Rollback(aws_args::RollbackCommand),

@@ -8,7 +8,7 @@ use aws_sdk_codedeploy::types::{
     RevisionLocation, RevisionLocationType, S3Location,
 };
 use sha2::Digest;
-use vending::release::{Deployed, InstanceFailure, Snapshot, SourceError, StatusSource};
+use vending::release::{self as core, Deployed, InstanceFailure, Snapshot, SourceError, StatusSource};
 
 use crate::infra::{code, failed, Clients};
 
@@ -294,7 +294,7 @@ pub fn snapshot(info: &DeploymentInfo, targets: &[DeploymentTarget], rollback_st
         .and_then(|r| r.rollback_deployment_id())
         .map(|id| (id.to_string(), rollback_status.unwrap_or("started").to_string()));
     Snapshot {
-        status: info.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        status: info.status().map(|s| core::DeploymentStatus::from(s.as_str())).unwrap_or_default(),
         instances_done: done,
         instances_total: total,
         current_event,
@@ -318,9 +318,11 @@ pub struct AwsStatus<'a> {
 impl AwsStatus<'_> {
     async fn read(&self) -> anyhow::Result<Snapshot> {
         let info = get(self.clients, &self.deployment_id).await?;
-        let status = info.status().map(|s| s.as_str()).unwrap_or_default();
+        let status = info.status().map(|s| core::DeploymentStatus::from(s.as_str())).unwrap_or_default();
         let targets = match status {
-            "InProgress" | "Failed" | "Stopped" => targets(self.clients, &self.deployment_id).await?,
+            core::DeploymentStatus::InProgress | core::DeploymentStatus::Failed | core::DeploymentStatus::Stopped => {
+                targets(self.clients, &self.deployment_id).await?
+            }
             _ => Vec::new(),
         };
         let rollback_status = match info.rollback_info().and_then(|r| r.rollback_deployment_id()) {

@@ -5,11 +5,71 @@
 
 use std::time::Duration;
 
+/// CodeDeploy's status of a deployment, in its words (`InProgress`); a word this tool does not
+/// know yet is kept as `Other`, and is not final.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DeploymentStatus {
+    #[default]
+    Created,
+    Queued,
+    InProgress,
+    Baking,
+    Ready,
+    Succeeded,
+    Failed,
+    Stopped,
+    Other(String),
+}
+
+impl DeploymentStatus {
+    /// Succeeded, Failed and Stopped: CodeDeploy does not change them again.
+    pub fn is_final(&self) -> bool {
+        matches!(self, DeploymentStatus::Succeeded | DeploymentStatus::Failed | DeploymentStatus::Stopped)
+    }
+
+    /// CodeDeploy's word for it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            DeploymentStatus::Created => "Created",
+            DeploymentStatus::Queued => "Queued",
+            DeploymentStatus::InProgress => "InProgress",
+            DeploymentStatus::Baking => "Baking",
+            DeploymentStatus::Ready => "Ready",
+            DeploymentStatus::Succeeded => "Succeeded",
+            DeploymentStatus::Failed => "Failed",
+            DeploymentStatus::Stopped => "Stopped",
+            DeploymentStatus::Other(word) => word,
+        }
+    }
+}
+
+/// CodeDeploy's word (as the SDK's `as_str` gives it).
+impl From<&str> for DeploymentStatus {
+    fn from(word: &str) -> DeploymentStatus {
+        match word {
+            "Created" => DeploymentStatus::Created,
+            "Queued" => DeploymentStatus::Queued,
+            "InProgress" => DeploymentStatus::InProgress,
+            "Baking" => DeploymentStatus::Baking,
+            "Ready" => DeploymentStatus::Ready,
+            "Succeeded" => DeploymentStatus::Succeeded,
+            "Failed" => DeploymentStatus::Failed,
+            "Stopped" => DeploymentStatus::Stopped,
+            other => DeploymentStatus::Other(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for DeploymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A deployment's state as the loop needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
-    /// CodeDeploy's status: Created, Queued, InProgress, Baking, Ready, Succeeded, Failed, Stopped.
-    pub status: String,
+    pub status: DeploymentStatus,
     pub instances_done: u32,
     pub instances_total: u32,
     /// The lifecycle event running now, on the instance being deployed.
@@ -73,11 +133,6 @@ impl StopReason {
     }
 }
 
-/// Succeeded, Failed and Stopped: CodeDeploy does not change them again.
-pub fn is_final(status: &str) -> bool {
-    matches!(status, "Succeeded" | "Failed" | "Stopped")
-}
-
 /// One line of progress.
 pub fn progress(s: &Snapshot) -> String {
     let event = s.current_event.as_deref().map(|e| format!(", {e}")).unwrap_or_default();
@@ -105,10 +160,10 @@ pub fn follow(
             out(&line);
             last = line;
         }
-        if is_final(&snapshot.status) {
-            return Ok(match (snapshot.status.as_str(), stop) {
-                ("Succeeded", _) => Outcome::Succeeded,
-                ("Failed", _) => Outcome::Failed(snapshot),
+        if snapshot.status.is_final() {
+            return Ok(match (&snapshot.status, stop) {
+                (DeploymentStatus::Succeeded, _) => Outcome::Succeeded,
+                (DeploymentStatus::Failed, _) => Outcome::Failed(snapshot),
                 (_, Some((_, reason))) => reason.outcome(snapshot),
                 (_, None) => Outcome::Stopped(snapshot),
             });

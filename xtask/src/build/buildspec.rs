@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use vending::SourceFile;
 use vending_runners::runner::{self, RunOptions};
 
-use super::{print_report, secrets};
 use crate::output::{self, Format, Summary};
+use vending_release::build::{print_report, secrets};
 
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
@@ -63,7 +63,7 @@ impl BuildspecCommand {
         let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "eu-west-1".into());
         let options = RunOptions {
             src: src.clone(),
-            secrets: secrets(root, &build, &region, local)?,
+            secrets: secrets(&build, &region, &crate::local::target(root, local)?)?,
             source_version: String::new(),
             build_id: format!("local:{}", std::process::id()),
             // A buildspec file has no timeout (it is a CodeBuild project setting): CodeBuild's default.

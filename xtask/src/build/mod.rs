@@ -1,6 +1,5 @@
-//! `cargo xtask build <customer> <env>`: clones the customer's software at its ref, runs the
-//! environment's buildspec with CodeBuild's semantics, and bundles the artifacts with the
-//! environment's appspec into a reproducible revision zip. `buildspec` and `appspec` are the
+//! `cargo xtask build <customer> <env>`: the environment's software built on this machine by
+//! `vending_release::build` (clone, buildspec, revision zip). `buildspec` and `appspec` are the
 //! runner and the local agent on any file.
 
 mod appspec;
@@ -9,19 +8,14 @@ mod buildspec;
 pub use appspec::AppspecCommand;
 pub use buildspec::BuildspecCommand;
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Args;
-use serde::Serialize;
-use vending::config::model::Build;
-use vending::SourceFile;
-use vending_runners::runner::{self, Report, RunOptions, Status};
+use vending_release::build::{self, Site};
 
-use crate::output::{self, Format};
-use crate::validate::{load_fleet, Selection};
+use crate::output;
 
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
@@ -36,104 +30,17 @@ pub struct BuildCommand {
     json: bool,
 }
 
-/// What `build` leaves for a deploy, next to the revision.
-#[derive(Debug, Serialize)]
-pub struct BuildRecord {
-    pub customer: String,
-    pub environment: String,
-    /// The repository as configured (any password in a URL masked).
-    pub repository: String,
-    pub git_ref: String,
-    /// The commit that was built.
-    pub commit: String,
-    pub revision: PathBuf,
-    pub sha256: String,
-    pub files: usize,
-}
-
-pub(super) fn print_report(report: &Report) {
-    for phase in &report.phases {
-        let status = match phase.status {
-            Status::Succeeded => "SUCCEEDED",
-            Status::Failed => "FAILED",
-            Status::TimedOut => "TIMED_OUT",
-            Status::Skipped => "not run",
-        };
-        let retries = if phase.attempts > 1 { format!(" after {} attempts", phase.attempts) } else { String::new() };
-        println!("  {:<10} {status}{retries}", phase.name);
-    }
-}
-
-/// Parameter Store and Secrets Manager values, when the buildspec has any.
-pub(super) fn secrets(
-    root: &Path,
-    build: &Build,
-    region: &str,
-    local: bool,
-) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
-    if build.parameter_store.is_empty() && build.secrets_manager.is_empty() {
-        return Ok(Default::default());
-    }
-    let target = crate::local::target(root, local)?;
-    let runtime = vending_aws::runtime()?;
-    runtime.block_on(async {
-        let config = vending_aws::sdk_config(region, &target).await;
-        vending_aws::secrets::fetch(&config, &build.parameter_store, &build.secrets_manager).await
-    })
-}
-
-/// The committed generated file, refused when it is not what the config generates.
-fn committed(root: &Path, files: &[vending::render::GeneratedFile], path: &Path) -> anyhow::Result<String> {
-    let rendered =
-        files.iter().find(|f| f.path == path).with_context(|| format!("{} is not generated", path.display()))?;
-    let text = fs::read_to_string(root.join(path)).ok();
-    if text.as_deref() != Some(rendered.contents.as_str()) {
-        bail!("{} is stale or missing: run `cargo xtask generate` and commit the result", path.display());
-    }
-    Ok(rendered.contents.clone())
-}
-
-/// Clones `repository` at `git_ref` into `dest` (replaced) and returns the commit. git's own
-/// credential helpers and the environment supply credentials; nothing is printed or stored.
-fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow::Result<String> {
-    let shown = vending::secrets::redact_url_password(repository);
-    let remote = if repository.contains("://") || repository.contains('@') {
-        repository.to_string()
-    } else {
-        root.join(repository).display().to_string()
-    };
-    if dest.exists() {
-        fs::remove_dir_all(dest).with_context(|| format!("cannot clear {}", dest.display()))?;
-    }
-    let sh = xshell::Shell::new()?;
-    fn quiet(cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
-        cmd.quiet().env("GIT_TERMINAL_PROMPT", "0").ignore_stdout().ignore_status()
-    }
-    // `--`: a repository that starts with `-` is a repository, never an option of git's.
-    let cloned = quiet(xshell::cmd!(sh, "git clone --quiet --no-checkout -- {remote} {dest}")).output()?;
-    if !cloned.status.success() {
-        bail!(
-            "cannot clone {shown}: {} (check the address and that git's credential helper or SSH agent has access)",
-            vending::secrets::redact_url_password(String::from_utf8_lossy(&cloned.stderr).trim())
-        );
-    }
-    sh.change_dir(dest);
-    let checked = quiet(xshell::cmd!(sh, "git checkout --quiet --detach {git_ref}")).output()?;
-    if !checked.status.success() {
-        let remote_ref = format!("origin/{git_ref}");
-        let again = quiet(xshell::cmd!(sh, "git checkout --quiet --detach {remote_ref}")).output()?;
-        if !again.status.success() {
-            bail!("{shown} has no ref `{git_ref}`: check software.ref");
-        }
-    }
-    Ok(xshell::cmd!(sh, "git rev-parse HEAD").quiet().read()?)
-}
-
 impl BuildCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let record = match build(root, &self.customer, &self.env, self.local)? {
-            Ok(record) => record,
+        let fleet = match crate::infra::fleet(root, Some(&self.customer), Some(&self.env))? {
+            Ok(fleet) => fleet,
             Err(code) => return Ok(code),
+        };
+        let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
+        let target = crate::local::target(root, self.local)?;
+        let site = Site { root, platform: &fleet.platform, customer, env, target: &target };
+        let Some(record) = build::build(&site)? else {
+            return Ok(ExitCode::from(output::EXIT_PROBLEMS));
         };
         if self.json {
             println!("{}", serde_json::to_string_pretty(&record)?);
@@ -149,90 +56,4 @@ impl BuildCommand {
         }
         Ok(ExitCode::SUCCESS)
     }
-}
-
-/// An exclusive `flock(2)` on the work folder's lock file, waited for (with a line) when another
-/// build of the environment holds it; the kernel releases it when the process ends, however.
-fn hold_work_folder(work: &Path, who: &str) -> anyhow::Result<fs::File> {
-    use std::os::fd::AsRawFd;
-    let path = work.with_extension("lock");
-    let file = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    // SAFETY: flock(2) on a descriptor we own.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        println!("{who} | another build of {who} runs on this machine: waiting for it to end");
-        // SAFETY: as above, blocking this time.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", path.display()));
-        }
-    }
-    Ok(file)
-}
-
-/// Clones, builds and bundles one environment's software (what `build` and `deploy` share).
-/// `Err(code)`: the config or the build failed, and the output said why.
-pub fn build(
-    root: &Path,
-    customer_name: &str,
-    env_name: &str,
-    local: bool,
-) -> anyhow::Result<Result<BuildRecord, ExitCode>> {
-    let who = format!("{customer_name}/{env_name}");
-    let selection = Selection { customer: Some(customer_name.to_string()), env: Some(env_name.to_string()) };
-    let loaded = load_fleet(root, &selection)?;
-    if loaded.has_errors() {
-        output::print(Format::Human, &loaded.diagnostics, &loaded.summary());
-        eprintln!("error: the config of {who} has errors; fix them before building");
-        return Ok(Err(ExitCode::from(output::EXIT_PROBLEMS)));
-    }
-    let fleet = loaded.fleet.as_ref().context("no platform")?;
-    let (customer, env) = fleet.environment(customer_name, env_name).context("the environment did not validate")?;
-    let buildspec_path = vending::render::buildspec_path(customer_name, env_name);
-    let buildspec = committed(root, &loaded.files, &buildspec_path)?;
-    let appspec = committed(root, &loaded.files, &vending::render::appspec_path(customer_name, env_name))?;
-    let build = vending::spec::buildspec::read(&SourceFile::new(buildspec_path.clone(), buildspec))
-        .map_err(|d| anyhow::anyhow!("{} does not read back: {:?}", buildspec_path.display(), d.first()))?;
-
-    let work = root.join("target/vending-runners").join(format!("{customer_name}-{env_name}"));
-    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-    // One build of an environment at a time on this machine: they share the work folder.
-    let _held = hold_work_folder(&work, &who)?;
-    let src = work.join("src");
-    let software = &customer.software;
-    let commit = checkout(root, &software.repository, &software.git_ref, &src)?;
-    println!(
-        "{who} | building {} at {} ({})",
-        vending::secrets::redact_url_password(&software.repository),
-        software.git_ref,
-        &commit[..12.min(commit.len())]
-    );
-    let options = RunOptions {
-        src: src.clone(),
-        secrets: secrets(root, &build, &fleet.platform.region, local)?,
-        source_version: commit.clone(),
-        build_id: format!("{customer_name}-{env_name}:local-{}", std::process::id()),
-        timeout: std::time::Duration::from_secs(u64::from(env.build.timeout_minutes) * 60),
-    };
-    let report = runner::run(&build, &options, &mut |line| println!("{who} | {line}"))?;
-    println!("{who} | build:");
-    print_report(&report);
-    if !report.succeeded() {
-        eprintln!("error: the build of {who} failed; no revision was made");
-        return Ok(Err(ExitCode::from(output::EXIT_PROBLEMS)));
-    }
-    let artifacts = vending_runners::artifacts::collect(&src, &build.artifacts).context(who.clone())?;
-    let bundle = vending_runners::bundle::bundle(&appspec, &artifacts)?;
-    let revision = work.join(format!("revision-{}.zip", &bundle.sha256[..16]));
-    vending_runners::bundle::write(&bundle, &revision)?;
-    let record = BuildRecord {
-        customer: customer_name.to_string(),
-        environment: env_name.to_string(),
-        repository: vending::secrets::redact_url_password(&software.repository),
-        git_ref: software.git_ref.clone(),
-        commit,
-        revision: revision.clone(),
-        sha256: bundle.sha256.clone(),
-        files: artifacts.len() + 1,
-    };
-    fs::write(work.join("build.json"), serde_json::to_vec_pretty(&record)?)?;
-    Ok(Ok(record))
 }

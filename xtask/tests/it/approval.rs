@@ -401,9 +401,9 @@ fn releases_rollbacks_and_the_platform_are_gated_too() {
 }
 
 /// A running command and the thread that collects the rest of its output.
-type Waiting = (std::process::Child, std::thread::JoinHandle<String>);
+pub type Waiting = (std::process::Child, std::thread::JoinHandle<String>);
 
-fn finish((child, stdout): Waiting) -> Run {
+pub fn finish((child, stdout): Waiting) -> Run {
     let output = child.wait_with_output().unwrap();
     let mut run = Run::from(output);
     run.stdout = stdout.join().unwrap();

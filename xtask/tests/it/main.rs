@@ -4,6 +4,7 @@ mod ami;
 mod approval;
 mod build;
 mod faults;
+mod fleet;
 mod generate;
 mod infra;
 mod lock;

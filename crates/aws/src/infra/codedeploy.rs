@@ -6,9 +6,9 @@ use aws_sdk_codedeploy::types::{
     AutoRollbackConfiguration, AutoRollbackEvent, ComputePlatform, DeploymentOption, DeploymentStyle, DeploymentType,
     LoadBalancerInfo, TargetGroupInfo,
 };
-use vending::plan::{CodeDeployApplication, DeploymentGroup, Kind, Resource};
+use vending::plan::{self, AutoRollback, CodeDeployApplication, DeploymentGroup, Kind, Resource, Word};
 
-use super::{code, failed, split_list, Clients, Found, Live, Stack};
+use super::{code, failed, Clients, Found, Live, Stack};
 
 pub async fn read_application(clients: &Clients, name: &str) -> anyhow::Result<Option<Found>> {
     let out = match clients.codedeploy.get_application().application_name(name).send().await {
@@ -66,24 +66,14 @@ pub async fn read_deployment_group(clients: &Clients, name: &str) -> anyhow::Res
             Err(e) => return Err(failed("get", e)),
         };
     let Some(info) = out.deployment_group_info else { return Ok(None) };
-    let style = info
-        .deployment_style
-        .as_ref()
-        .map(|s| {
-            format!(
-                "{} {}",
-                s.deployment_type.as_ref().map(|t| t.as_str()).unwrap_or_default(),
-                s.deployment_option.as_ref().map(|o| o.as_str()).unwrap_or_default()
-            )
-        })
-        .unwrap_or_default();
+    let style = info.deployment_style.as_ref();
+    let style = plan::DeploymentStyle {
+        deployment_type: Word::parse(style.and_then(|s| s.deployment_type.as_ref()).map_or("", |t| t.as_str())),
+        option: Word::parse(style.and_then(|s| s.deployment_option.as_ref()).map_or("", |o| o.as_str())),
+    };
     let rollback = match &info.auto_rollback_configuration {
-        Some(r) if r.enabled => {
-            let mut events: Vec<String> = r.events().iter().map(|e| e.as_str().to_string()).collect();
-            events.sort();
-            events.join(",")
-        }
-        _ => "off".to_string(),
+        Some(r) if r.enabled => AutoRollback::On(r.events().iter().map(|e| Word::parse(e.as_str())).collect()),
+        _ => AutoRollback::Off,
     };
     let target_groups = info
         .load_balancer_info
@@ -102,21 +92,20 @@ pub async fn read_deployment_group(clients: &Clients, name: &str) -> anyhow::Res
 }
 
 fn auto_rollback(d: &DeploymentGroup) -> AutoRollbackConfiguration {
-    match d.auto_rollback.as_str() {
-        "off" => AutoRollbackConfiguration::builder().enabled(false).build(),
-        events => AutoRollbackConfiguration::builder()
+    match &d.auto_rollback {
+        AutoRollback::Off => AutoRollbackConfiguration::builder().enabled(false).build(),
+        AutoRollback::On(events) => AutoRollbackConfiguration::builder()
             .enabled(true)
-            .set_events(Some(split_list(events).iter().map(|e| AutoRollbackEvent::from(e.as_str())).collect()))
+            .set_events(Some(events.iter().map(|e| AutoRollbackEvent::from(e.as_str())).collect()))
             .build(),
     }
 }
 
-fn deployment_style(d: &DeploymentGroup) -> anyhow::Result<DeploymentStyle> {
-    let (style_type, style_option) = d.deployment_style.split_once(' ').context("deployment_style is TYPE OPTION")?;
-    Ok(DeploymentStyle::builder()
-        .deployment_type(DeploymentType::from(style_type))
-        .deployment_option(DeploymentOption::from(style_option))
-        .build())
+fn deployment_style(d: &DeploymentGroup) -> DeploymentStyle {
+    DeploymentStyle::builder()
+        .deployment_type(DeploymentType::from(d.deployment_style.deployment_type.as_str()))
+        .deployment_option(DeploymentOption::from(d.deployment_style.option.as_str()))
+        .build()
 }
 
 fn load_balancer_info(d: &DeploymentGroup) -> LoadBalancerInfo {
@@ -132,7 +121,7 @@ macro_rules! group_settings {
             .service_role_arn(&$d.service_role)
             .set_auto_scaling_groups(Some($d.auto_scaling_groups.clone()))
             .load_balancer_info(load_balancer_info($d))
-            .deployment_style(deployment_style($d)?)
+            .deployment_style(deployment_style($d))
             .deployment_config_name(&$d.deployment_config)
             .auto_rollback_configuration(auto_rollback($d))
     };
@@ -184,9 +173,14 @@ mod tests {
             service_role: "arn:aws:iam::123456789012:role/vend-codedeploy".into(),
             auto_scaling_groups: vec!["acme-prod".into()],
             target_groups: vec!["acme-prod-tg".into()],
-            deployment_style: "IN_PLACE WITH_TRAFFIC_CONTROL".into(),
+            deployment_style: plan::DeploymentStyle::default(),
             deployment_config: "CodeDeployDefault.OneAtATime".into(),
-            auto_rollback: "DEPLOYMENT_FAILURE,DEPLOYMENT_STOP_ON_REQUEST".into(),
+            auto_rollback: AutoRollback::On(
+                [plan::RollbackEvent::DeploymentFailure, plan::RollbackEvent::DeploymentStopOnRequest]
+                    .into_iter()
+                    .map(Word::Known)
+                    .collect(),
+            ),
         };
         let create = group_settings!(client.create_deployment_group(), &d);
         let update = group_settings!(client.update_deployment_group(), &d);
@@ -196,6 +190,9 @@ mod tests {
         assert_eq!(c.get_auto_scaling_groups().as_deref(), Some(&["acme-prod".to_string()][..]));
         assert_eq!(c.get_auto_scaling_groups(), u.get_auto_scaling_groups());
         assert_eq!(c.get_load_balancer_info(), u.get_load_balancer_info());
+        let style = c.get_deployment_style().clone().unwrap();
+        assert_eq!(style.deployment_type, Some(DeploymentType::InPlace));
+        assert_eq!(style.deployment_option, Some(DeploymentOption::WithTrafficControl));
         assert_eq!(c.get_deployment_style(), u.get_deployment_style());
         assert_eq!(c.get_deployment_config_name(), u.get_deployment_config_name());
         let rollback = c.get_auto_rollback_configuration().clone().unwrap();

@@ -10,8 +10,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use aws_sdk_elasticloadbalancingv2::Client;
 use vending::plan::{
-    allocate_priority, HealthCheck, Kind, Listener, ListenerRule, LoadBalancer, Resource, Tags, TargetGroup,
-    HOST_NOT_FOUND,
+    allocate_priority, HealthCheck, Kind, Listener, ListenerAction, ListenerRule, LoadBalancer, Resource, Tags,
+    TargetGroup,
 };
 
 use super::{code, failed, live_tags, Clients, Current, Found, Live, Stack};
@@ -249,56 +249,57 @@ pub async fn delete_load_balancer(clients: &Clients, arn: &str) -> anyhow::Resul
     Ok(())
 }
 
-/// A listener's default action as plans print it.
-fn action_text(action: &Action) -> String {
-    match action.r#type.as_ref().map(|t| t.as_str()) {
-        Some("redirect") => {
+/// A listener's default action, as the core types it.
+fn action_read(action: &Action) -> ListenerAction {
+    match action.r#type.as_ref() {
+        Some(ActionTypeEnum::Redirect) => {
             let r = action.redirect_config.as_ref();
-            format!(
-                "redirect {}:{} {}",
-                r.and_then(|r| r.protocol.clone()).unwrap_or_default(),
-                r.and_then(|r| r.port.clone()).unwrap_or_default(),
-                r.and_then(|r| r.status_code.as_ref()).map(|c| c.as_str().to_string()).unwrap_or_default()
-            )
+            ListenerAction::Redirect {
+                protocol: r.and_then(|r| r.protocol.clone()).unwrap_or_default(),
+                port: r.and_then(|r| r.port.clone()).unwrap_or_default(),
+                permanent: r.and_then(|r| r.status_code.as_ref()) == Some(&RedirectActionStatusCodeEnum::Http301),
+            }
         }
-        Some("fixed-response") => {
+        Some(ActionTypeEnum::FixedResponse) => {
             let f = action.fixed_response_config.as_ref();
-            format!(
-                "fixed-response {} {} {:?}",
-                f.and_then(|f| f.status_code.clone()).unwrap_or_default(),
-                f.and_then(|f| f.content_type.clone()).unwrap_or_default(),
-                f.and_then(|f| f.message_body.clone()).unwrap_or_default()
-            )
+            ListenerAction::FixedResponse {
+                status: f.and_then(|f| f.status_code.clone()).unwrap_or_default(),
+                content_type: f.and_then(|f| f.content_type.clone()).unwrap_or_default(),
+                body: f.and_then(|f| f.message_body.clone()).unwrap_or_default(),
+            }
         }
-        Some("forward") => format!("forward {}", action.target_group_arn.clone().unwrap_or_default()),
-        other => other.unwrap_or("none").to_string(),
+        Some(ActionTypeEnum::Forward) => ListenerAction::Forward(action.target_group_arn.clone().unwrap_or_default()),
+        other => ListenerAction::Other(other.map_or("none", |t| t.as_str()).to_string()),
     }
 }
 
-/// The default action a listener's `default_action` field describes.
-fn action_of(text: &str) -> anyhow::Result<Action> {
-    if text == HOST_NOT_FOUND {
-        let config = FixedResponseActionConfig::builder()
-            .status_code("503")
-            .content_type("text/plain")
-            .message_body("host not found")
-            .build();
-        return Ok(Action::builder().r#type(ActionTypeEnum::FixedResponse).fixed_response_config(config).build());
-    }
-    if let Some(rest) = text.strip_prefix("redirect ") {
-        let (target, status) = rest.split_once(' ').context("a redirect needs a target and a status")?;
-        let (protocol, port) = target.split_once(':').context("a redirect target is PROTOCOL:PORT")?;
-        let config = RedirectActionConfig::builder()
-            .protocol(protocol)
-            .port(port)
-            .host("#{host}")
-            .path("/#{path}")
-            .query("#{query}")
-            .status_code(RedirectActionStatusCodeEnum::from(status))
-            .build();
-        return Ok(Action::builder().r#type(ActionTypeEnum::Redirect).redirect_config(config).build());
-    }
-    bail!("the tool does not make listeners with the default action `{text}`")
+/// The SDK's action for a default action the tool makes (a redirect keeps host, path and query).
+fn action_of(action: &ListenerAction) -> anyhow::Result<Action> {
+    Ok(match action {
+        ListenerAction::FixedResponse { status, content_type, body } => {
+            let config = FixedResponseActionConfig::builder()
+                .status_code(status)
+                .content_type(content_type)
+                .message_body(body)
+                .build();
+            Action::builder().r#type(ActionTypeEnum::FixedResponse).fixed_response_config(config).build()
+        }
+        ListenerAction::Redirect { protocol, port, permanent } => {
+            let status =
+                if *permanent { RedirectActionStatusCodeEnum::Http301 } else { RedirectActionStatusCodeEnum::Http302 };
+            let config = RedirectActionConfig::builder()
+                .protocol(protocol)
+                .port(port)
+                .host("#{host}")
+                .path("/#{path}")
+                .query("#{query}")
+                .status_code(status)
+                .build();
+            Action::builder().r#type(ActionTypeEnum::Redirect).redirect_config(config).build()
+        }
+        ListenerAction::Forward(arn) => Action::builder().r#type(ActionTypeEnum::Forward).target_group_arn(arn).build(),
+        ListenerAction::Other(kind) => bail!("the tool does not make listeners with a `{kind}` default action"),
+    })
 }
 
 fn listener_parts(name: &str) -> anyhow::Result<(&str, i32)> {
@@ -335,7 +336,7 @@ pub(crate) async fn read_listener(
     });
     let found = Listener {
         protocol: listener.protocol.as_ref().map(|p| p.as_str().to_string()).unwrap_or_default(),
-        default_action: listener.default_actions().iter().map(action_text).collect::<Vec<_>>().join("; "),
+        default_actions: listener.default_actions().iter().map(action_read).collect(),
         certificate,
     };
     Ok(Some(Found::new(wrap(found), listener.listener_arn.clone().unwrap_or_default())))
@@ -349,7 +350,7 @@ pub(crate) async fn apply_listener(
     current: Option<Current<'_, Listener>>,
 ) -> anyhow::Result<()> {
     let (lb, port) = listener_parts(name)?;
-    let action = action_of(&d.default_action)?;
+    let actions = d.default_actions.iter().map(action_of).collect::<anyhow::Result<Vec<_>>>()?;
     let certificate = d.certificate.as_ref().map(|arn| Certificate::builder().certificate_arn(arn).build());
     if d.protocol == "HTTPS" && certificate.as_ref().is_none_or(|c| c.certificate_arn().unwrap_or("").is_empty()) {
         bail!("an HTTPS listener needs an ISSUED certificate");
@@ -365,7 +366,7 @@ pub(crate) async fn apply_listener(
                 .protocol(protocol)
                 .port(port)
                 .set_certificates(certificate.map(|c| vec![c]))
-                .default_actions(action)
+                .set_default_actions(Some(actions.clone()))
                 .send()
                 .await
                 .map_err(|e| failed("create", e))?;
@@ -378,7 +379,7 @@ pub(crate) async fn apply_listener(
                 .protocol(protocol)
                 .port(port)
                 .set_certificates(certificate.map(|c| vec![c]))
-                .default_actions(action)
+                .set_default_actions(Some(actions.clone()))
                 .send()
                 .await
                 .map_err(|e| failed("modify", e))?;

@@ -38,7 +38,7 @@ fn a_running_deployment_shows_counts_and_the_event_running() {
         ),
     ];
     let snapshot = release::snapshot(&info, &targets, None);
-    assert_eq!(snapshot.status, "InProgress");
+    assert_eq!(snapshot.status.as_str(), "InProgress");
     assert_eq!((snapshot.instances_done, snapshot.instances_total), (1, 3));
     assert_eq!(snapshot.current_event.as_deref(), Some("AfterInstall on i-2"));
     assert!(snapshot.instance_failures.is_empty());
@@ -72,7 +72,7 @@ fn a_failed_deployment_says_where_why_and_how_the_rollback_went() {
         .build();
     let targets = [target("i-2", vec![event("AfterInstall", LifecycleEventStatus::Succeeded), failed])];
     let snapshot = release::snapshot(&info, &targets, Some("Succeeded"));
-    assert_eq!(snapshot.status, "Failed");
+    assert_eq!(snapshot.status.as_str(), "Failed");
     assert_eq!((snapshot.instances_done, snapshot.instances_total), (3, 3));
     assert_eq!(
         snapshot.error.as_deref(),
@@ -147,7 +147,7 @@ fn a_revision_is_uploaded_once_recorded_as_a_deployment_and_read_back() {
     let mut status = AwsStatus { runtime: &runtime, clients, deployment_id: id.clone(), roll_back_on_stop: true };
     let snapshot = status.snapshot().unwrap();
     // The emulator records the deployment and never runs it.
-    assert_eq!(snapshot.status, "Created");
+    assert_eq!(snapshot.status.as_str(), "Created");
     assert_eq!(runtime.block_on(release::revision_key_of(clients, &id)).unwrap(), Some(key.clone()));
     let listed = runtime
         .block_on(clients.codedeploy.list_deployments().application_name(app).deployment_group_name(group).send())

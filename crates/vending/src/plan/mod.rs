@@ -390,12 +390,20 @@ pub fn desired(
             service_role: ids.codedeploy_role_arn.clone(),
             auto_scaling_groups: vec![names.auto_scaling_group.clone()],
             target_groups: vec![names.target_group.clone()],
-            deployment_style: "IN_PLACE WITH_TRAFFIC_CONTROL".into(),
+            deployment_style: DeploymentStyle {
+                deployment_type: Word::Known(DeploymentType::InPlace),
+                option: Word::Known(DeploymentOption::WithTrafficControl),
+            },
             deployment_config: env.deployment.config.clone(),
             auto_rollback: if env.deployment.auto_rollback {
-                "DEPLOYMENT_FAILURE,DEPLOYMENT_STOP_ON_REQUEST".into()
+                AutoRollback::On(
+                    [RollbackEvent::DeploymentFailure, RollbackEvent::DeploymentStopOnRequest]
+                        .into_iter()
+                        .map(Word::Known)
+                        .collect(),
+                )
             } else {
-                "off".into()
+                AutoRollback::Off
             },
         }),
     ));
@@ -513,7 +521,11 @@ fn load_balancer_stack(name: &str, https_port: u16, ids: &Resolved, tags: &Tags)
             name: format!("{name}:80"),
             resource: Resource::HttpListener(Listener {
                 protocol: "HTTP".into(),
-                default_action: format!("redirect HTTPS:{https_port} HTTP_301"),
+                default_actions: vec![ListenerAction::Redirect {
+                    protocol: "HTTPS".into(),
+                    port: https_port.to_string(),
+                    permanent: true,
+                }],
                 certificate: None,
             }),
         },
@@ -521,15 +533,12 @@ fn load_balancer_stack(name: &str, https_port: u16, ids: &Resolved, tags: &Tags)
             name: format!("{name}:{https_port}"),
             resource: Resource::HttpsListener(Listener {
                 protocol: "HTTPS".into(),
-                default_action: HOST_NOT_FOUND.into(),
+                default_actions: vec![ListenerAction::host_not_found()],
                 certificate: Some(ids.certificate_arn.clone().unwrap_or_default()),
             }),
         },
     ]
 }
-
-/// The default action of every HTTPS listener the tool makes, as plans print it.
-pub const HOST_NOT_FOUND: &str = "fixed-response 503 text/plain \"host not found\"";
 
 /// Rule priorities taken on a listener, for `allocate_priority`.
 pub fn taken(priorities: impl IntoIterator<Item = u32>) -> BTreeSet<u32> {

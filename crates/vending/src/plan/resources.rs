@@ -207,19 +207,76 @@ impl Fields for LoadBalancer {
     const IMMUTABLE: &'static [&'static str] = &["scheme", "type"];
 }
 
+/// What a listener does with a request no rule takes. Elastic Load Balancing's action types; a
+/// live one of a type the tool never makes (authentication, weighted forwards) is `Other`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerAction {
+    /// To `protocol:port`, keeping host, path and query; `HTTP_301` when permanent, else `HTTP_302`.
+    Redirect {
+        protocol: String,
+        port: String,
+        permanent: bool,
+    },
+    FixedResponse {
+        status: String,
+        content_type: String,
+        body: String,
+    },
+    /// To a target group (its ARN).
+    Forward(String),
+    /// An action of another type, as AWS names it.
+    Other(String),
+}
+
+impl ListenerAction {
+    /// The default action of every HTTPS listener the tool makes.
+    pub fn host_not_found() -> ListenerAction {
+        ListenerAction::FixedResponse {
+            status: "503".into(),
+            content_type: "text/plain".into(),
+            body: "host not found".into(),
+        }
+    }
+}
+
+/// As plans print it: `redirect HTTPS:443 HTTP_301`, `fixed-response 503 text/plain "host not found"`.
+impl Text for ListenerAction {
+    fn text(&self) -> String {
+        match self {
+            ListenerAction::Redirect { protocol, port, permanent } => {
+                format!("redirect {protocol}:{port} {}", if *permanent { "HTTP_301" } else { "HTTP_302" })
+            }
+            ListenerAction::FixedResponse { status, content_type, body } => {
+                format!("fixed-response {status} {content_type} {body:?}")
+            }
+            ListenerAction::Forward(target_group) => format!("forward {target_group}"),
+            ListenerAction::Other(kind) => kind.clone(),
+        }
+    }
+}
+
+/// A listener's default actions (AWS keeps a list), `; `-separated, in order.
+impl Text for Vec<ListenerAction> {
+    fn text(&self) -> String {
+        if self.is_empty() {
+            return "none".into();
+        }
+        self.iter().map(Text::text).collect::<Vec<_>>().join("; ")
+    }
+}
+
 /// An HTTP or HTTPS listener (the kind says which), named `<load balancer>:<port>`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Listener {
     pub protocol: String,
-    /// As plans print it: `redirect HTTPS:443 HTTP_301`, or `plan::HOST_NOT_FOUND`.
-    pub default_action: String,
+    pub default_actions: Vec<ListenerAction>,
     /// The default certificate's ARN; only HTTPS listeners have one.
     pub certificate: Option<String>,
 }
 
 impl Fields for Listener {
     fn fields(&self) -> Vec<(&'static str, String)> {
-        let mut out = fields!["protocol" => self.protocol, "default_action" => self.default_action];
+        let mut out = fields!["protocol" => self.protocol, "default_action" => self.default_actions];
         out.extend(self.certificate.iter().map(|arn| ("certificate", arn.clone())));
         out
     }
@@ -438,6 +495,117 @@ impl Fields for CodeDeployApplication {
     }
 }
 
+/// CodeDeploy's deployment type and option (its words: `IN_PLACE`, `WITH_TRAFFIC_CONTROL`); a
+/// word this tool does not know is kept as `Other`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentStyle {
+    pub deployment_type: Word<DeploymentType>,
+    pub option: Word<DeploymentOption>,
+}
+
+impl Text for DeploymentStyle {
+    fn text(&self) -> String {
+        format!("{} {}", self.deployment_type.text(), self.option.text())
+    }
+}
+
+/// A closed AWS vocabulary: one of its words, or (read from AWS) a word the tool does not know.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Word<T> {
+    Known(T),
+    Other(String),
+}
+
+impl<T: Default> Default for Word<T> {
+    fn default() -> Self {
+        Word::Known(T::default())
+    }
+}
+
+/// The vocabulary's words, as AWS spells them.
+pub trait Vocabulary: Sized + Copy + 'static {
+    const ALL: &'static [Self];
+    fn word(self) -> &'static str;
+}
+
+impl<T: Vocabulary> Word<T> {
+    /// AWS's word, known or not.
+    pub fn parse(word: &str) -> Word<T> {
+        T::ALL.iter().find(|t| t.word() == word).map_or_else(|| Word::Other(word.to_string()), |t| Word::Known(*t))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Word::Known(t) => t.word(),
+            Word::Other(word) => word,
+        }
+    }
+}
+
+impl<T: Vocabulary> Text for Word<T> {
+    fn text(&self) -> String {
+        self.as_str().to_string()
+    }
+}
+
+/// A closed vocabulary: its variants and AWS's word for each; the first is the default.
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $name:ident { $first:ident => $first_word:literal $(, $variant:ident => $word:literal)* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            #[default]
+            $first,
+            $($variant),*
+        }
+
+        impl Vocabulary for $name {
+            const ALL: &'static [Self] = &[$name::$first, $($name::$variant),*];
+            fn word(self) -> &'static str {
+                match self {
+                    $name::$first => $first_word,
+                    $($name::$variant => $word),*
+                }
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// CodeDeploy's deployment type.
+    DeploymentType { InPlace => "IN_PLACE", BlueGreen => "BLUE_GREEN" }
+);
+vocabulary!(
+    /// Whether CodeDeploy takes instances out of the load balancer while it deploys to them.
+    DeploymentOption { WithTrafficControl => "WITH_TRAFFIC_CONTROL", WithoutTrafficControl => "WITHOUT_TRAFFIC_CONTROL" }
+);
+vocabulary!(
+    /// An event on which CodeDeploy rolls a deployment back.
+    RollbackEvent {
+        DeploymentFailure => "DEPLOYMENT_FAILURE",
+        DeploymentStopOnAlarm => "DEPLOYMENT_STOP_ON_ALARM",
+        DeploymentStopOnRequest => "DEPLOYMENT_STOP_ON_REQUEST",
+    }
+);
+
+/// CodeDeploy's automatic rollback: off, or on for these events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AutoRollback {
+    #[default]
+    Off,
+    On(std::collections::BTreeSet<Word<RollbackEvent>>),
+}
+
+/// `off`, or the events, sorted, comma-separated.
+impl Text for AutoRollback {
+    fn text(&self) -> String {
+        match self {
+            AutoRollback::Off => "off".into(),
+            AutoRollback::On(events) => events.iter().map(Text::text).collect::<Vec<_>>().text(),
+        }
+    }
+}
+
 /// A deployment group, named `<application>/<group>`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeploymentGroup {
@@ -445,11 +613,9 @@ pub struct DeploymentGroup {
     pub auto_scaling_groups: Vec<String>,
     /// Target group names.
     pub target_groups: Vec<String>,
-    /// `<type> <option>`: `IN_PLACE WITH_TRAFFIC_CONTROL`.
-    pub deployment_style: String,
+    pub deployment_style: DeploymentStyle,
     pub deployment_config: String,
-    /// The rollback events, comma-separated, or `off`.
-    pub auto_rollback: String,
+    pub auto_rollback: AutoRollback,
 }
 
 impl Fields for DeploymentGroup {

@@ -314,3 +314,22 @@ fn an_engine_change_is_a_replacement_not_a_version_refusal() {
     assert_eq!(plan.refused().count(), 0, "{}", plan.render_human());
     assert_eq!(plan.destructive().count(), 1);
 }
+
+/// AWS's words parse to the core's vocabularies; an unknown word is kept, printed as AWS wrote
+/// it, and differs from every known one, so a live value the tool does not know shows as a change.
+#[test]
+fn closed_vocabularies_read_aws_words() {
+    use vending::plan::{AutoRollback, DeploymentType, ListenerAction, RollbackEvent, Text, Word};
+    assert_eq!(Word::<DeploymentType>::parse("BLUE_GREEN"), Word::Known(DeploymentType::BlueGreen));
+    let unknown = Word::<DeploymentType>::parse("SIDEWAYS");
+    assert_eq!(unknown, Word::Other("SIDEWAYS".into()));
+    assert_eq!(unknown.text(), "SIDEWAYS");
+    assert_ne!(unknown, Word::Known(DeploymentType::InPlace));
+    // Events print sorted, whatever order AWS lists them in.
+    let events = ["DEPLOYMENT_STOP_ON_REQUEST", "DEPLOYMENT_FAILURE"].map(Word::<RollbackEvent>::parse);
+    assert_eq!(AutoRollback::On(events.into_iter().collect()).text(), "DEPLOYMENT_FAILURE,DEPLOYMENT_STOP_ON_REQUEST");
+    assert_eq!(AutoRollback::Off.text(), "off");
+    assert_eq!(ListenerAction::host_not_found().text(), "fixed-response 503 text/plain \"host not found\"");
+    let redirect = ListenerAction::Redirect { protocol: "HTTPS".into(), port: "443".into(), permanent: true };
+    assert_eq!(vec![redirect].text(), "redirect HTTPS:443 HTTP_301");
+}

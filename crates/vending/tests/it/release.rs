@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use vending::release::{
-    deployed_revision, explain, follow, revision_key, revision_sha, rollback_target, Clock, Deployed, InstanceFailure,
-    Outcome, Snapshot, SourceError, StatusSource,
+    deployed_revision, explain, follow, revision_key, revision_sha, rollback_target, Clock, Deployed, DeploymentStatus,
+    InstanceFailure, Outcome, Snapshot, SourceError, StatusSource,
 };
 
 struct Script {
@@ -147,7 +147,7 @@ fn the_deadline_stops_the_deployment() {
 fn a_deployment_that_will_not_stop_is_left_after_a_second_deadline() {
     let (outcome, _, stops) = run(vec![at("InProgress", 1, Some("AfterInstall"))], None);
     assert_eq!(stops, 1);
-    assert!(matches!(outcome, Outcome::TimedOut(s) if s.status == "InProgress"));
+    assert!(matches!(outcome, Outcome::TimedOut(s) if s.status == DeploymentStatus::InProgress));
 }
 
 #[test]
@@ -191,7 +191,7 @@ fn a_deployment_that_ends_before_the_stop_keeps_its_own_outcome() {
 fn an_interrupted_deployment_that_will_not_stop_is_left_after_a_deadline() {
     let (outcome, _, stops) = run_interrupted_at(vec![at("InProgress", 1, Some("AfterInstall"))], None, Some(1));
     assert_eq!(stops, 1, "asked once, however long it takes");
-    assert!(matches!(outcome, Outcome::Interrupted(s) if s.status == "InProgress"));
+    assert!(matches!(outcome, Outcome::Interrupted(s) if s.status == DeploymentStatus::InProgress));
 }
 
 #[test]

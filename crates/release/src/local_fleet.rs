@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use vending::release::{self, Deployed, InstanceFailure, Snapshot};
+use vending::release::{self, Deployed, DeploymentStatus, InstanceFailure, Snapshot};
 use vending_aws::release as aws_release;
 use vending_runners::agent::{self, Deployment};
 
-use crate::software::{Release, Revision};
+use crate::ship::{Release, Revision};
 
 pub struct LocalFleet<'a> {
     pub release: &'a Release<'a>,
@@ -136,12 +136,12 @@ impl LocalFleet<'_> {
         };
         let total = u32::try_from(instances.len()).unwrap_or(u32::MAX);
         for (index, instance) in instances.iter().enumerate() {
-            if stoppable && crate::interrupt::interrupted() {
+            if stoppable && self.release.interrupts.interrupted() {
                 return Ok(Pass::Interrupted(index));
             }
             let done = u32::try_from(index).unwrap_or(u32::MAX);
             let progress = Snapshot {
-                status: "InProgress".into(),
+                status: DeploymentStatus::InProgress,
                 instances_done: done,
                 instances_total: total,
                 current_event: Some(format!("local agent on {instance}")),
@@ -159,7 +159,7 @@ impl LocalFleet<'_> {
         }
         // Ctrl-C during the last instance's hooks: said to stop (and roll back), so it does, as
         // CodeDeploy does with a deployment stopped before it ended.
-        if stoppable && crate::interrupt::interrupted() {
+        if stoppable && self.release.interrupts.interrupted() {
             return Ok(Pass::Interrupted(instances.len()));
         }
         Ok(Pass::Succeeded)
@@ -184,7 +184,7 @@ impl LocalFleet<'_> {
         let pass = self.agent_pass(deployment_id, revision.path, instances, "", true)?;
         // Hook scripts run in process groups of their own: Ctrl-C reaches only this command,
         // and the hook at work finishes, as the first press says.
-        let interrupted = crate::interrupt::interrupted();
+        let interrupted = self.release.interrupts.interrupted();
         let (touched, failure) = match pass {
             Pass::Succeeded => {
                 let record = LastGood {
@@ -196,7 +196,7 @@ impl LocalFleet<'_> {
                 };
                 self.record_success(record)?;
                 let done = Snapshot {
-                    status: "Succeeded".into(),
+                    status: DeploymentStatus::Succeeded,
                     instances_done: total,
                     instances_total: total,
                     ..Snapshot::default()
@@ -216,7 +216,7 @@ impl LocalFleet<'_> {
             None => format!("stopped on Ctrl-C after {touched} of {total} instance(s)"),
         };
         let mut snapshot = Snapshot {
-            status: if interrupted { "Stopped" } else { "Failed" }.into(),
+            status: if interrupted { DeploymentStatus::Stopped } else { DeploymentStatus::Failed },
             instances_done: u32::try_from(touched).unwrap_or(u32::MAX),
             instances_total: total,
             current_event: None,
@@ -237,7 +237,7 @@ impl LocalFleet<'_> {
             snapshot.rollback = self.roll_back(deployment_id, &instances[..touched])?;
         }
         let what = if interrupted { "was stopped on Ctrl-C" } else { "failed" };
-        crate::software::report_failure(who, deployment_id, what, &snapshot);
+        crate::ship::report_failure(who, deployment_id, what, &snapshot);
         if snapshot.rollback.is_none() {
             let why = if self.release.env.deployment.auto_rollback {
                 "there is no earlier successful revision to roll back to"

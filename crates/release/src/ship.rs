@@ -5,7 +5,6 @@
 //! deployment but never runs it, so the local agent is the fleet (`local_fleet`).
 
 use std::path::Path;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,15 +13,14 @@ use vending::release::{self, Outcome, Snapshot, SystemClock};
 use vending_aws::infra::Clients;
 use vending_aws::release::{self as aws_release, AwsStatus};
 
-use crate::build::BuildRecord;
+use crate::build::{BuildRecord, Site};
 use crate::local_fleet::LocalFleet;
+use crate::Interrupts;
 
 /// How often CodeDeploy is asked for the deployment's status.
 const POLL_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Exit code of a deployment that failed, timed out or was stopped (on Ctrl-C too).
-const EXIT_FAILED: u8 = 1;
-
+/// The release of one environment's software.
 pub struct Release<'a> {
     pub root: &'a Path,
     pub runtime: &'a tokio::runtime::Runtime,
@@ -30,6 +28,10 @@ pub struct Release<'a> {
     pub platform: &'a Platform,
     pub customer: &'a Customer,
     pub env: &'a Environment,
+    /// Where AWS is: the emulator (the local fleet deploys) or AWS.
+    pub target: &'a vending_aws::Target,
+    /// Ctrl-C, as the command line owns it.
+    pub interrupts: &'a dyn Interrupts,
     pub local: bool,
     /// Deploy even when the revision is the one deployed last.
     pub redeploy: bool,
@@ -40,6 +42,7 @@ pub struct Release<'a> {
 impl<'a> Release<'a> {
     /// The release of one environment of a validated fleet (neither `redeploy` nor ignoring
     /// ApplicationStop failures).
+    #[allow(clippy::too_many_arguments)]
     pub fn of(
         root: &'a Path,
         runtime: &'a tokio::runtime::Runtime,
@@ -47,7 +50,8 @@ impl<'a> Release<'a> {
         fleet: &'a Fleet,
         customer: &str,
         env: &str,
-        local: bool,
+        target: &'a vending_aws::Target,
+        interrupts: &'a dyn Interrupts,
     ) -> anyhow::Result<Release<'a>> {
         let (customer, env) = fleet.environment(customer, env).context("not in the fleet")?;
         Ok(Release {
@@ -57,7 +61,9 @@ impl<'a> Release<'a> {
             platform: &fleet.platform,
             customer,
             env,
-            local,
+            target,
+            interrupts,
+            local: matches!(target, vending_aws::Target::Local { .. }),
             redeploy: false,
             ignore_application_stop_failures: false,
         })
@@ -91,10 +97,14 @@ impl<'a> Release<'a> {
         if group.is_none() && !infra_follows {
             self.deployment_group()?;
         }
-        let record = match crate::build::build(self.root, &self.customer.name, &self.env.name, self.local)? {
-            Ok(record) => record,
-            Err(code) => return Ok(Prepared::Exit(code)),
+        let site = Site {
+            root: self.root,
+            platform: self.platform,
+            customer: self.customer,
+            env: self.env,
+            target: self.target,
         };
+        let Some(record) = crate::build::build(&site)? else { return Ok(Prepared::BuildFailed) };
         let key = release::revision_key(&record.sha256);
         let short = &record.sha256[..16];
         if let Some(group) = group.filter(|_| !self.redeploy) {
@@ -127,8 +137,9 @@ impl<'a> Release<'a> {
         }))
     }
 
-    /// Deploys a prepared revision.
-    pub fn ship(&self, revision: &PlannedRevision) -> anyhow::Result<ExitCode> {
+    /// Deploys a prepared revision: `false` when the deployment failed, timed out or was stopped
+    /// (the output said why).
+    pub fn ship(&self, revision: &PlannedRevision) -> anyhow::Result<bool> {
         let deployment_group = self.deployment_group()?;
         let local_fleet = self.local.then(|| LocalFleet { release: self, group_id: &deployment_group.id });
         let instances = match &local_fleet {
@@ -213,7 +224,7 @@ impl<'a> Release<'a> {
         local_fleet: Option<&LocalFleet>,
         instances: &[String],
         revision: &Revision,
-    ) -> anyhow::Result<ExitCode> {
+    ) -> anyhow::Result<bool> {
         let who = self.who();
         let names = &self.env.names;
         let (application, group) = (&names.codedeploy_application, &names.deployment_group);
@@ -252,26 +263,22 @@ impl<'a> Release<'a> {
             println!("{who} | {console}");
         }
         // From here Ctrl-C stops the deployment (and a second one leaves it running).
-        crate::interrupt::install()?;
         if self.local {
             let then = if self.env.deployment.auto_rollback { "stops and rolls back" } else { "stops" };
-            crate::interrupt::set_notes(
+            self.interrupts.arm(
                 Some(format!(
                     "{who}: interrupted: the instance at work finishes its hook, then the deployment {then} (Ctrl-C \
                      again leaves at once)"
                 )),
                 format!("{who}: left the local fleet in the middle of deployment {id}; deploy again to repair it"),
-            );
+            )?;
         } else {
             // `follow` says what the first press does.
-            crate::interrupt::set_notes(None, format!("{who}: left deployment {id} to finish on its own: {console}"));
+            self.interrupts.arm(None, format!("{who}: left deployment {id} to finish on its own: {console}"))?;
         }
 
         match local_fleet {
-            Some(fleet) => {
-                let succeeded = fleet.deploy(&id, revision, &key, instances)?;
-                Ok(if succeeded { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
-            }
+            Some(fleet) => fleet.deploy(&id, revision, &key, instances),
             None => self.follow(&id),
         }
     }
@@ -287,11 +294,10 @@ impl<'a> Release<'a> {
                 .block_on(aws_release::latest_instance_refresh(self.clients, group))
                 .map_err(|e| release::SourceError::from(format!("{e:#}")))
         };
-        let waited =
-            release::wait_for_refresh(&mut latest, &mut Clock::start(), deadline, POLL_INTERVAL, &mut |line| {
-                println!("{who} | {line}")
-            })
-            .map_err(|e| anyhow::anyhow!("{who}: {e}"))?;
+        let waited = release::wait_for_refresh(&mut latest, &mut self.clock(), deadline, POLL_INTERVAL, &mut |line| {
+            println!("{who} | {line}")
+        })
+        .map_err(|e| anyhow::anyhow!("{who}: {e}"))?;
         match waited {
             release::RefreshWait::NoneRunning => Ok(()),
             release::RefreshWait::Ended(refresh) => {
@@ -311,7 +317,7 @@ impl<'a> Release<'a> {
     }
 
     /// Follows the deployment (and the rollback CodeDeploy starts after a failure) to its end.
-    fn follow(&self, id: &str) -> anyhow::Result<ExitCode> {
+    fn follow(&self, id: &str) -> anyhow::Result<bool> {
         let who = self.who();
         let deadline = Duration::from_secs(u64::from(self.env.deployment.timeout_minutes) * 60);
         let mut source = AwsStatus {
@@ -320,16 +326,16 @@ impl<'a> Release<'a> {
             deployment_id: id.to_string(),
             roll_back_on_stop: self.env.deployment.auto_rollback,
         };
-        let interrupted = crate::interrupt::interrupted;
+        let interrupted = || self.interrupts.interrupted();
         let outcome =
-            release::follow(&mut source, &mut Clock::start(), deadline, POLL_INTERVAL, &interrupted, &mut |line| {
+            release::follow(&mut source, &mut self.clock(), deadline, POLL_INTERVAL, &interrupted, &mut |line| {
                 println!("{who} | {line}")
             })
             .map_err(|e| anyhow::anyhow!("{who}: following deployment {id}: {e}"))?;
         let (mut snapshot, what) = match outcome {
             Outcome::Succeeded => {
                 println!("{who} | deployment {id} succeeded");
-                return Ok(ExitCode::SUCCESS);
+                return Ok(true);
             }
             Outcome::Failed(s) => (s, "failed"),
             Outcome::TimedOut(s) => (s, "did not finish in time and was stopped"),
@@ -337,7 +343,7 @@ impl<'a> Release<'a> {
             Outcome::Interrupted(s) => (s, "was stopped on Ctrl-C"),
         };
         if let Some((rollback_id, status)) = snapshot.rollback.clone() {
-            if !release::is_final(&status) {
+            if !release::DeploymentStatus::from(status.as_str()).is_final() {
                 println!("{who} | following the automatic rollback {rollback_id}");
                 let mut source = AwsStatus {
                     runtime: self.runtime,
@@ -346,29 +352,29 @@ impl<'a> Release<'a> {
                     roll_back_on_stop: false,
                 };
                 // A rollback is not stopped on Ctrl-C: a second one leaves it to finish.
-                let ended = release::follow(
-                    &mut source,
-                    &mut Clock::start(),
-                    deadline,
-                    POLL_INTERVAL,
-                    &|| false,
-                    &mut |line| println!("{who} | rollback {line}"),
-                )
-                .map_err(|e| anyhow::anyhow!("{who}: following rollback {rollback_id}: {e}"))?;
+                let ended =
+                    release::follow(&mut source, &mut self.clock(), deadline, POLL_INTERVAL, &|| false, &mut |line| {
+                        println!("{who} | rollback {line}")
+                    })
+                    .map_err(|e| anyhow::anyhow!("{who}: following rollback {rollback_id}: {e}"))?;
                 snapshot.rollback = Some((rollback_id, outcome_status(&ended)));
             }
         }
         report_failure(&who, id, what, &snapshot);
-        Ok(ExitCode::from(EXIT_FAILED))
+        Ok(false)
+    }
+
+    fn clock(&self) -> Clock<'_> {
+        Clock { time: SystemClock::start(), interrupts: self.interrupts }
     }
 }
 
 /// What `prepare` found: a revision to deploy, nothing to do (and why), or a build that failed
-/// (its exit code).
+/// (the output said why).
 pub enum Prepared {
     Ship(PlannedRevision),
     Nothing(String),
-    Exit(ExitCode),
+    BuildFailed,
 }
 
 /// A revision on disk, ready to be deployed, and what its deployment says.
@@ -407,7 +413,7 @@ fn description(record: &BuildRecord) -> String {
 fn outcome_status(outcome: &Outcome) -> String {
     match outcome {
         Outcome::Succeeded => "Succeeded".into(),
-        Outcome::Failed(s) | Outcome::Stopped(s) => s.status.clone(),
+        Outcome::Failed(s) | Outcome::Stopped(s) => s.status.to_string(),
         Outcome::TimedOut(s) => format!("{} (did not finish in time)", s.status),
         Outcome::Interrupted(s) => format!("{} (stopped on Ctrl-C)", s.status),
     }
@@ -415,23 +421,20 @@ fn outcome_status(outcome: &Outcome) -> String {
 
 /// Wall-clock time whose sleeps end early when Ctrl-C is pressed, so that the stop is asked at
 /// once rather than at the next poll.
-struct Clock(SystemClock);
-
-impl Clock {
-    fn start() -> Clock {
-        Clock(SystemClock::start())
-    }
+struct Clock<'a> {
+    time: SystemClock,
+    interrupts: &'a dyn Interrupts,
 }
 
-impl release::Clock for Clock {
+impl release::Clock for Clock<'_> {
     fn elapsed(&self) -> Duration {
-        self.0.elapsed()
+        self.time.elapsed()
     }
 
     fn sleep(&mut self, duration: Duration) {
-        let presses = crate::interrupt::presses();
+        let presses = self.interrupts.presses();
         let end = std::time::Instant::now() + duration;
-        while crate::interrupt::presses() == presses {
+        while self.interrupts.presses() == presses {
             let left = end.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 break;
