@@ -61,6 +61,14 @@ struct BenchValidate {
     /// Where the synthetic fleet is written (replaced).
     #[arg(long, default_value = "target/bench-fleet")]
     out: PathBuf,
+    /// The program whose `validate` is timed (default: this one). `target/debug/xtask` after any
+    /// `cargo xtask` command is what `cargo xtask validate` runs (the dev profile, no SDK).
+    #[arg(long, value_name = "PATH")]
+    exe: Option<PathBuf>,
+    /// Also time `packer validate -syntax-only` on one generated template (this many runs), the
+    /// yardstick of the pull-request check's cost.
+    #[arg(long, value_name = "RUNS", default_value_t = 0)]
+    packer_runs: usize,
 }
 
 impl Bench {
@@ -101,21 +109,36 @@ impl BenchValidate {
         );
         drop(loaded);
 
+        let exe = match &self.exe {
+            Some(exe) => std::path::absolute(exe)?,
+            None => std::env::current_exe().context("cannot find this program")?,
+        };
         let mut runs = Vec::new();
         for _ in 0..self.runs {
-            runs.push(measure(&out, &["validate", "--no-packer", "--format", "json"])?);
+            runs.push(measure(&exe, &out, &["validate", "--no-packer", "--format", "json"])?);
         }
-        report("validate --no-packer", &runs);
+        report(&format!("validate --no-packer ({})", exe.display()), &runs);
+        if self.packer_runs > 0 {
+            let packer = packer_syntax_only(&out, self.packer_runs)?;
+            let mut times: Vec<f64> = runs.iter().map(|m| m.elapsed_ms).collect();
+            times.sort_by(f64::total_cmp);
+            let validate = times.get(times.len() / 2).copied().unwrap_or(0.0);
+            println!(
+                "packer validate -syntax-only, one template: median {packer:.0} ms over {} run(s); the fleet's validate costs {:.1} such runs",
+                self.packer_runs,
+                validate / packer
+            );
+        }
 
         if self.with_packer {
-            let warm = measure(&out, &["validate", "--require-packer", "--format", "json"])?;
+            let warm = measure(&exe, &out, &["validate", "--require-packer", "--format", "json"])?;
             println!("validate with packer, cold cache (every template): {:.1} s", warm.elapsed_ms / 1000.0);
             let customer = out.join("customers/c00001/customer.toml");
             let text = fs::read_to_string(&customer)?;
             fs::write(&customer, text.replacen("display_name = \"Customer 1\"", "display_name = \"Customer One\"", 1))?;
             let loaded = load_fleet(&out, &Selection::default())?;
             generated::sync(&out, &loaded.files, None, Mode::Write)?;
-            let one_changed = measure(&out, &["validate", "--require-packer", "--format", "json"])?;
+            let one_changed = measure(&exe, &out, &["validate", "--require-packer", "--format", "json"])?;
             report(
                 &format!("validate with packer, warm cache, 1 customer ({} templates) changed", self.envs),
                 &[one_changed],
@@ -125,8 +148,27 @@ impl BenchValidate {
     }
 }
 
-fn measure(root: &Path, args: &[&str]) -> anyhow::Result<Measure> {
-    let exe = std::env::current_exe().context("cannot find this program")?;
+/// The median time of `packer validate -syntax-only` on the first customer's first template.
+fn packer_syntax_only(fleet: &Path, runs: usize) -> anyhow::Result<f64> {
+    let template = vending::render::packer_path("c00001", "dev");
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let status = Command::new("packer")
+            .args(["validate", "-syntax-only"])
+            .arg(&template)
+            .current_dir(fleet)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("cannot run packer")?;
+        ensure!(status.success(), "packer validate -syntax-only failed on {}", template.display());
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn measure(exe: &Path, root: &Path, args: &[&str]) -> anyhow::Result<Measure> {
     let started = Instant::now();
     let output = Command::new(exe).arg("--root").arg(root).args(args).arg("--report-resources").output()?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
