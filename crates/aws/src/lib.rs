@@ -4,6 +4,7 @@
 
 pub mod approval;
 pub mod calls;
+pub mod codebuild;
 pub mod ec2;
 pub mod identity;
 pub mod infra;

@@ -13,6 +13,9 @@ success. Every fix has a test (crates/aws/tests/it/emulator.rs) that fails witho
    policy that denies only plain-HTTP requests (`aws:SecureTransport` false) denies every request.
    On AWS a condition on an absent key does not hold (except `...IfExists` and `Null`), and a
    statement whose condition does not hold does not apply. The fix does that.
+4. CodeBuild UpdateProject: moto has none (HTTP 500). AWS replaces the settings it is given
+   (source, artifacts, environment, service role, timeout, logs config, tags) and answers the
+   project. The fix does that on moto's stored project; it runs no build.
 """
 import sys
 
@@ -76,6 +79,41 @@ def is_action_permitted(self, action, resource="*", principal=None, incoming_con
 
 
 IAMPolicyStatement.is_action_permitted = is_action_permitted
+
+from moto.codebuild import responses as codebuild_responses  # noqa: E402
+from moto.codebuild.exceptions import ResourceNotFoundException  # noqa: E402
+from moto.core.utils import unix_time  # noqa: E402
+
+UPDATABLE = {
+    "source": "source",
+    "artifacts": "artifacts",
+    "environment": "environment",
+    "serviceRole": "serviceRole",
+    "timeoutInMinutes": "timeoutInMinutes",
+    "logsConfig": "logsConfig",
+    "tags": "tags",
+    "description": "description",
+}
+
+
+def update_project(self):
+    name = self._get_param("name")
+    project = self.codebuild_backend.codebuild_projects.get(name)
+    if project is None:
+        raise ResourceNotFoundException(f"Project cannot be found: {name}")
+    for param, key in UPDATABLE.items():
+        value = self._get_param(param)
+        if value is not None:
+            project.project_metadata[key] = value
+            if param == "serviceRole":
+                project.service_role = value
+            if param == "tags":
+                project.tags = value
+    project.project_metadata["lastModifiedDate"] = unix_time()
+    return codebuild_responses.ActionResult({"project": project.project_metadata})
+
+
+codebuild_responses.CodeBuildResponse.update_project = update_project
 
 if __name__ == "__main__":
     from moto.server import main

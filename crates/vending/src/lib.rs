@@ -4,6 +4,7 @@
 
 pub mod ami;
 pub mod approval;
+pub mod codebuild;
 pub mod config;
 pub mod diag;
 pub mod lock;

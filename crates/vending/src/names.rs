@@ -16,6 +16,10 @@ pub struct ResourceNames {
     pub ami_name_prefix: String,
     /// The customer's SNS topic for approval requests (one for all its environments).
     pub approval_topic: String,
+    /// The environment's CodeBuild project (CodeBuild's rule: 2–150 of `[A-Za-z0-9_-]`).
+    pub codebuild_project: String,
+    /// Where its builds log: CodeBuild's own default group name for the project.
+    pub build_log_group: String,
 }
 
 /// The SNS topic that carries a customer's (or, named `platform`, the platform's) approval
@@ -41,6 +45,8 @@ impl ResourceNames {
             codedeploy_application: customer.to_string(),
             approval_topic: approval_topic(prefix, customer),
             deployment_group: stem.clone(),
+            codebuild_project: stem.clone(),
+            build_log_group: format!("/aws/codebuild/{stem}"),
             ami_name_prefix: stem,
         }
     }

@@ -297,6 +297,13 @@ fn cli_reads(planned: &Planned, state_bucket: &str) -> anyhow::Result<Vec<Vec<St
                     group,
                 ]));
             }
+            Resource::LogGroup(_) => {
+                owned.push(own(&["logs", "describe-log-groups", "--log-group-name-prefix", name]));
+                owned.push(own(&["logs", "list-tags-for-resource", "--resource-arn", &id(d.kind(), name)?]));
+            }
+            Resource::CodeBuildProject(_) => {
+                owned.push(own(&["codebuild", "batch-get-projects", "--names", name]));
+            }
         }
     }
     let mut commands: Vec<Vec<String>> = out.into_iter().map(|c| c.into_iter().map(str::to_string).collect()).collect();

@@ -5,6 +5,7 @@
 
 mod build;
 mod deploy;
+mod fleet;
 mod reliability;
 
 use std::fs;
@@ -37,6 +38,8 @@ enum Which {
     Build(build::BenchBuild),
     /// Deploys through injected faults, and deploys killed at random points and run again.
     Reliability(reliability::BenchReliability),
+    /// `plan --all` over a synthetic fleet on the emulator, one at a time beside `--parallel N`.
+    Fleet(fleet::BenchFleet),
 }
 
 #[derive(Args)]
@@ -79,6 +82,7 @@ impl Bench {
             Which::Deploy(b) => b.run(root),
             Which::Build(b) => b.run(root),
             Which::Reliability(b) => b.run(root),
+            Which::Fleet(b) => b.run(root),
         }
     }
 }
@@ -204,7 +208,7 @@ fn report(what: &str, runs: &[Measure]) {
 
 /// Writes customers/ for the synthetic fleet: the sample platform, and N copies of globex with
 /// their own names and hosts.
-fn write_fleet(root: &Path, out: &Path, customers: usize, envs: usize) -> anyhow::Result<()> {
+pub fn write_fleet(root: &Path, out: &Path, customers: usize, envs: usize) -> anyhow::Result<()> {
     if out.exists() {
         fs::remove_dir_all(out).with_context(|| format!("cannot clear {}", out.display()))?;
     }
@@ -350,6 +354,17 @@ impl BenchAmi {
 
 /// A committed copy of the project's config and generated files under `dir` (replaced), for
 /// commands that build from a clean tree.
+/// Makes `project` a git repository with everything in one commit (as `ami` needs).
+pub fn commit_all(project: &Path) -> anyhow::Result<()> {
+    fs::write(project.join(".gitignore"), "target/\n")?;
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(project);
+    xshell::cmd!(sh, "git init -q -b main").quiet().run()?;
+    xshell::cmd!(sh, "git add -A").quiet().run()?;
+    xshell::cmd!(sh, "git -c user.name=bench -c user.email=bench@example.com commit -q -m bench").quiet().run()?;
+    Ok(())
+}
+
 pub fn git_copy(root: &Path, dir: &str) -> anyhow::Result<PathBuf> {
     let project = root.join(dir);
     if project.exists() {
@@ -358,12 +373,7 @@ pub fn git_copy(root: &Path, dir: &str) -> anyhow::Result<PathBuf> {
     for folder in ["customers", "packer", "buildspecs", "appspecs", "apps"] {
         copy_tree(&root.join(folder), &project.join(folder))?;
     }
-    fs::write(project.join(".gitignore"), "target/\n")?;
-    let sh = xshell::Shell::new()?;
-    sh.change_dir(&project);
-    xshell::cmd!(sh, "git init -q -b main").quiet().run()?;
-    xshell::cmd!(sh, "git add -A").quiet().run()?;
-    xshell::cmd!(sh, "git -c user.name=bench -c user.email=bench@example.com commit -q -m bench").quiet().run()?;
+    commit_all(&project)?;
     Ok(project)
 }
 

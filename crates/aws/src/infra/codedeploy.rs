@@ -173,7 +173,10 @@ mod tests {
             service_role: "arn:aws:iam::123456789012:role/vend-codedeploy".into(),
             auto_scaling_groups: vec!["acme-prod".into()],
             target_groups: vec!["acme-prod-tg".into()],
-            deployment_style: plan::DeploymentStyle::default(),
+            deployment_style: plan::DeploymentStyle {
+                deployment_type: Word::Known(plan::DeploymentType::InPlace),
+                option: Word::Known(plan::DeploymentOption::WithTrafficControl),
+            },
             deployment_config: "CodeDeployDefault.OneAtATime".into(),
             auto_rollback: AutoRollback::On(
                 [plan::RollbackEvent::DeploymentFailure, plan::RollbackEvent::DeploymentStopOnRequest]

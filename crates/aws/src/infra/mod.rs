@@ -5,6 +5,7 @@
 //! duplicating; the emulator would happily create a second load balancer of the same name.
 
 mod certificates;
+mod codebuild;
 mod codedeploy;
 mod compute;
 mod database;
@@ -51,6 +52,8 @@ pub struct Clients {
     pub acm: aws_sdk_acm::Client,
     pub sts: aws_sdk_sts::Client,
     pub sns: aws_sdk_sns::Client,
+    pub codebuild: aws_sdk_codebuild::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 impl Clients {
@@ -74,6 +77,8 @@ impl Clients {
             acm: client!(aws_sdk_acm),
             sts: client!(aws_sdk_sts),
             sns: client!(aws_sdk_sns),
+            codebuild: client!(aws_sdk_codebuild),
+            logs: client!(aws_sdk_cloudwatchlogs),
         }
     }
 }
@@ -266,6 +271,8 @@ async fn read(clients: &Clients, stack: &Stack, live: &Live, d: &Desired) -> any
         Resource::Database(_) => database::read_database(clients, name).await,
         Resource::CodeDeployApplication(_) => codedeploy::read_application(clients, name).await,
         Resource::DeploymentGroup(_) => codedeploy::read_deployment_group(clients, name).await,
+        Resource::LogGroup(_) => codebuild::read_log_group(clients, name).await,
+        Resource::CodeBuildProject(_) => codebuild::read_project(clients, name).await,
     }
 }
 
@@ -438,6 +445,10 @@ async fn change_one(
         Resource::CodeDeployApplication(app) => codedeploy::apply_application(clients, name, app).await?,
         Resource::DeploymentGroup(group) => {
             codedeploy::apply_deployment_group(clients, stack, live, name, group, found.is_some()).await?
+        }
+        Resource::LogGroup(group) => codebuild::apply_log_group(clients, name, group, current!(LogGroup)).await?,
+        Resource::CodeBuildProject(project) => {
+            codebuild::apply_project(clients, name, project, found.is_some()).await?
         }
     }
     // Read back what AWS now reports: the next resource may need its id, and a later plan starts

@@ -57,6 +57,10 @@ async fn platform_ids(clients: &Clients, platform: &Platform) -> anyhow::Result<
         security_groups(clients, &vpc_id, platform.shared_alb.security_groups.as_ref().unwrap_or(&default_group()))
             .await?;
     let codedeploy_role_arn = role_arn(clients, &platform.codedeploy_service_role).await?;
+    let codebuild_role_arn = match &platform.codebuild_service_role {
+        Some(role) => Some(role_arn(clients, role).await?),
+        None => None,
+    };
     Ok(Resolved {
         vpc_id,
         subnet_ids,
@@ -65,6 +69,7 @@ async fn platform_ids(clients: &Clients, platform: &Platform) -> anyhow::Result<
         database_security_groups: Vec::new(),
         certificate_arn: None,
         codedeploy_role_arn,
+        codebuild_role_arn,
     })
 }
 

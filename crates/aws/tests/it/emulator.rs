@@ -119,3 +119,54 @@ fn conditional_deny_statements_apply_only_when_their_condition_holds() {
         assert_eq!(denied.raw_response().map(|r| r.status().as_u16()), Some(403), "an unconditional deny still denies");
     });
 }
+
+/// Fix 4: stock moto has no CodeBuild UpdateProject (HTTP 500); AWS replaces the settings given.
+#[test]
+fn codebuild_projects_can_be_updated() {
+    use aws_sdk_codebuild::types::{
+        ArtifactsType, ComputeType, EnvironmentType, ProjectArtifacts, ProjectEnvironment, ProjectSource, SourceType,
+    };
+    let moto = Moto::start(&crate::repo_root()).unwrap();
+    let clients = clients(&moto);
+    let source = ProjectSource::builder().r#type(SourceType::S3).location("bucket/sources/").build().unwrap();
+    let artifacts = ProjectArtifacts::builder().r#type(ArtifactsType::S3).location("bucket").build().unwrap();
+    let environment = |compute: ComputeType| {
+        ProjectEnvironment::builder()
+            .r#type(EnvironmentType::LinuxContainer)
+            .image("aws/codebuild/amazonlinux-x86_64-standard:5.0")
+            .compute_type(compute)
+            .build()
+            .unwrap()
+    };
+    crate::block_on(async {
+        let role = "arn:aws:iam::123456789012:role/build";
+        clients
+            .codebuild
+            .create_project()
+            .name("fix-update")
+            .source(source.clone())
+            .artifacts(artifacts.clone())
+            .environment(environment(ComputeType::BuildGeneral1Small))
+            .service_role(role)
+            .timeout_in_minutes(30)
+            .send()
+            .await
+            .unwrap();
+        clients
+            .codebuild
+            .update_project()
+            .name("fix-update")
+            .environment(environment(ComputeType::BuildGeneral1Large))
+            .timeout_in_minutes(45)
+            .send()
+            .await
+            .unwrap();
+        let projects = clients.codebuild.batch_get_projects().names("fix-update").send().await.unwrap();
+        let project = &projects.projects()[0];
+        assert_eq!(project.environment().unwrap().compute_type(), &ComputeType::BuildGeneral1Large);
+        assert_eq!(project.timeout_in_minutes(), Some(45));
+        assert_eq!(project.service_role(), Some(role), "what the update did not give is kept");
+        let missing = clients.codebuild.update_project().name("no-such-project").send().await;
+        assert!(missing.is_err());
+    });
+}

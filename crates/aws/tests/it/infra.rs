@@ -912,3 +912,67 @@ fn a_plan_changes_nothing_on_any_path() {
         assert_eq!(changed(&planned), []);
     });
 }
+
+/// With CodeBuild's service role in the platform config, an environment gets a CodeBuild project
+/// and a log group: created, then a changed compute type and retention are planned as exactly
+/// those fields and applied (UpdateProject through the launcher's labelled fix), and a deploy
+/// with nothing to change makes no mutating call. Secrets are variables that name a parameter or
+/// secret; nothing reads them here.
+#[test]
+fn a_codebuild_project_and_its_log_group_are_reconciled() {
+    let w = world();
+    crate::block_on(async {
+        let mut fleet = w.fleet.clone();
+        let role = "arn:aws:iam::123456789012:role/vend-codebuild".to_string();
+        fleet.platform.codebuild_service_role = Some(vending::config::model::RoleRef::Arn(role.clone()));
+        let applied = w.deploy_with(&fleet, "acme", "prod", &options()).await;
+        assert!(applied.changed.contains(&"log-group /aws/codebuild/acme-prod".to_string()), "{:?}", applied.changed);
+        assert!(applied.changed.contains(&"code-build-project acme-prod".to_string()), "{:?}", applied.changed);
+        let calls = w.log.calls();
+        assert!(!calls.iter().any(|c| c.starts_with("SSM.") || c.starts_with("Secrets Manager.")), "{calls:?}");
+        let projects = w.clients.codebuild.batch_get_projects().names("acme-prod").send().await.unwrap();
+        let project = &projects.projects()[0];
+        assert_eq!(project.service_role(), Some(role.as_str()));
+        let variables = project.environment().unwrap().environment_variables();
+        let dsn = variables.iter().find(|v| v.name() == "SENTRY_DSN").expect("the secret as a variable");
+        assert_eq!(dsn.r#type().map(|t| t.as_str()), Some("PARAMETER_STORE"));
+        assert_eq!(dsn.value(), "/acme/prod/sentry-dsn", "its name, which CodeBuild resolves");
+        let committed =
+            std::fs::read_to_string(crate::repo_root().join("buildspecs/acme/prod/buildspec.yaml")).unwrap();
+        assert_eq!(project.source().and_then(|s| s.buildspec()), Some(committed.as_str()), "the generated buildspec");
+        assert_eq!(project.timeout_in_minutes(), Some(60));
+        assert_eq!(changed(&w.plan_with(&fleet, "acme", "prod").await.unwrap()), []);
+
+        let acme = fleet.customers.iter_mut().find(|c| c.name == "acme").unwrap();
+        let env = acme.environments.iter_mut().find(|e| e.name == "prod").unwrap();
+        env.build.project.compute_type = vending::config::model::ComputeType::Medium;
+        env.build.project.log_retention_days = 90;
+        let planned = w.plan_with(&fleet, "acme", "prod").await.unwrap();
+        let updates: Vec<(String, Vec<String>)> = planned
+            .plan
+            .changes
+            .iter()
+            .filter_map(|c| match &c.action {
+                Action::Update(fields) => Some((c.name.clone(), fields.iter().map(|f| f.field.clone()).collect())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            updates,
+            [
+                ("/aws/codebuild/acme-prod".to_string(), vec!["retention_days".to_string()]),
+                ("acme-prod".to_string(), vec!["compute_type".to_string()])
+            ]
+        );
+        w.log.clear();
+        w.deploy_with(&fleet, "acme", "prod", &options()).await;
+        assert_eq!(w.log.mutating(), ["CloudWatch Logs.PutRetentionPolicy", "CodeBuild.UpdateProject"]);
+        let projects = w.clients.codebuild.batch_get_projects().names("acme-prod").send().await.unwrap();
+        let compute = projects.projects()[0].environment().unwrap().compute_type().as_str().to_string();
+        assert_eq!(compute, "BUILD_GENERAL1_MEDIUM");
+        w.log.clear();
+        let again = w.deploy_with(&fleet, "acme", "prod", &options()).await;
+        assert_eq!(again.changed, Vec::<String>::new());
+        assert_eq!(w.log.mutating(), Vec::<String>::new());
+    });
+}

@@ -3,6 +3,7 @@
 
 mod approval;
 mod calls;
+mod codebuild;
 mod emulator;
 mod faults;
 mod infra;

@@ -34,6 +34,9 @@ pub struct Platform {
     pub state_bucket: String,
     pub ami: PlatformAmi,
     pub codedeploy_service_role: RoleRef,
+    /// CodeBuild's service role: with it, builds on AWS run on a CodeBuild project per
+    /// environment; without it, on the operator's machine.
+    pub codebuild_service_role: Option<RoleRef>,
     pub instance_profile: String,
     /// Who approves `platform deploy`, notified through `approval_topic`; empty: not gated.
     pub approval_emails: Vec<String>,
@@ -159,6 +162,44 @@ pub struct Build {
     /// How long the build may run: a CodeBuild project setting, not part of the buildspec file
     /// (read back from a buildspec, it is CodeBuild's default).
     pub timeout_minutes: u32,
+    /// The CodeBuild project's image, compute type and log retention (project settings too).
+    pub project: BuildProject,
+}
+
+/// Where a build runs on CodeBuild: settings of the environment's project, not of the buildspec.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BuildProject {
+    /// An AWS-managed image (`aws/codebuild/...`) or an image in ECR, pulled with the service role.
+    pub image: String,
+    pub compute_type: ComputeType,
+    /// How long CloudWatch Logs keeps the build logs.
+    pub log_retention_days: u32,
+}
+
+/// CodeBuild's current Amazon Linux standard image.
+pub const DEFAULT_BUILD_IMAGE: &str = "aws/codebuild/amazonlinux-x86_64-standard:5.0";
+/// Build logs are kept a month unless said otherwise.
+pub const DEFAULT_LOG_RETENTION_DAYS: u32 = 30;
+/// The retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
+pub const LOG_RETENTION_DAYS: &[u32] =
+    &[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653];
+
+impl Default for BuildProject {
+    fn default() -> BuildProject {
+        BuildProject {
+            image: DEFAULT_BUILD_IMAGE.into(),
+            compute_type: ComputeType::Small,
+            log_retention_days: DEFAULT_LOG_RETENTION_DAYS,
+        }
+    }
+}
+
+impl BuildProject {
+    /// Whether the image is pulled from ECR with the service role (a custom image), rather than
+    /// one CodeBuild provides.
+    pub fn image_from_ecr(&self) -> bool {
+        self.image.contains(".dkr.ecr.")
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -366,12 +407,19 @@ impl From<OnFailure> for String {
     }
 }
 
-/// Defines a closed set of AWS words: the enum, `as_str`, `FromStr` (the error lists the words)
-/// and serialization as the word.
+/// A closed set of AWS words, as `vocabulary!` defines one.
+pub trait Vocabulary: Sized + Copy + 'static {
+    const ALL: &'static [Self];
+    /// AWS's word for it.
+    fn word(self) -> &'static str;
+}
+
+/// Defines a closed set of AWS words: the enum, `as_str`, `FromStr` (the error lists the words),
+/// serialization as the word, and `Vocabulary`.
 macro_rules! vocabulary {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $word:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
         pub enum $name {
             $(#[serde(rename = $word)] $variant),+
         }
@@ -399,8 +447,17 @@ macro_rules! vocabulary {
                 f.write_str(self.as_str())
             }
         }
+
+        impl $crate::config::model::Vocabulary for $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            fn word(self) -> &'static str {
+                self.as_str()
+            }
+        }
     };
 }
+pub(crate) use vocabulary;
 
 vocabulary! {
     /// What the CodeDeploy agent does with a file that is already where the revision puts one.
@@ -416,6 +473,17 @@ impl Default for FileExistsBehavior {
     /// The agent's default.
     fn default() -> FileExistsBehavior {
         FileExistsBehavior::Disallow
+    }
+}
+
+vocabulary! {
+    /// How much a CodeBuild build gets (Linux containers).
+    ComputeType {
+        Small = "BUILD_GENERAL1_SMALL",
+        Medium = "BUILD_GENERAL1_MEDIUM",
+        Large = "BUILD_GENERAL1_LARGE",
+        XLarge = "BUILD_GENERAL1_XLARGE",
+        XXLarge = "BUILD_GENERAL1_2XLARGE",
     }
 }
 

@@ -67,6 +67,7 @@ pub struct RawPlatformAmi {
 #[derive(Debug, Deserialize)]
 pub struct RawIam {
     pub codedeploy_service_role: Option<RawRole>,
+    pub codebuild_service_role: Option<RawRole>,
     pub instance_profile: Option<String>,
 }
 
@@ -102,6 +103,9 @@ pub struct RawBuild {
     pub artifacts: Option<RawArtifacts>,
     pub cache_paths: Option<Vec<String>>,
     pub timeout_minutes: Option<i64>,
+    pub image: Option<String>,
+    pub compute_type: Option<String>,
+    pub log_retention_days: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,8 @@ pub struct Resolved {
     /// The customer's certificate, for a dedicated load balancer.
     pub certificate_arn: Option<String>,
     pub codedeploy_role_arn: String,
+    /// CodeBuild's service role, when the platform builds on CodeBuild.
+    pub codebuild_role_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -407,7 +409,55 @@ pub fn desired(
             },
         }),
     ));
+    if let Some(role) = &ids.codebuild_role_arn {
+        out.extend(build_project(customer, env, role));
+    }
     out
+}
+
+/// The environment's CodeBuild project and its log group, when the platform builds on CodeBuild.
+fn build_project(customer: &Customer, env: &Environment, role: &str) -> [Desired; 2] {
+    let names = &env.names;
+    let build = &env.build;
+    let project = &build.project;
+    let variables = [
+        ("PLAINTEXT", &build.variables),
+        ("PARAMETER_STORE", &build.parameter_store),
+        ("SECRETS_MANAGER", &build.secrets_manager),
+    ]
+    .into_iter()
+    .flat_map(|(kind, map)| {
+        map.iter().map(move |(name, value)| BuildVariable {
+            name: name.clone(),
+            kind: kind.into(),
+            value: value.clone(),
+        })
+    })
+    .collect();
+    [
+        Desired {
+            name: names.build_log_group.clone(),
+            resource: Resource::LogGroup(LogGroup {
+                retention_days: project.log_retention_days,
+                tags: env.tags.clone(),
+            }),
+        },
+        Desired {
+            name: names.codebuild_project.clone(),
+            resource: Resource::CodeBuildProject(CodeBuildProject {
+                image: project.image.clone(),
+                compute_type: project.compute_type.as_str().into(),
+                image_pull_credentials: if project.image_from_ecr() { "SERVICE_ROLE" } else { "CODEBUILD" }.into(),
+                service_role: role.to_string(),
+                timeout_minutes: build.timeout_minutes,
+                buildspec: crate::render::buildspec::render(customer, env),
+                bucket: names.bucket.clone(),
+                variables,
+                log_group: names.build_log_group.clone(),
+                tags: env.tags.clone(),
+            }),
+        },
+    ]
 }
 
 /// The environment's target group: HTTP on port 80 with the configured health check.

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use crate::config::model::Tags;
+use crate::config::model::vocabulary;
+pub use crate::config::model::{Tags, Vocabulary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -26,6 +27,8 @@ pub enum Kind {
     Database,
     CodeDeployApplication,
     DeploymentGroup,
+    LogGroup,
+    CodeBuildProject,
 }
 
 impl Kind {
@@ -60,7 +63,7 @@ macro_rules! text_by_display {
         })*
     };
 }
-text_by_display!(bool, i32, f64);
+text_by_display!(bool, i32, u32, f64);
 
 /// A list as one sorted, comma-separated text: the order AWS reports is not a difference.
 impl Text for Vec<String> {
@@ -497,7 +500,7 @@ impl Fields for CodeDeployApplication {
 
 /// CodeDeploy's deployment type and option (its words: `IN_PLACE`, `WITH_TRAFFIC_CONTROL`); a
 /// word this tool does not know is kept as `Other`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentStyle {
     pub deployment_type: Word<DeploymentType>,
     pub option: Word<DeploymentOption>,
@@ -509,23 +512,11 @@ impl Text for DeploymentStyle {
     }
 }
 
-/// A closed AWS vocabulary: one of its words, or (read from AWS) a word the tool does not know.
+/// A closed AWS vocabulary's word as read from AWS: one the tool knows, or another.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Word<T> {
     Known(T),
     Other(String),
-}
-
-impl<T: Default> Default for Word<T> {
-    fn default() -> Self {
-        Word::Known(T::default())
-    }
-}
-
-/// The vocabulary's words, as AWS spells them.
-pub trait Vocabulary: Sized + Copy + 'static {
-    const ALL: &'static [Self];
-    fn word(self) -> &'static str;
 }
 
 impl<T: Vocabulary> Word<T> {
@@ -548,45 +539,24 @@ impl<T: Vocabulary> Text for Word<T> {
     }
 }
 
-/// A closed vocabulary: its variants and AWS's word for each; the first is the default.
-macro_rules! vocabulary {
-    ($(#[$doc:meta])* $name:ident { $first:ident => $first_word:literal $(, $variant:ident => $word:literal)* $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub enum $name {
-            #[default]
-            $first,
-            $($variant),*
-        }
-
-        impl Vocabulary for $name {
-            const ALL: &'static [Self] = &[$name::$first, $($name::$variant),*];
-            fn word(self) -> &'static str {
-                match self {
-                    $name::$first => $first_word,
-                    $($name::$variant => $word),*
-                }
-            }
-        }
-    };
+vocabulary! {
+    /// CodeDeploy's deployment type.
+    DeploymentType { InPlace = "IN_PLACE", BlueGreen = "BLUE_GREEN" }
 }
 
-vocabulary!(
-    /// CodeDeploy's deployment type.
-    DeploymentType { InPlace => "IN_PLACE", BlueGreen => "BLUE_GREEN" }
-);
-vocabulary!(
+vocabulary! {
     /// Whether CodeDeploy takes instances out of the load balancer while it deploys to them.
-    DeploymentOption { WithTrafficControl => "WITH_TRAFFIC_CONTROL", WithoutTrafficControl => "WITHOUT_TRAFFIC_CONTROL" }
-);
-vocabulary!(
+    DeploymentOption { WithTrafficControl = "WITH_TRAFFIC_CONTROL", WithoutTrafficControl = "WITHOUT_TRAFFIC_CONTROL" }
+}
+
+vocabulary! {
     /// An event on which CodeDeploy rolls a deployment back.
     RollbackEvent {
-        DeploymentFailure => "DEPLOYMENT_FAILURE",
-        DeploymentStopOnAlarm => "DEPLOYMENT_STOP_ON_ALARM",
-        DeploymentStopOnRequest => "DEPLOYMENT_STOP_ON_REQUEST",
+        DeploymentFailure = "DEPLOYMENT_FAILURE",
+        DeploymentStopOnAlarm = "DEPLOYMENT_STOP_ON_ALARM",
+        DeploymentStopOnRequest = "DEPLOYMENT_STOP_ON_REQUEST",
     }
-);
+}
 
 /// CodeDeploy's automatic rollback: off, or on for these events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -607,7 +577,7 @@ impl Text for AutoRollback {
 }
 
 /// A deployment group, named `<application>/<group>`.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentGroup {
     pub service_role: String,
     pub auto_scaling_groups: Vec<String>,
@@ -744,6 +714,74 @@ macro_rules! resources {
     };
 }
 
+/// A CloudWatch Logs group (the build logs of a CodeBuild project).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogGroup {
+    pub retention_days: u32,
+    pub tags: Tags,
+}
+
+impl Fields for LogGroup {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        fields!["retention_days" => self.retention_days, "tags" => self.tags]
+    }
+}
+
+/// A plain, Parameter Store or Secrets Manager environment variable of a CodeBuild project: a
+/// secret's value is its parameter name or secret id, which CodeBuild resolves inside AWS.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BuildVariable {
+    pub name: String,
+    /// `PLAINTEXT`, `PARAMETER_STORE` or `SECRETS_MANAGER`.
+    pub kind: String,
+    pub value: String,
+}
+
+/// `NAME=TYPE:value`, sorted.
+impl Text for Vec<BuildVariable> {
+    fn text(&self) -> String {
+        self.iter().map(|v| format!("{}={}:{}", v.name, v.kind, v.value)).collect::<Vec<_>>().text()
+    }
+}
+
+/// The environment's CodeBuild project: its generated buildspec inline, the source and the
+/// artifacts in the environment's bucket, logs to its log group.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CodeBuildProject {
+    pub image: String,
+    pub compute_type: String,
+    /// `CODEBUILD` (an image CodeBuild provides) or `SERVICE_ROLE` (a custom image in ECR).
+    pub image_pull_credentials: String,
+    pub service_role: String,
+    pub timeout_minutes: u32,
+    /// The buildspec's text; compared and printed by its SHA-256.
+    pub buildspec: String,
+    /// Where sources are read and artifacts written: the environment's bucket.
+    pub bucket: String,
+    pub variables: Vec<BuildVariable>,
+    pub log_group: String,
+    pub tags: Tags,
+}
+
+impl Fields for CodeBuildProject {
+    fn fields(&self) -> Vec<(&'static str, String)> {
+        use sha2::Digest;
+        let buildspec = format!("sha256:{:x}", sha2::Sha256::digest(self.buildspec.as_bytes()));
+        fields![
+            "image" => self.image,
+            "compute_type" => self.compute_type,
+            "image_pull_credentials" => self.image_pull_credentials,
+            "service_role" => self.service_role,
+            "timeout_minutes" => self.timeout_minutes,
+            "buildspec" => buildspec[..23].to_string(),
+            "bucket" => self.bucket,
+            "variables" => self.variables,
+            "log_group" => self.log_group,
+            "tags" => self.tags,
+        ]
+    }
+}
+
 resources! {
     Topic(Topic),
     Bucket(Bucket),
@@ -759,4 +797,6 @@ resources! {
     Database(Database),
     CodeDeployApplication(CodeDeployApplication),
     DeploymentGroup(DeploymentGroup),
+    LogGroup(LogGroup),
+    CodeBuildProject(CodeBuildProject),
 }

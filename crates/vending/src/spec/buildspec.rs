@@ -506,5 +506,6 @@ pub fn read(source: &SourceFile) -> Result<crate::config::model::Build, Vec<Diag
         artifacts,
         cache_paths: list(child(&root, "cache").as_ref().and_then(|c| child(c, "paths"))),
         timeout_minutes: crate::config::model::DEFAULT_BUILD_TIMEOUT,
+        project: crate::config::model::BuildProject::default(),
     })
 }

@@ -36,6 +36,7 @@ pub fn ids() -> Resolved {
         database_security_groups: vec!["sg-03".into()],
         certificate_arn: Some("arn:aws:acm:eu-west-1:123456789012:certificate/acme".into()),
         codedeploy_role_arn: "arn:aws:iam::123456789012:role/vend-codedeploy".into(),
+        codebuild_role_arn: None,
     }
 }
 

@@ -44,6 +44,7 @@ pub(super) fn validate_build(raw: Option<&RawBuild>, file: &File<'_>, c: &mut Ch
         Some(value) => c.range(file, "build.timeout_minutes", value, BUILD_TIMEOUT_RANGE, ""),
         None => Some(DEFAULT_BUILD_TIMEOUT),
     };
+    let project = project(raw, file, c);
     let (variables, parameter_store, secrets_manager) = maps?;
     Some(Build {
         shell: raw.shell.clone(),
@@ -55,7 +56,56 @@ pub(super) fn validate_build(raw: Option<&RawBuild>, file: &File<'_>, c: &mut Ch
         artifacts: artifacts?,
         cache_paths: raw.cache_paths.clone().unwrap_or_default(),
         timeout_minutes: timeout_minutes?,
+        project: project?,
     })
+}
+
+/// The CodeBuild project's image, compute type and log retention.
+fn project(raw: &RawBuild, file: &File<'_>, c: &mut Checker) -> Option<BuildProject> {
+    let defaults = BuildProject::default();
+    let image = match &raw.image {
+        None => Some(defaults.image),
+        Some(image) if image.is_empty() || image.len() > 255 || image.chars().any(char::is_whitespace) => {
+            c.error_help(
+                file,
+                "build.image",
+                format!("build image `{image}` is not an image name"),
+                "an AWS-managed image (aws/codebuild/amazonlinux-x86_64-standard:5.0) or an ECR image URI (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG)",
+            );
+            None
+        }
+        Some(image) => Some(image.clone()),
+    };
+    let compute_type = match &raw.compute_type {
+        None => Some(defaults.compute_type),
+        Some(word) => match word.parse::<ComputeType>() {
+            Ok(compute_type) => Some(compute_type),
+            Err(()) => {
+                let words: Vec<&str> = ComputeType::ALL.iter().map(|t| t.as_str()).collect();
+                c.error(
+                    file,
+                    "build.compute_type",
+                    format!("build.compute_type `{word}` must be one of {}", words.join(", ")),
+                );
+                None
+            }
+        },
+    };
+    let log_retention_days = match raw.log_retention_days {
+        None => Some(defaults.log_retention_days),
+        Some(days) if LOG_RETENTION_DAYS.iter().any(|&d| i64::from(d) == days) => u32::try_from(days).ok(),
+        Some(days) => {
+            let allowed: Vec<String> = LOG_RETENTION_DAYS.iter().map(u32::to_string).collect();
+            c.error_help(
+                file,
+                "build.log_retention_days",
+                format!("build.log_retention_days {days} is not a period CloudWatch Logs keeps logs for"),
+                format!("one of {}", allowed.join(", ")),
+            );
+            None
+        }
+    };
+    Some(BuildProject { image: image?, compute_type: compute_type?, log_retention_days: log_retention_days? })
 }
 
 /// The phases given, in CodeBuild's order.

@@ -40,6 +40,13 @@ pub(super) fn validate_platform(raw: &RawPlatform, file: &File<'_>, c: &mut Chec
     }
     let ami = ami(raw.ami.as_ref(), file, c);
     let (role, instance_profile) = iam(raw.iam.as_ref(), file, c);
+    let codebuild_role = match raw.iam.as_ref().and_then(|i| i.codebuild_service_role.as_ref()) {
+        None => Some(None),
+        Some(RawRole::Arn(arn)) => c
+            .rule(file, "iam.codebuild_service_role", "role ARN", arn, |v| names::arn(v, "iam"))
+            .then(|| Some(RoleRef::Arn(arn.clone()))),
+        Some(RawRole::Lookup(l)) => Some(Some(RoleRef::Name(l.name.clone()))),
+    };
     let tags = user_tags(c, file, "tags", raw.tags.as_ref());
     let approval_emails = raw.approval_emails.clone().unwrap_or_default();
     for (i, email) in approval_emails.iter().enumerate() {
@@ -70,6 +77,7 @@ pub(super) fn validate_platform(raw: &RawPlatform, file: &File<'_>, c: &mut Chec
         state_bucket: state_bucket?,
         ami: ami?,
         codedeploy_service_role: role?,
+        codebuild_service_role: codebuild_role?,
         instance_profile: instance_profile?,
         approval: Approval { required: !approval_emails.is_empty(), timeout_minutes: timeout_minutes? },
         approval_topic: approval_topic?,

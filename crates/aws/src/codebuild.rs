@@ -1,0 +1,124 @@
+//! A CodeBuild build as `vending::codebuild::follow_build` sees it: `BatchGetBuilds` for its
+//! status and phases, CloudWatch Logs `GetLogEvents` for the log lines written since the last
+//! poll, `StopBuild` on Ctrl-C or at the deadline. The mappings take the SDK's own types, so tests
+//! drive them with values built by the SDK (the emulator runs no build: it reports `SUCCEEDED` at
+//! once, without logs, and is never taken as a result).
+
+use anyhow::Context;
+use aws_sdk_cloudwatchlogs::types::OutputLogEvent;
+use aws_sdk_codebuild::types::Build;
+use vending::codebuild::{BuildSnapshot, BuildSource, Phase};
+use vending::release::SourceError;
+
+use crate::infra::{failed, Clients};
+
+/// The build's state: its status and its phases with their messages.
+pub fn snapshot(build: &Build) -> BuildSnapshot {
+    BuildSnapshot {
+        status: build.build_status().map(|s| s.as_str().to_string()).unwrap_or_else(|| "IN_PROGRESS".into()),
+        phases: build
+            .phases()
+            .iter()
+            .map(|p| Phase {
+                name: p.phase_type().map(|t| t.as_str().to_string()).unwrap_or_default(),
+                status: p.phase_status().map(|s| s.as_str().to_string()),
+                context: p
+                    .contexts()
+                    .iter()
+                    .filter_map(|c| {
+                        let message = c.message().unwrap_or_default();
+                        let code = c.status_code().unwrap_or_default();
+                        match (code.is_empty(), message.is_empty()) {
+                            (true, true) => None,
+                            (true, false) => Some(message.to_string()),
+                            (false, true) => Some(code.to_string()),
+                            (false, false) => Some(format!("{code}: {message}")),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Log events as lines (CodeBuild's carry their own line ends).
+pub fn log_lines(events: &[OutputLogEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| e.message())
+        .flat_map(|m| {
+            m.trim_end_matches(['\n', '\r'])
+                .split('\n')
+                .map(|l| l.trim_end_matches('\r').to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One build on CodeBuild, followed from this machine.
+pub struct AwsBuild<'a> {
+    pub runtime: &'a tokio::runtime::Runtime,
+    pub clients: &'a Clients,
+    pub build_id: String,
+    /// The log stream, once CodeBuild names it, and where reading left off.
+    log: Option<(String, String)>,
+    next_token: Option<String>,
+}
+
+impl<'a> AwsBuild<'a> {
+    pub fn new(runtime: &'a tokio::runtime::Runtime, clients: &'a Clients, build_id: String) -> AwsBuild<'a> {
+        AwsBuild { runtime, clients, build_id, log: None, next_token: None }
+    }
+
+    async fn get(&self) -> anyhow::Result<Build> {
+        let out = self
+            .clients
+            .codebuild
+            .batch_get_builds()
+            .ids(&self.build_id)
+            .send()
+            .await
+            .map_err(|e| failed("read the build", e))?;
+        out.builds().first().cloned().with_context(|| format!("CodeBuild does not know build {}", self.build_id))
+    }
+}
+
+impl BuildSource for AwsBuild<'_> {
+    fn snapshot(&mut self) -> Result<BuildSnapshot, SourceError> {
+        let build = self.runtime.block_on(self.get())?;
+        if self.log.is_none() {
+            let logs = build.logs();
+            if let (Some(group), Some(stream)) = (logs.and_then(|l| l.group_name()), logs.and_then(|l| l.stream_name()))
+            {
+                self.log = Some((group.to_string(), stream.to_string()));
+            }
+        }
+        Ok(snapshot(&build))
+    }
+
+    fn new_log_lines(&mut self) -> Result<Vec<String>, SourceError> {
+        let Some((group, stream)) = &self.log else { return Ok(Vec::new()) };
+        let out = self
+            .runtime
+            .block_on(
+                self.clients
+                    .logs
+                    .get_log_events()
+                    .log_group_name(group)
+                    .log_stream_name(stream)
+                    .start_from_head(true)
+                    .set_next_token(self.next_token.clone())
+                    .send(),
+            )
+            .map_err(|e| failed("read the build's log", e))?;
+        self.next_token = out.next_forward_token().map(str::to_string);
+        Ok(log_lines(out.events()))
+    }
+
+    fn stop(&mut self) -> Result<(), SourceError> {
+        self.runtime
+            .block_on(self.clients.codebuild.stop_build().id(&self.build_id).send())
+            .map_err(|e| failed("stop the build", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! Following a CodeBuild build to its end, without IO: the build's state and its new log lines
+//! come from a `BuildSource` (CodeBuild and CloudWatch Logs on AWS; scripted sequences in tests,
+//! since the emulator runs no build and reports one `SUCCEEDED` at once) and time from a
+//! `release::Clock`. The loop prints each phase as it starts and ends, streams the log lines, stops
+//! the build on Ctrl-C or at the deadline, and ends with what happened: for a failure the failing
+//! phase, CodeBuild's context message and the last lines of the log.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::release::{Clock, SourceError};
+
+/// How many of the last log lines a failure shows.
+pub const TAIL_LINES: usize = 20;
+
+/// A build's state as the loop needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildSnapshot {
+    /// CodeBuild's `buildStatus`: `IN_PROGRESS`, `SUCCEEDED`, `FAILED`, `FAULT`, `TIMED_OUT`,
+    /// `STOPPED`.
+    pub status: String,
+    /// The phases so far, in order.
+    pub phases: Vec<Phase>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Phase {
+    /// CodeBuild's `phaseType`: `SUBMITTED`, `PROVISIONING`, `DOWNLOAD_SOURCE`, `INSTALL`, …
+    pub name: String,
+    /// `SUCCEEDED`, `FAILED`, …; none while it runs.
+    pub status: Option<String>,
+    /// CodeBuild's messages about it (why it failed).
+    pub context: Vec<String>,
+}
+
+impl BuildSnapshot {
+    /// CodeBuild does not change these again.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status.as_str(), "SUCCEEDED" | "FAILED" | "FAULT" | "TIMED_OUT" | "STOPPED")
+    }
+
+    /// The first phase that ended other than `SUCCEEDED`.
+    pub fn failed_phase(&self) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.status.as_deref().is_some_and(|s| s != "SUCCEEDED"))
+    }
+}
+
+pub trait BuildSource {
+    fn snapshot(&mut self) -> Result<BuildSnapshot, SourceError>;
+    /// The log lines written since the last call.
+    fn new_log_lines(&mut self) -> Result<Vec<String>, SourceError>;
+    /// Asks CodeBuild to stop the build.
+    fn stop(&mut self) -> Result<(), SourceError>;
+}
+
+/// How the build ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildOutcome {
+    Succeeded,
+    /// It failed (`FAILED`, `FAULT`, `TIMED_OUT` by CodeBuild's own timeout, or stopped by someone
+    /// else): the failing phase and its messages, and the log's last lines.
+    Failed {
+        status: String,
+        phase: Option<Phase>,
+        tail: Vec<String>,
+    },
+    /// The deadline passed: the build was asked to stop.
+    TimedOut {
+        tail: Vec<String>,
+    },
+    /// Ctrl-C: the build was asked to stop.
+    Interrupted {
+        tail: Vec<String>,
+    },
+}
+
+/// Polls until the build ends, printing phase changes and log lines to `out`. At `deadline` or
+/// on `interrupted` it asks CodeBuild to stop the build once and follows it to its end.
+pub fn follow_build(
+    source: &mut dyn BuildSource,
+    clock: &mut dyn Clock,
+    deadline: Duration,
+    interval: Duration,
+    interrupted: &dyn Fn() -> bool,
+    out: &mut dyn FnMut(&str),
+) -> Result<BuildOutcome, SourceError> {
+    let mut tail: VecDeque<String> = VecDeque::new();
+    let mut shown: Vec<Phase> = Vec::new();
+    let mut stopped: Option<fn(Vec<String>) -> BuildOutcome> = None;
+    loop {
+        let snapshot = source.snapshot()?;
+        for line in source.new_log_lines()? {
+            out(&line);
+            tail.push_back(line);
+            if tail.len() > TAIL_LINES {
+                tail.pop_front();
+            }
+        }
+        for (index, phase) in snapshot.phases.iter().enumerate() {
+            let before = shown.get(index);
+            if before.is_none() {
+                out(&format!("phase {}: started", phase.name));
+            }
+            if phase.status.is_some() && before.is_none_or(|b| b.status.is_none()) {
+                let status = phase.status.as_deref().unwrap_or_default();
+                let context = phase.context.first().map(|c| format!(": {c}")).unwrap_or_default();
+                out(&format!("phase {}: {status}{context}", phase.name));
+            }
+        }
+        shown = snapshot.phases.clone();
+        if snapshot.is_final() {
+            let tail: Vec<String> = tail.into_iter().collect();
+            return Ok(match (snapshot.status.as_str(), stopped) {
+                ("SUCCEEDED", _) => BuildOutcome::Succeeded,
+                ("STOPPED", Some(outcome)) => outcome(tail),
+                (status, _) => {
+                    BuildOutcome::Failed { status: status.to_string(), phase: snapshot.failed_phase().cloned(), tail }
+                }
+            });
+        }
+        if stopped.is_none() {
+            if interrupted() {
+                out("interrupted: stopping the build (StopBuild)");
+                source.stop()?;
+                stopped = Some(|tail| BuildOutcome::Interrupted { tail });
+            } else if clock.elapsed() >= deadline {
+                out(&format!("the build did not finish within {} s: stopping it (StopBuild)", deadline.as_secs()));
+                source.stop()?;
+                stopped = Some(|tail| BuildOutcome::TimedOut { tail });
+            }
+        }
+        clock.sleep(interval);
+    }
+}
+
+/// What a failed build's report says: the status, the failing phase and CodeBuild's message, and
+/// the last lines of its log.
+pub fn explain(outcome: &BuildOutcome) -> Vec<String> {
+    let (head, phase, tail) = match outcome {
+        BuildOutcome::Succeeded => return Vec::new(),
+        BuildOutcome::Failed { status, phase, tail } => (format!("the build ended {status}"), phase.as_ref(), tail),
+        BuildOutcome::TimedOut { tail } => ("the build ran past its deadline and was stopped".to_string(), None, tail),
+        BuildOutcome::Interrupted { tail } => ("the build was stopped on Ctrl-C".to_string(), None, tail),
+    };
+    let mut lines = vec![head];
+    if let Some(phase) = phase {
+        let status = phase.status.as_deref().unwrap_or("unfinished");
+        lines.push(format!("phase {} {status}", phase.name));
+        lines.extend(phase.context.iter().map(|c| format!("  {c}")));
+    }
+    if !tail.is_empty() {
+        lines.push(format!("the last {} line(s) of its log:", tail.len()));
+        lines.extend(tail.iter().map(|l| format!("  {l}")));
+    }
+    lines
+}
