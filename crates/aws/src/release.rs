@@ -128,25 +128,7 @@ pub async fn deployment_group(clients: &Clients, application: &str, group: &str)
 
 /// The deployment group, or `None` before the infrastructure has made it.
 pub async fn find_deployment_group(clients: &Clients, application: &str, group: &str) -> anyhow::Result<Option<Group>> {
-    let out = clients
-        .codedeploy
-        .get_deployment_group()
-        .application_name(application)
-        .deployment_group_name(group)
-        .send()
-        .await;
-    let info = match out {
-        Ok(out) => out.deployment_group_info.context("CodeDeploy returned no deployment group")?,
-        Err(e)
-            if matches!(
-                code(&e),
-                Some("DeploymentGroupDoesNotExistException" | "ApplicationDoesNotExistException")
-            ) =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(failed("cannot read the deployment group", e)),
-    };
+    let Some(info) = crate::infra::codedeploy::get_group(clients, application, group).await? else { return Ok(None) };
     Ok(Some(Group {
         id: info.deployment_group_id.unwrap_or_default(),
         last_successful_deployment: info.last_successful_deployment.and_then(|d| d.deployment_id),

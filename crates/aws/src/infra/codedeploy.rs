@@ -49,23 +49,30 @@ fn parts(name: &str) -> anyhow::Result<(&str, &str)> {
     name.split_once('/').context("a deployment group is named APPLICATION/GROUP")
 }
 
+/// The deployment group, or none when it (or its application) does not exist.
+pub(crate) async fn get_group(
+    clients: &Clients,
+    app: &str,
+    group: &str,
+) -> anyhow::Result<Option<aws_sdk_codedeploy::types::DeploymentGroupInfo>> {
+    let out = clients.codedeploy.get_deployment_group().application_name(app).deployment_group_name(group).send().await;
+    match out {
+        Ok(out) => Ok(out.deployment_group_info),
+        Err(e)
+            if matches!(
+                code(&e),
+                Some("DeploymentGroupDoesNotExistException" | "ApplicationDoesNotExistException")
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(failed("read the deployment group", e)),
+    }
+}
+
 pub async fn read_deployment_group(clients: &Clients, name: &str) -> anyhow::Result<Option<Found>> {
     let (app, group) = parts(name)?;
-    let out =
-        match clients.codedeploy.get_deployment_group().application_name(app).deployment_group_name(group).send().await
-        {
-            Ok(out) => out,
-            Err(e)
-                if matches!(
-                    code(&e),
-                    Some("DeploymentGroupDoesNotExistException" | "ApplicationDoesNotExistException")
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(failed("get", e)),
-        };
-    let Some(info) = out.deployment_group_info else { return Ok(None) };
+    let Some(info) = get_group(clients, app, group).await? else { return Ok(None) };
     let style = info.deployment_style.as_ref();
     let style = plan::DeploymentStyle {
         deployment_type: Word::parse(style.and_then(|s| s.deployment_type.as_ref()).map_or("", |t| t.as_str())),

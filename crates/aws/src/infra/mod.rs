@@ -6,7 +6,7 @@
 
 mod certificates;
 mod codebuild;
-mod codedeploy;
+pub(crate) mod codedeploy;
 mod compute;
 mod database;
 mod elb;
