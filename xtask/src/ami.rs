@@ -68,18 +68,7 @@ impl Ami {
 
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         if crate::fleet::one_or_fleet(&self.customer, &self.env, &self.fleet)?.is_none() {
-            if self.show {
-                bail!("--show prints one environment's record: name it (`CUSTOMER ENV`)");
-            }
-            let mut args = Vec::new();
-            if self.allow_dirty {
-                args.push("--allow-dirty".to_string());
-            }
-            if let Some(wait) = self.wait_lock.wait_lock {
-                args.extend(["--wait-lock".to_string(), humantime::format_duration(wait).to_string()]);
-            }
-            let verb = crate::fleet::Verb::Ami;
-            return crate::infra::run_fleet(root, verb, &self.fleet, self.local, args, self.json, false);
+            return self.run_fleet(root);
         }
         // git runs while the config loads: a build needs both before `packer validate` can start.
         let git = (!self.show).then(|| {
@@ -111,14 +100,9 @@ impl Ami {
 
         // The committed template is what gets built; it must be what the config generates.
         let template_path = render::packer_path(self.customer(), self.env());
-        let rendered = loaded.files.iter().find(|f| f.path == template_path).context("no template rendered")?;
-        if fs::read_to_string(root.join(&template_path)).ok().as_deref() != Some(rendered.contents.as_str()) {
-            eprintln!(
-                "error: {} is stale or missing: run `cargo xtask generate` and commit it",
-                template_path.display()
-            );
+        let Some(rendered) = committed_template(root, &loaded.files, &template_path)? else {
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
-        }
+        };
 
         let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
         let (commit, dirty) = git.context("no git read")?;
@@ -137,13 +121,7 @@ impl Ami {
         }
 
         let work = root.join("target/vending-ami").join(format!("{}-{}", self.customer(), self.env()));
-        fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
-        // Each run builds in a folder of its own, so its manifest is its own: two runs of one
-        // environment never read each other's AMI (the lock also keeps them apart).
-        let run_dir = tempfile::Builder::new()
-            .prefix("run-")
-            .tempdir_in(&work)
-            .with_context(|| format!("cannot create a build folder in {}", work.display()))?;
+        let run_dir = run_folder(&work)?;
         let manifest_path = run_dir.path().join(manifest_file(self.customer(), self.env()));
         let template = root.join(&template_path);
         println!(
@@ -155,29 +133,13 @@ impl Ami {
         // `packer validate` runs while the AWS checks wait on the network.
         // The SDK is set up only now, so that its setup is hidden behind `packer validate` too.
         let runtime = vending_aws::runtime()?;
-        let cache = root.join(crate::packer::CACHE_DIR);
-        let (s3, guard) = std::thread::scope(|scope| {
-            let validation = scope.spawn(|| {
-                let started = Instant::now();
-                crate::packer::validate_with(&work, &cache, &packer, &template, only, &variables, &data)
-                    .map(|ran| ran.then(|| started.elapsed()))
-            });
-            let config = runtime.block_on(vending_aws::sdk_config(&platform.region, &target));
-            let s3 = vending_aws::s3::client(&config, self.local);
-            let ec2 = vending_aws::ec2::client(&config);
-            runtime.block_on(prepare_aws(&s3, &ec2, platform, self.local))?;
-            let clients = vending_aws::infra::Clients::new(&config, self.local, None);
-            let locker =
-                crate::lock::Locker { runtime: &runtime, clients: &clients, bucket: &platform.state_bucket, root };
-            let scope = vending::approval::Scope::environment(self.customer(), self.env());
-            let guard =
-                locker.acquire(&scope, &format!("ami {} {}", self.customer(), self.env()), self.wait_lock.wait_lock)?;
-            match validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))? {
-                Some(took) => println!("{who} | packer validate: passed in {}", duration(took)),
-                None => println!("{who} | packer validate: passed before with this template, build and settings (cached; commit text does not change validity)"),
-            }
-            anyhow::Ok((s3, guard))
-        })?;
+        let validate = || {
+            let started = Instant::now();
+            let cache = root.join(crate::packer::CACHE_DIR);
+            crate::packer::validate_with(&work, &cache, &packer, &template, only, &variables, &data)
+                .map(|ran| ran.then(|| started.elapsed()))
+        };
+        let (s3, guard) = self.validate_and_lock(root, &runtime, platform, &target, &who, validate)?;
         let guard = match guard {
             Ok(guard) => guard,
             Err(code) => return Ok(code),
@@ -201,27 +163,55 @@ impl Ami {
             built_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             template_sha256: format!("{:x}", Sha256::digest(rendered.contents.as_bytes())),
         };
-        runtime.block_on(async {
-            // Recorded only while this run still holds the environment's lock.
-            vending_aws::lock::check_held(&s3, &guard.held()).await?;
-            // Each a single conditional put: the history entry never over another, the current
-            // record only over the version read just before.
-            use vending_aws::s3::{get_json_tagged, put_json_if, Condition};
-            let bucket = &platform.state_bucket;
-            if put_json_if(&s3, bucket, &record.history_key(), &record, &Condition::Absent).await?.is_err() {
-                anyhow::bail!("s3://{bucket}/{} exists already with another record", record.history_key());
-            }
-            let current = get_json_tagged::<serde_json::Value>(&s3, bucket, &record_key).await?;
-            let condition = current.map_or(Condition::Absent, |(_, etag)| Condition::Unchanged(etag));
-            if put_json_if(&s3, bucket, &record_key, &record, &condition).await?.is_err() {
-                anyhow::bail!(
-                    "s3://{bucket}/{record_key} was written by another run meanwhile; look with `ami --show`"
-                );
-            }
-            anyhow::Ok(())
-        })?;
+        runtime.block_on(write_record(&s3, &guard, &platform.state_bucket, &record_key, &record))?;
         self.print(&record, &platform.state_bucket, &record_key)?;
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// Runs `validate` (packer validate) while the AWS side is checked and the environment's lock
+    /// taken; `Err(code)` in the second place: the lock is held elsewhere.
+    fn validate_and_lock(
+        &self,
+        root: &Path,
+        runtime: &tokio::runtime::Runtime,
+        platform: &Platform,
+        target: &Target,
+        who: &str,
+        validate: impl FnOnce() -> anyhow::Result<Option<std::time::Duration>> + Send,
+    ) -> anyhow::Result<(vending_aws::s3::Client, Result<crate::lock::Guard, ExitCode>)> {
+        std::thread::scope(|scope| {
+            let validation = scope.spawn(validate);
+            let config = runtime.block_on(vending_aws::sdk_config(&platform.region, target));
+            let s3 = vending_aws::s3::client(&config, self.local);
+            let ec2 = vending_aws::ec2::client(&config);
+            runtime.block_on(prepare_aws(&s3, &ec2, platform, self.local))?;
+            let clients = vending_aws::infra::Clients::new(&config, self.local, None);
+            let locker = crate::lock::Locker { runtime, clients: &clients, bucket: &platform.state_bucket, root };
+            let scope = vending::approval::Scope::environment(self.customer(), self.env());
+            let guard =
+                locker.acquire(&scope, &format!("ami {} {}", self.customer(), self.env()), self.wait_lock.wait_lock)?;
+            match validation.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))? {
+                Some(took) => println!("{who} | packer validate: passed in {}", duration(took)),
+                None => println!("{who} | packer validate: passed before with this template, build and settings (cached; commit text does not change validity)"),
+            }
+            anyhow::Ok((s3, guard))
+        })
+    }
+
+    /// `ami --all` (or a selection): every environment's build, as `fleet` runs them.
+    fn run_fleet(&self, root: &Path) -> anyhow::Result<ExitCode> {
+        if self.show {
+            bail!("--show prints one environment's record: name it (`CUSTOMER ENV`)");
+        }
+        let mut args = Vec::new();
+        if self.allow_dirty {
+            args.push("--allow-dirty".to_string());
+        }
+        if let Some(wait) = self.wait_lock.wait_lock {
+            args.extend(["--wait-lock".to_string(), humantime::format_duration(wait).to_string()]);
+        }
+        let verb = crate::fleet::Verb::Ami;
+        crate::infra::run_fleet(root, verb, &self.fleet, self.local, args, self.json, false)
     }
 
     /// What a build of this environment that was killed (kill -9, a lost machine) left in AWS:
@@ -391,4 +381,51 @@ pub fn duration(d: std::time::Duration) -> String {
         ms @ 10_000..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
         _ => format!("{} min {:02} s", d.as_secs() / 60, d.as_secs() % 60),
     }
+}
+
+/// Records the AMI, only while this run still holds the environment's lock. Each write is a
+/// single conditional put: the history entry never over another, the current record only over
+/// the version read just before.
+async fn write_record(
+    s3: &vending_aws::s3::Client,
+    guard: &crate::lock::Guard,
+    bucket: &str,
+    record_key: &str,
+    record: &AmiRecord,
+) -> anyhow::Result<()> {
+    use vending_aws::s3::{get_json_tagged, put_json_if, Condition};
+    vending_aws::lock::check_held(s3, &guard.held()).await?;
+    if put_json_if(s3, bucket, &record.history_key(), record, &Condition::Absent).await?.is_err() {
+        anyhow::bail!("s3://{bucket}/{} exists already with another record", record.history_key());
+    }
+    let current = get_json_tagged::<serde_json::Value>(s3, bucket, record_key).await?;
+    let condition = current.map_or(Condition::Absent, |(_, etag)| Condition::Unchanged(etag));
+    if put_json_if(s3, bucket, record_key, record, &condition).await?.is_err() {
+        anyhow::bail!("s3://{bucket}/{record_key} was written by another run meanwhile; look with `ami --show`");
+    }
+    Ok(())
+}
+
+/// The committed template, when it is what the config generates (else the error is printed).
+fn committed_template<'a>(
+    root: &Path,
+    files: &'a [render::GeneratedFile],
+    template_path: &Path,
+) -> anyhow::Result<Option<&'a render::GeneratedFile>> {
+    let rendered = files.iter().find(|f| f.path == template_path).context("no template rendered")?;
+    if fs::read_to_string(root.join(template_path)).ok().as_deref() != Some(rendered.contents.as_str()) {
+        eprintln!("error: {} is stale or missing: run `cargo xtask generate` and commit it", template_path.display());
+        return Ok(None);
+    }
+    Ok(Some(rendered))
+}
+
+/// A build folder of this run's own under `work`, so its manifest is its own: two runs of one
+/// environment never read each other's AMI (the lock also keeps them apart).
+fn run_folder(work: &Path) -> anyhow::Result<tempfile::TempDir> {
+    fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
+    tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(work)
+        .with_context(|| format!("cannot create a build folder in {}", work.display()))
 }

@@ -11,7 +11,7 @@
 //! this command gets (forwarded), so it stops as it would alone; no new environment starts.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -184,6 +184,8 @@ pub struct Run<'a> {
     pub no_wait: bool,
     /// Reads an approval request's state (for the environments waiting on one).
     pub approvals: Option<&'a ReadApproval<'a>>,
+    /// Set by a failure (without `--keep-going`) or Ctrl-C: no new environment starts.
+    pub stopping: std::cell::Cell<bool>,
 }
 
 /// How one environment ended.
@@ -232,6 +234,8 @@ struct Finished {
 
 /// How often the requests of held environments are read.
 const APPROVAL_POLL: Duration = Duration::from_secs(5);
+/// How often a run that only waits for decisions says so.
+const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 
 impl Run<'_> {
     pub fn run(self) -> anyhow::Result<ExitCode> {
@@ -251,7 +255,7 @@ impl Run<'_> {
         crate::interrupt::install()?;
         crate::interrupt::set_notes(
             Some("interrupted: no new environment starts; the running ones stop as they do on Ctrl-C".into()),
-            "interrupted again: the running environments leave as they do on a second Ctrl-C".into(),
+            "interrupted again: passed on to the running environments (a deploy leaves its deployment to finish; Packer still cleans up); this run ends when they have".into(),
         );
         let started = Instant::now();
         let mut steps: Vec<Step> = self.jobs.iter().map(|_| Step::Queued).collect();
@@ -300,40 +304,56 @@ impl Run<'_> {
     fn schedule(&self, steps: &mut [Step], which: &[usize], asking: bool) -> anyhow::Result<()> {
         let (tx, rx) = mpsc::channel::<Finished>();
         let mut running = 0usize;
-        let mut stopping = false;
         let mut last_poll: Option<Instant> = None;
+        let mut said_waiting = Instant::now();
+        // Nothing here returns early while environments run: an error ends one job, not the run.
         loop {
             if crate::interrupt::interrupted() {
-                stopping = true;
+                self.stopping.set(true);
             }
-            if !stopping {
+            if !self.stopping.get() {
                 // Held jobs whose request was decided (or expired) go back to the queue.
                 if !asking && last_poll.is_none_or(|t| t.elapsed() >= APPROVAL_POLL) {
                     last_poll = Some(Instant::now());
-                    self.release_decided(steps, which)?;
+                    if let Err(e) = self.release_decided(steps, which) {
+                        eprintln!("warning: cannot read the approval requests now ({e:#}); trying again");
+                    }
                 }
-                while running < usize::from(self.flags.parallel) {
-                    let Some(&next) = which.iter().find(|&&i| matches!(steps[i], Step::Queued)) else { break };
-                    self.start(next, asking, None, &tx)?;
-                    steps[next] = Step::Running;
-                    running += 1;
-                }
-                // A held job resumes with its request once it is decided.
-                while running < usize::from(self.flags.parallel) {
-                    let Some(&next) = which.iter().find(|&&i| matches!(&steps[i], Step::Held { decided: true, .. }))
-                    else {
-                        break;
+                while running < usize::from(self.flags.parallel) && !crate::interrupt::interrupted() {
+                    let queued = which.iter().find(|&&i| matches!(steps[i], Step::Queued));
+                    let held = || which.iter().find(|&&i| matches!(&steps[i], Step::Held { decided: true, .. }));
+                    // A held job resumes with its request once it is decided.
+                    let Some(&next) = queued.or_else(held) else { break };
+                    let resume = match std::mem::replace(&mut steps[next], Step::Running) {
+                        Step::Held { id, .. } => Some(id),
+                        _ => None,
                     };
-                    let Step::Held { id, .. } = std::mem::replace(&mut steps[next], Step::Running) else {
-                        unreachable!("found held above")
-                    };
-                    self.start(next, false, Some(id), &tx)?;
-                    running += 1;
+                    match self.start(next, asking && resume.is_none(), resume, &tx) {
+                        Ok(()) => running += 1,
+                        Err(e) => {
+                            let job = &self.jobs[next];
+                            eprintln!("error: {}: {e:#}", job.who());
+                            let ended =
+                                Ended { result: "failed".into(), details: Some(format!("{e:#}")), ..not_run(job, "") };
+                            steps[next] = Step::Done(Box::new(ended));
+                            self.failed(job);
+                        }
+                    }
                 }
             }
-            let held = which.iter().any(|&i| matches!(steps[i], Step::Held { .. }));
-            if running == 0 && (stopping || !held || asking || self.no_wait) {
+            let held: Vec<&str> = which
+                .iter()
+                .filter_map(|&i| match &steps[i] {
+                    Step::Held { id, .. } => Some(id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            if running == 0 && (self.stopping.get() || held.is_empty() || asking || self.no_wait) {
                 return Ok(());
+            }
+            if running == 0 && said_waiting.elapsed() >= PROGRESS_EVERY {
+                eprintln!("waiting for a decision on {} approval request(s): {}", held.len(), held.join(", "));
+                said_waiting = Instant::now();
             }
             let Ok(finished) = rx.recv_timeout(Duration::from_millis(200)) else { continue };
             running -= 1;
@@ -346,11 +366,18 @@ impl Run<'_> {
                 }
             }
             let ended = self.ended(job, &finished, approval);
-            if !self.verb.succeeded(finished.code) && !self.flags.keep_going && !stopping {
-                stopping = true;
-                eprintln!("{} failed: no new environment starts (--keep-going to go on)", job.who());
+            if !self.verb.succeeded(finished.code) {
+                self.failed(job);
             }
             steps[finished.index] = Step::Done(Box::new(ended));
+        }
+    }
+
+    /// After a failure, unless `--keep-going`, no new environment starts (in any later round).
+    fn failed(&self, job: &Job) {
+        if !self.flags.keep_going && !self.stopping.get() {
+            self.stopping.set(true);
+            eprintln!("{} failed: no new environment starts (--keep-going to go on)", job.who());
         }
     }
 
@@ -420,17 +447,24 @@ impl Run<'_> {
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         // Its own process group: Ctrl-C reaches it once, forwarded by this command.
         command.process_group(0);
+        let presses = crate::interrupt::presses();
         let mut child = command.spawn().with_context(|| format!("{who}: cannot start its command"))?;
         let pid = child.id();
         crate::interrupt::forward_to(pid);
-        let capture = self.json;
+        // A press between the check before starting and now: this one gets it too.
+        for _ in presses..crate::interrupt::presses() {
+            crate::interrupt::signal_group(pid);
+        }
+        // With --json, stdout is the summary: a plan's JSON is kept for it, other lines go to stderr.
+        let capture = self.json && self.verb == Verb::Plan;
+        let stdout_to_stderr = self.json && !capture;
         let stdout = child.stdout.take().context("no stdout")?;
         let stderr = child.stderr.take().context("no stderr")?;
         let tx = tx.clone();
         let started = Instant::now();
         std::thread::spawn(move || {
             let out_who = who.clone();
-            let out = std::thread::spawn(move || stream(stdout, &out_who, !capture, false));
+            let out = std::thread::spawn(move || stream(stdout, &out_who, !capture, stdout_to_stderr));
             let (_, last_error) = stream(stderr, &who, true, true);
             let (stdout, _) = out.join().unwrap_or_default();
             let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
@@ -526,11 +560,12 @@ fn stream(from: impl Read, who: &str, print: bool, to_stderr: bool) -> (String, 
         // Its own lines name it already (`acme/prod | …`, `acme/prod: 3 resource(s) changed`).
         let named = line.strip_prefix(who).is_some_and(|rest| rest.starts_with([' ', ':']));
         let shown = if named { line.to_string() } else { format!("{prefix} {line}") };
-        if to_stderr {
-            eprintln!("{shown}");
+        // A closed stdout or stderr (`| head`) loses lines, never the run: keep draining.
+        let _ = if to_stderr {
+            writeln!(std::io::stderr().lock(), "{shown}")
         } else {
-            println!("{shown}");
-        }
+            writeln!(std::io::stdout().lock(), "{shown}")
+        };
     }
     (kept, last_error)
 }

@@ -452,6 +452,23 @@ impl<'a> Run<'a> {
 }
 
 /// The AMI a release runs on: the launch template's image, or the environment's AMI record.
+/// A release with nothing new to deploy: says why (and tells a fleet run's summary).
+fn nothing_to_release(why: &str) -> Option<PlannedRevision> {
+    println!("{why}");
+    crate::report::note("revision", "unchanged");
+    None
+}
+
+/// What a fleet run's summary shows of this deploy: the AMI and the revision.
+fn note_for_summary(ami: Option<String>, revision: Option<&PlannedRevision>) {
+    if let Some(ami) = ami {
+        crate::report::note("ami", &ami);
+    }
+    if let Some(revision) = revision {
+        crate::report::note("revision", &revision.sha256[..16]);
+    }
+}
+
 /// The AMI the planned launch template runs.
 fn planned_ami(planned: &Planned) -> Option<String> {
     planned.stack.desired.iter().find_map(|d| match &d.resource {
@@ -552,7 +569,19 @@ pub(crate) fn run_fleet(
         args.insert(0, "--local".into());
     }
     let run = |approvals: Option<&crate::fleet::ReadApproval>| {
-        crate::fleet::Run { root, verb, flags, jobs: jobs.clone(), args: args.clone(), json, no_wait, approvals }.run()
+        let stopping = std::cell::Cell::new(false);
+        crate::fleet::Run {
+            root,
+            verb,
+            flags,
+            jobs: jobs.clone(),
+            args: args.clone(),
+            json,
+            no_wait,
+            approvals,
+            stopping,
+        }
+        .run()
     };
     if verb == Verb::Deploy && jobs.iter().any(|j| j.gated) {
         // The requests of gated environments are read here while they wait.
@@ -625,6 +654,18 @@ impl DeployCommand {
         Ok(args)
     }
 
+    /// How to run this deploy again (printed and e-mailed with an approval request).
+    fn command_line(&self) -> String {
+        let mut flags = String::new();
+        if self.software_only {
+            flags.push_str(" --software-only");
+        }
+        if self.infra_only {
+            flags.push_str(" --infra-only");
+        }
+        format!("cargo xtask deploy {} {}{}{flags}", self.customer(), self.env(), local_flag(self.local))
+    }
+
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         if crate::fleet::one_or_fleet(&self.customer, &self.env, &self.fleet)?.is_none() {
             let args = self.fleet_args()?;
@@ -671,11 +712,7 @@ impl DeployCommand {
             true => None,
             false => match release.prepare(!self.software_only)? {
                 Prepared::BuildFailed => return Ok(ExitCode::from(output::EXIT_PROBLEMS)),
-                Prepared::Nothing(why) => {
-                    println!("{why}");
-                    crate::report::note("revision", "unchanged");
-                    None
-                }
+                Prepared::Nothing(why) => nothing_to_release(&why),
                 Prepared::Ship(revision) => Some(revision),
             },
         };
@@ -683,26 +720,11 @@ impl DeployCommand {
             Some(_) => ami_of(planned.as_ref(), &runtime, &clients, &fleet.platform, &customer.name, &env.name)?,
             None => None,
         };
-        // For a fleet run's summary.
-        if let Some(ami) = ami.clone().or_else(|| planned.as_ref().and_then(planned_ami)) {
-            crate::report::note("ami", &ami);
-        }
-        if let Some(revision) = &prepared {
-            crate::report::note("revision", &revision.sha256[..16]);
-        }
+        note_for_summary(ami.clone().or_else(|| planned.as_ref().and_then(planned_ami)), prepared.as_ref());
         let last = run.last_applied()?;
         let bind = || prepared.as_ref().map(|r| binding(r, ami.clone(), self.ignore_application_stop_failures));
         let proposal = run.proposal("deploy", planned.as_ref(), bind(), last.as_ref().map(|l| &l.0), &options);
-        let mut flags = String::new();
-        if self.software_only {
-            flags.push_str(" --software-only");
-        }
-        if self.infra_only {
-            flags.push_str(" --infra-only");
-        }
-        let command_line =
-            format!("cargo xtask deploy {} {}{}{flags}", customer.name, env.name, local_flag(self.local));
-        let gate = run.gate(command_line, &self.approval);
+        let gate = run.gate(self.command_line(), &self.approval);
         let mut replanned = None;
         let mut again = || -> anyhow::Result<Proposal> {
             let fresh = match self.software_only {

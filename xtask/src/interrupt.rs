@@ -45,15 +45,11 @@ pub fn install() -> anyhow::Result<()> {
                     eprintln!("{note}");
                 }
                 for group in groups {
-                    // SAFETY: kill(2) on the process group of a child we spawned as its leader.
-                    unsafe {
-                        libc::kill(-group, libc::SIGINT);
-                    }
+                    signal_group(u32::try_from(group).unwrap_or(0));
                 }
-                // The environments leave on their second press; a third leaves them behind.
-                if presses > 2 {
-                    std::process::exit(130);
-                }
+                // This run never leaves before its environments: each acts on the presses as it
+                // would alone (a deploy leaves on the second, Packer cleans up whatever comes),
+                // and leaving would close the pipes they print to.
             } else {
                 let notes = NOTES.lock().unwrap_or_else(|p| p.into_inner());
                 let note = if presses == 1 { &notes.0 } else { &notes.1 };
@@ -73,6 +69,17 @@ pub fn install() -> anyhow::Result<()> {
 fn forwarding() -> Option<Vec<i32>> {
     let groups = FORWARD.lock().unwrap_or_else(|p| p.into_inner());
     (!groups.is_empty()).then(|| groups.clone())
+}
+
+/// One press (SIGINT) to the process group `pid` leads.
+pub fn signal_group(pid: u32) {
+    let Ok(group) = i32::try_from(pid) else { return };
+    if group > 0 {
+        // SAFETY: kill(2) on the process group of a child we spawned as its leader.
+        unsafe {
+            libc::kill(-group, libc::SIGINT);
+        }
+    }
 }
 
 /// From now on each press goes to the process group `pid` leads (a fleet run's environment).

@@ -98,19 +98,21 @@ impl BuildSource for AwsBuild<'_> {
 
     fn new_log_lines(&mut self) -> Result<Vec<String>, SourceError> {
         let Some((group, stream)) = &self.log else { return Ok(Vec::new()) };
-        let out = self
-            .runtime
-            .block_on(
-                self.clients
-                    .logs
-                    .get_log_events()
-                    .log_group_name(group)
-                    .log_stream_name(stream)
-                    .start_from_head(true)
-                    .set_next_token(self.next_token.clone())
-                    .send(),
-            )
-            .map_err(|e| failed("read the build's log", e))?;
+        let out = match self.runtime.block_on(
+            self.clients
+                .logs
+                .get_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .start_from_head(true)
+                .set_next_token(self.next_token.clone())
+                .send(),
+        ) {
+            Ok(out) => out,
+            // CodeBuild names the stream before its first line reaches CloudWatch Logs.
+            Err(e) if crate::infra::code(&e) == Some("ResourceNotFoundException") => return Ok(Vec::new()),
+            Err(e) => return Err(failed("read the build's log", e).into()),
+        };
         self.next_token = out.next_forward_token().map(str::to_string);
         Ok(log_lines(out.events()))
     }

@@ -106,6 +106,10 @@ def update_project(self):
         if value is not None:
             project.project_metadata[key] = value
             if param == "serviceRole":
+                # As CreateProject does: a role name stands for the account's role of that name.
+                if not value.startswith("arn:"):
+                    value = f"arn:aws:iam::{self.current_account}:role/service-role/{value}"
+                    project.project_metadata[key] = value
                 project.service_role = value
             if param == "tags":
                 project.tags = value

@@ -74,8 +74,12 @@ pub enum BuildOutcome {
     },
 }
 
+/// The outcome of a build this loop stopped, given its log tail.
+type StopOutcome = fn(Vec<String>) -> BuildOutcome;
+
 /// Polls until the build ends, printing phase changes and log lines to `out`. At `deadline` or
-/// on `interrupted` it asks CodeBuild to stop the build once and follows it to its end.
+/// on `interrupted` it asks CodeBuild to stop the build once and follows it to its end, for at
+/// most one more `deadline`. The log lines CloudWatch Logs takes in after the end are read too.
 pub fn follow_build(
     source: &mut dyn BuildSource,
     clock: &mut dyn Clock,
@@ -86,33 +90,49 @@ pub fn follow_build(
 ) -> Result<BuildOutcome, SourceError> {
     let mut tail: VecDeque<String> = VecDeque::new();
     let mut shown: Vec<Phase> = Vec::new();
-    let mut stopped: Option<fn(Vec<String>) -> BuildOutcome> = None;
-    loop {
-        let snapshot = source.snapshot()?;
-        for line in source.new_log_lines()? {
+    // When the stop was asked, and the outcome it makes of the log tail.
+    let mut stopped: Option<(Duration, StopOutcome)> = None;
+    let mut print_lines = |lines: Vec<String>, tail: &mut VecDeque<String>| {
+        for line in lines {
             out(&line);
             tail.push_back(line);
             if tail.len() > TAIL_LINES {
                 tail.pop_front();
             }
         }
+    };
+    loop {
+        let snapshot = source.snapshot()?;
+        let lines = source.new_log_lines()?;
+        print_lines(lines, &mut tail);
         for (index, phase) in snapshot.phases.iter().enumerate() {
             let before = shown.get(index);
             if before.is_none() {
-                out(&format!("phase {}: started", phase.name));
+                print_lines(vec![format!("phase {}: started", phase.name)], &mut VecDeque::new());
             }
             if phase.status.is_some() && before.is_none_or(|b| b.status.is_none()) {
                 let status = phase.status.as_deref().unwrap_or_default();
                 let context = phase.context.first().map(|c| format!(": {c}")).unwrap_or_default();
-                out(&format!("phase {}: {status}{context}", phase.name));
+                print_lines(vec![format!("phase {}: {status}{context}", phase.name)], &mut VecDeque::new());
             }
         }
         shown = snapshot.phases.clone();
-        if snapshot.is_final() {
+        let now = clock.elapsed();
+        // Ended, or asked to stop a deadline ago and still not stopped: what there is, is the end.
+        let gave_up = stopped.is_some_and(|(asked, _)| now >= asked + deadline);
+        if snapshot.is_final() || gave_up {
+            // The lines CloudWatch Logs took in after the last poll (a few pages at most).
+            for _ in 0..10 {
+                let lines = source.new_log_lines()?;
+                if lines.is_empty() {
+                    break;
+                }
+                print_lines(lines, &mut tail);
+            }
             let tail: Vec<String> = tail.into_iter().collect();
             return Ok(match (snapshot.status.as_str(), stopped) {
                 ("SUCCEEDED", _) => BuildOutcome::Succeeded,
-                ("STOPPED", Some(outcome)) => outcome(tail),
+                (_, Some((_, outcome))) if snapshot.status == "STOPPED" || gave_up => outcome(tail),
                 (status, _) => {
                     BuildOutcome::Failed { status: status.to_string(), phase: snapshot.failed_phase().cloned(), tail }
                 }
@@ -120,13 +140,14 @@ pub fn follow_build(
         }
         if stopped.is_none() {
             if interrupted() {
-                out("interrupted: stopping the build (StopBuild)");
+                print_lines(vec!["interrupted: stopping the build (StopBuild)".into()], &mut VecDeque::new());
                 source.stop()?;
-                stopped = Some(|tail| BuildOutcome::Interrupted { tail });
-            } else if clock.elapsed() >= deadline {
-                out(&format!("the build did not finish within {} s: stopping it (StopBuild)", deadline.as_secs()));
+                stopped = Some((now, |tail| BuildOutcome::Interrupted { tail }));
+            } else if now >= deadline {
+                let line = format!("the build did not finish within {} s: stopping it (StopBuild)", deadline.as_secs());
+                print_lines(vec![line], &mut VecDeque::new());
                 source.stop()?;
-                stopped = Some(|tail| BuildOutcome::TimedOut { tail });
+                stopped = Some((now, |tail| BuildOutcome::TimedOut { tail }));
             }
         }
         clock.sleep(interval);

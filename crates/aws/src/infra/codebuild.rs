@@ -117,11 +117,13 @@ pub async fn read_project(clients: &Clients, name: &str) -> anyhow::Result<Optio
         })
         .collect();
     let source = project.source();
-    let bucket = source
-        .and_then(|s| s.location())
-        .and_then(|l| l.strip_suffix(&format!("/{SOURCES}/")))
-        .unwrap_or_default()
-        .to_string();
+    let bucket = source.and_then(|s| s.location()).and_then(|l| l.strip_suffix(&format!("/{SOURCES}/")));
+    let artifacts = project.artifacts().and_then(|a| a.location());
+    // Sources and artifacts in one bucket is what the tool makes; anything else differs.
+    let bucket = match (bucket, artifacts) {
+        (Some(bucket), Some(artifacts)) if bucket == artifacts => bucket.to_string(),
+        (bucket, artifacts) => format!("sources {} artifacts {}", bucket.unwrap_or("-"), artifacts.unwrap_or("-")),
+    };
     let live = CodeBuildProject {
         image: environment.map(|e| e.image().to_string()).unwrap_or_default(),
         compute_type: environment.map(|e| e.compute_type().as_str().to_string()).unwrap_or_default(),
@@ -165,6 +167,8 @@ fn settings(d: &CodeBuildProject) -> anyhow::Result<Settings> {
         .r#type(ArtifactsType::S3)
         .location(&d.bucket)
         .path(BUILDS)
+        // Each build names its own artifact (StartBuild's artifactsOverride); AWS wants one here.
+        .name("revision.zip")
         .packaging(ArtifactPackaging::Zip)
         .build()
         .context("project artifacts")?;

@@ -297,17 +297,7 @@ pub fn desired(
     let tags = &env.tags;
     let one = |name: &str, resource: Resource| Desired { name: name.to_string(), resource };
     let mut out = vec![
-        one(
-            &names.bucket,
-            Resource::Bucket(Bucket {
-                region: platform.region.clone(),
-                versioning: "Enabled".into(),
-                encryption: "aws:kms".into(),
-                public_access_block: "all".into(),
-                tls_only_policy: true,
-                tags: tags.clone(),
-            }),
-        ),
+        one(&names.bucket, Resource::Bucket(bucket(platform, tags))),
         one(&names.target_group, Resource::TargetGroup(target_group(env, ids))),
     ];
     let listener = if env.routing == Routing::DedicatedAlb {
@@ -337,20 +327,7 @@ pub fn desired(
             tags: tags.clone(),
         }),
     ));
-    out.push(one(
-        &names.auto_scaling_group,
-        Resource::AutoScalingGroup(AutoScalingGroup {
-            launch_template: format!("{}:$Default", names.launch_template),
-            min: int(env.capacity.min),
-            max: int(env.capacity.max),
-            desired: int(env.capacity.desired),
-            subnets: sorted(&ids.subnet_ids),
-            target_groups: vec![names.target_group.clone()],
-            health_check_type: "ELB".into(),
-            health_check_grace_period: int(env.capacity.health_check_grace_period),
-            tags: tags.clone(),
-        }),
-    ));
+    out.push(one(&names.auto_scaling_group, Resource::AutoScalingGroup(auto_scaling_group(env, ids))));
     let policy = |metric: &str, target: f64| ScalingPolicy {
         metric: metric.into(),
         target,
@@ -388,31 +365,66 @@ pub fn desired(
     }
     out.push(one(
         &format!("{}/{}", names.codedeploy_application, names.deployment_group),
-        Resource::DeploymentGroup(DeploymentGroup {
-            service_role: ids.codedeploy_role_arn.clone(),
-            auto_scaling_groups: vec![names.auto_scaling_group.clone()],
-            target_groups: vec![names.target_group.clone()],
-            deployment_style: DeploymentStyle {
-                deployment_type: Word::Known(DeploymentType::InPlace),
-                option: Word::Known(DeploymentOption::WithTrafficControl),
-            },
-            deployment_config: env.deployment.config.clone(),
-            auto_rollback: if env.deployment.auto_rollback {
-                AutoRollback::On(
-                    [RollbackEvent::DeploymentFailure, RollbackEvent::DeploymentStopOnRequest]
-                        .into_iter()
-                        .map(Word::Known)
-                        .collect(),
-                )
-            } else {
-                AutoRollback::Off
-            },
-        }),
+        Resource::DeploymentGroup(deployment_group(env, ids)),
     ));
     if let Some(role) = &ids.codebuild_role_arn {
         out.extend(build_project(customer, env, role));
     }
     out
+}
+
+/// The environment's bucket: versioned, encrypted, private, TLS only.
+fn bucket(platform: &Platform, tags: &Tags) -> Bucket {
+    Bucket {
+        region: platform.region.clone(),
+        versioning: "Enabled".into(),
+        encryption: "aws:kms".into(),
+        public_access_block: "all".into(),
+        tls_only_policy: true,
+        tags: tags.clone(),
+    }
+}
+
+/// The environment's Auto Scaling group on its launch template, checked by its target group.
+fn auto_scaling_group(env: &Environment, ids: &Resolved) -> AutoScalingGroup {
+    let names = &env.names;
+    AutoScalingGroup {
+        launch_template: format!("{}:$Default", names.launch_template),
+        min: int(env.capacity.min),
+        max: int(env.capacity.max),
+        desired: int(env.capacity.desired),
+        subnets: sorted(&ids.subnet_ids),
+        target_groups: vec![names.target_group.clone()],
+        health_check_type: "ELB".into(),
+        health_check_grace_period: int(env.capacity.health_check_grace_period),
+        tags: env.tags.clone(),
+    }
+}
+
+/// The environment's deployment group: in place, behind its target group, one configuration,
+/// rolling back on failure and on a stop when the config says so.
+fn deployment_group(env: &Environment, ids: &Resolved) -> DeploymentGroup {
+    let names = &env.names;
+    DeploymentGroup {
+        service_role: ids.codedeploy_role_arn.clone(),
+        auto_scaling_groups: vec![names.auto_scaling_group.clone()],
+        target_groups: vec![names.target_group.clone()],
+        deployment_style: DeploymentStyle {
+            deployment_type: Word::Known(DeploymentType::InPlace),
+            option: Word::Known(DeploymentOption::WithTrafficControl),
+        },
+        deployment_config: env.deployment.config.clone(),
+        auto_rollback: if env.deployment.auto_rollback {
+            AutoRollback::On(
+                [RollbackEvent::DeploymentFailure, RollbackEvent::DeploymentStopOnRequest]
+                    .into_iter()
+                    .map(Word::Known)
+                    .collect(),
+            )
+        } else {
+            AutoRollback::Off
+        },
+    }
 }
 
 /// The environment's CodeBuild project and its log group, when the platform builds on CodeBuild.
