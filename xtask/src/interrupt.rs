@@ -34,11 +34,7 @@ pub fn install() -> anyhow::Result<()> {
                     return;
                 }
                 eprintln!("interrupted: asking packer to stop and clean up");
-                // SAFETY: kill(2) with the process group of a child we spawned as its leader, and
-                // a valid signal, has no memory effects.
-                unsafe {
-                    libc::kill(-pid, libc::SIGINT);
-                }
+                signal_group(u32::try_from(pid).unwrap_or(0));
             } else if let Some(groups) = forwarding() {
                 let notes = NOTES.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(note) = if presses == 1 { &notes.0 } else { &notes.1 } {

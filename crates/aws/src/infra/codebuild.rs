@@ -53,51 +53,42 @@ pub(crate) async fn apply_log_group(
 ) -> anyhow::Result<()> {
     let logs = &clients.logs;
     let days = i32::try_from(d.retention_days).context("a retention in days")?;
-    match current {
-        None => {
-            logs.create_log_group()
-                .log_group_name(name)
-                .set_tags(Some(d.tags.clone().into_iter().collect()))
-                .send()
-                .await
-                .map_err(|e| failed("create", e))?;
-            logs.put_retention_policy()
-                .log_group_name(name)
-                .retention_in_days(days)
-                .send()
-                .await
-                .map_err(|e| failed("set the retention of", e))?;
-        }
-        Some(current) => {
-            if current.live.retention_days != d.retention_days {
-                logs.put_retention_policy()
-                    .log_group_name(name)
-                    .retention_in_days(days)
+    if current.is_none() {
+        logs.create_log_group()
+            .log_group_name(name)
+            .set_tags(Some(d.tags.clone().into_iter().collect()))
+            .send()
+            .await
+            .map_err(|e| failed("create", e))?;
+    }
+    // A new group keeps logs forever until told otherwise.
+    if current.as_ref().is_none_or(|c| c.live.retention_days != d.retention_days) {
+        logs.put_retention_policy()
+            .log_group_name(name)
+            .retention_in_days(days)
+            .send()
+            .await
+            .map_err(|e| failed("set the retention of", e))?;
+    }
+    if let Some(current) = current.filter(|c| c.live.tags != d.tags) {
+        let arn = current.id;
+        let put = logs.tag_resource().resource_arn(arn).set_tags(Some(d.tags.clone().into_iter().collect()));
+        super::retag(
+            &d.tags,
+            &current.live.tags,
+            async { put.send().await.map(|_| ()).map_err(|e| failed("tag", e)) },
+            |stale| async move {
+                let keys = stale.into_keys().collect();
+                logs.untag_resource()
+                    .resource_arn(arn)
+                    .set_tag_keys(Some(keys))
                     .send()
                     .await
-                    .map_err(|e| failed("set the retention of", e))?;
-            }
-            if current.live.tags != d.tags {
-                let arn = current.id;
-                let put = logs.tag_resource().resource_arn(arn).set_tags(Some(d.tags.clone().into_iter().collect()));
-                super::retag(
-                    &d.tags,
-                    &current.live.tags,
-                    async { put.send().await.map(|_| ()).map_err(|e| failed("tag", e)) },
-                    |stale| async move {
-                        let keys = stale.into_keys().collect();
-                        logs.untag_resource()
-                            .resource_arn(arn)
-                            .set_tag_keys(Some(keys))
-                            .send()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| failed("untag", e))
-                    },
-                )
-                .await?;
-            }
-        }
+                    .map(|_| ())
+                    .map_err(|e| failed("untag", e))
+            },
+        )
+        .await?;
     }
     Ok(())
 }
