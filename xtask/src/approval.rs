@@ -551,10 +551,13 @@ fn print_request(request: &Request) {
         }
     }
     if let Some(release) = &request.proposal.release {
+        let what = match &release.build_inputs {
+            Some(inputs) => format!("the revision CodeBuild builds from inputs sha256 {inputs}"),
+            None => format!("revision sha256 {}", release.revision_sha256),
+        };
         println!(
-            "  {} of revision sha256 {}{}",
+            "  {} of {what}{}",
             release.kind,
-            release.revision_sha256,
             release.ami.as_deref().map(|a| format!(" on {a}")).unwrap_or_default()
         );
     }

@@ -22,7 +22,7 @@ use crate::interrupt::CtrlC;
 use crate::lock::{Guard, Locker, WaitLock};
 use crate::output::{self, Format};
 use crate::validate::{load_fleet, Selection};
-use vending_release::{PlannedRevision, Prepared, Release};
+use vending_release::{BuildMode, PlannedRevision, Prepared, Release, Shipped};
 
 /// `plan`: something to change.
 const EXIT_CHANGES: u8 = 2;
@@ -73,6 +73,11 @@ pub struct DeployCommand {
     /// Release the software even when the revision is the one deployed last.
     #[arg(long)]
     redeploy: bool,
+    /// Where the software is built: `codebuild` (the environment's CodeBuild project; the default
+    /// on AWS when platform.toml names iam.codebuild_service_role) or `local` (this machine; the
+    /// default otherwise, and with --local, since the emulator runs no build).
+    #[arg(long, value_enum, value_name = "WHERE")]
+    build: Option<BuildWhere>,
     /// Go on when the running revision's ApplicationStop (or block-traffic) script fails
     /// (CodeDeploy's `ignoreApplicationStopFailures`): the way past a broken stop script.
     #[arg(long)]
@@ -89,6 +94,29 @@ pub struct DeployCommand {
     approval: ApprovalFlags,
     #[command(flatten)]
     wait_lock: WaitLock,
+}
+
+/// Where `deploy --build` builds.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub(crate) enum BuildWhere {
+    Local,
+    Codebuild,
+}
+
+impl BuildWhere {
+    pub(crate) fn mode(self) -> BuildMode {
+        match self {
+            BuildWhere::Local => BuildMode::Local,
+            BuildWhere::Codebuild => BuildMode::CodeBuild,
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            BuildWhere::Local => "local",
+            BuildWhere::Codebuild => "codebuild",
+        }
+    }
 }
 
 /// How a gated command meets its approval (production, or `approval = true`).
@@ -173,6 +201,9 @@ struct PlanJson<'a> {
     stack: &'a str,
     has_changes: bool,
     destructive: bool,
+    /// The member of the pool of shared load balancers that serves the environment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_load_balancer: Option<&'a str>,
     #[serde(flatten)]
     plan: &'a vending::plan::Plan,
 }
@@ -183,6 +214,7 @@ fn print_plan(planned: &Planned, json: bool) -> anyhow::Result<()> {
             stack: &planned.stack.label,
             has_changes: planned.plan.has_changes(),
             destructive: planned.plan.destructive().next().is_some(),
+            shared_load_balancer: planned.stack.placement.as_ref().map(|p| p.load_balancer.as_str()),
             plan: &planned.plan,
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -195,6 +227,39 @@ fn print_plan(planned: &Planned, json: bool) -> anyhow::Result<()> {
         println!("{}: no changes", planned.stack.label);
     } else {
         println!("{}: {count} resource(s) to change", planned.stack.label);
+    }
+    if let Some(placement) = &planned.stack.placement {
+        let hosts = planned.stack.desired.iter().find_map(|d| match &d.resource {
+            Resource::ListenerRule(rule) => Some(rule.host_header.join(", ")),
+            _ => None,
+        });
+        let when = if placement.new { "a new placement" } else { "placed there before" };
+        println!(
+            "{} | {} served by shared load balancer {} ({when})",
+            planned.stack.label,
+            hosts.unwrap_or_default(),
+            placement.load_balancer
+        );
+    }
+    Ok(())
+}
+
+/// Which shared load balancer serves which environments (`platform plan|deploy`).
+fn print_pool(runtime: &tokio::runtime::Runtime, clients: &Clients, fleet: &Fleet, members: u32) -> anyhow::Result<()> {
+    let vending::config::model::ListenerRef::Lookup { load_balancer, .. } = &fleet.platform.shared_alb.listener else {
+        return Ok(());
+    };
+    let (placements, _) = runtime.block_on(infra::pool::read(clients, &fleet.platform.state_bucket))?;
+    let by_member = placements.by_member();
+    let quota = fleet.platform.shared_alb.rules_per_alb;
+    for member in 1..=members.max(placements.members()) {
+        let placed = by_member.get(&member).map(Vec::as_slice).unwrap_or_default();
+        let list = if placed.is_empty() { String::new() } else { format!(": {}", placed.join(", ")) };
+        println!(
+            "platform | shared load balancer {}: {} of {quota} environment(s) placed{list}",
+            vending::pool::member_name(load_balancer, member),
+            placed.len()
+        );
     }
     Ok(())
 }
@@ -218,13 +283,7 @@ pub(crate) fn connect(root: &Path, fleet: &Fleet, local: bool) -> anyhow::Result
     let runtime = vending_aws::runtime()?;
     let config = runtime.block_on(vending_aws::sdk_config(&fleet.platform.region, &crate::local::target(root, local)?));
     // Every AWS call, appended to a file: how tests see what a command called (and did not).
-    let log = match std::env::var_os("VENDING_CALL_LOG") {
-        Some(path) => Some(
-            vending_aws::calls::CallLog::appending_to(Path::new(&path))
-                .with_context(|| format!("cannot open VENDING_CALL_LOG {}", Path::new(&path).display()))?,
-        ),
-        None => None,
-    };
+    let log = vending_aws::calls::CallLog::from_environment()?;
     let clients = Clients::new(&config, local, log.as_ref());
     Ok((runtime, clients))
 }
@@ -434,6 +493,14 @@ impl<'a> Run<'a> {
     fn apply(&self, planned: &mut Planned, options: &ApplyOptions, last_etag: Option<&str>) -> anyhow::Result<()> {
         let pending_now = options.apply_immediately && planned.plan.changes.iter().any(|c| !c.pending.is_empty());
         if !planned.plan.has_changes() && !pending_now {
+            // A rule from before the pool: nothing to change, its place to record.
+            if let Some(placement) = planned.stack.placement.as_ref().filter(|p| p.new) {
+                self.runtime.block_on(infra::pool::record(self.clients, placement))?;
+                println!(
+                    "{} | recorded its place on shared load balancer {}",
+                    planned.stack.label, placement.load_balancer
+                );
+            }
             return Ok(());
         }
         let applied = self.runtime.block_on(infra::apply(self.clients, planned, options))?;
@@ -464,8 +531,10 @@ fn note_for_summary(ami: Option<String>, revision: Option<&PlannedRevision>) {
     if let Some(ami) = ami {
         crate::report::note("ami", &ami);
     }
-    if let Some(revision) = revision {
-        crate::report::note("revision", &revision.sha256[..16]);
+    match revision.map(|r| (r, r.build_inputs())) {
+        Some((_, Some(inputs))) => crate::report::note("revision", &format!("to build ({})", &inputs[..16])),
+        Some((revision, None)) => crate::report::note("revision", &revision.sha256[..16]),
+        None => {}
     }
 }
 
@@ -496,8 +565,11 @@ fn ami_of(
 }
 
 /// The exit code of a release that succeeded, or failed (the output said why).
-fn shipped(succeeded: bool) -> ExitCode {
-    if succeeded {
+fn shipped(shipped: Shipped) -> ExitCode {
+    if let Some(sha256) = &shipped.built {
+        crate::report::note("revision", &sha256[..16]);
+    }
+    if shipped.succeeded {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_DEPLOYMENT_FAILED)
@@ -507,6 +579,7 @@ fn shipped(succeeded: bool) -> ExitCode {
 fn binding(revision: &PlannedRevision, ami: Option<String>, ignore_application_stop_failures: bool) -> ReleaseBinding {
     ReleaseBinding {
         revision_sha256: revision.sha256.clone(),
+        build_inputs: revision.build_inputs().map(str::to_string),
         ami,
         kind: if revision.rollback { "rollback" } else { "release" }.into(),
         ignore_application_stop_failures,
@@ -651,6 +724,9 @@ impl DeployCommand {
         if let Some(wait) = self.wait_lock.wait_lock {
             args.extend(["--wait-lock".to_string(), humantime::format_duration(wait).to_string()]);
         }
+        if let Some(build) = self.build {
+            args.extend(["--build".to_string(), build.flag().to_string()]);
+        }
         Ok(args)
     }
 
@@ -662,6 +738,10 @@ impl DeployCommand {
         }
         if self.infra_only {
             flags.push_str(" --infra-only");
+        }
+        if let Some(build) = self.build {
+            flags.push_str(" --build ");
+            flags.push_str(build.flag());
         }
         format!("cargo xtask deploy {} {}{}{flags}", self.customer(), self.env(), local_flag(self.local))
     }
@@ -682,6 +762,7 @@ impl DeployCommand {
         let release = Release {
             redeploy: self.redeploy,
             ignore_application_stop_failures: self.ignore_application_stop_failures,
+            build_mode: BuildMode::chosen(self.build.map(BuildWhere::mode), &fleet.platform, &target)?,
             ..Release::of(root, &runtime, &clients, &fleet, self.customer(), self.env(), &target, &CtrlC)?
         };
         let options = ApplyOptions {
@@ -834,9 +915,10 @@ impl PlatformCommand {
             PlatformAction::Plan { local, .. } | PlatformAction::Deploy { local, .. } => local,
         };
         let (runtime, clients) = connect(root, &fleet, local)?;
+        let shared = vending::pool::shared_environments(&fleet);
         let replan = || {
             runtime.block_on(async {
-                let stack = infra::platform_stack(&clients, &fleet.platform, local).await?;
+                let stack = infra::platform_stack(&clients, &fleet.platform, shared, local).await?;
                 infra::plan(&clients, stack).await
             })
         };
@@ -846,6 +928,7 @@ impl PlatformCommand {
                 print_plan(&planned, json)?;
                 if !json {
                     topic_notes(&planned);
+                    print_pool(&runtime, &clients, &fleet, planned.stack.resolved.shared_members)?;
                 }
                 Ok(plan_exit(&planned))
             }
@@ -901,6 +984,9 @@ impl PlatformCommand {
                     run.apply(&mut planned, &options, last.as_ref().map(|l| l.1.as_str())).map(|()| ExitCode::SUCCESS);
                 if let Some(used) = &used {
                     gate.finish(used, &outcome);
+                }
+                if outcome.is_ok() {
+                    print_pool(&runtime, &clients, &fleet, planned.stack.resolved.shared_members)?;
                 }
                 outcome
             }

@@ -78,6 +78,23 @@ impl LoadedFleet {
         }
     }
 
+    /// How many shared load balancers the whole fleet needs, when the tool manages them.
+    fn pool_note(&self) -> Option<String> {
+        let fleet = self.fleet.as_ref().filter(|_| self.selection.customer.is_none())?;
+        let alb = &fleet.platform.shared_alb;
+        let vending::config::model::ListenerRef::Lookup { load_balancer, .. } = &alb.listener else { return None };
+        let shared = vending::pool::shared_environments(fleet);
+        let members = vending::pool::members_needed(shared, alb.rules_per_alb);
+        let last = match members {
+            1 => String::new(),
+            n => format!(" to {}", vending::pool::member_name(load_balancer, n)),
+        };
+        Some(format!(
+            "{shared} environment(s) on the shared listener need {members} shared load balancer(s) ({load_balancer}{last}) at {} rules each (shared_alb.rules_per_alb)",
+            alb.rules_per_alb
+        ))
+    }
+
     fn env_count(&self, customer: &vending::config::validate::CustomerSources) -> usize {
         customer.environments.iter().filter(|(name, _)| self.selection.env.as_ref().is_none_or(|e| e == name)).count()
     }
@@ -212,6 +229,9 @@ impl Validate {
         diagnostics.extend(spec_problems.into_iter().flatten());
 
         let mut notes = Vec::new();
+        if let Some(note) = loaded.pool_note() {
+            notes.push(note);
+        }
         if !self.no_packer {
             let templates: Vec<&GeneratedFile> = loaded.files.iter().filter(|f| f.path.starts_with("packer")).collect();
             match packer::find() {

@@ -13,6 +13,16 @@ use aws_smithy_types::config_bag::ConfigBag;
 pub struct CallLog(Arc<Mutex<Vec<String>>>, Option<Arc<Mutex<std::fs::File>>>);
 
 impl CallLog {
+    /// The log `VENDING_CALL_LOG` names, if it does: every client a command makes appends to it.
+    pub fn from_environment() -> anyhow::Result<Option<CallLog>> {
+        use anyhow::Context;
+        let Some(path) = std::env::var_os("VENDING_CALL_LOG") else { return Ok(None) };
+        let path = std::path::Path::new(&path);
+        CallLog::appending_to(path)
+            .map(Some)
+            .with_context(|| format!("cannot open VENDING_CALL_LOG {}", path.display()))
+    }
+
     /// A log that also appends each call, as a line, to the file at `path` (the command line's
     /// `VENDING_CALL_LOG`, with which tests prove what a command did and did not call).
     pub fn appending_to(path: &std::path::Path) -> std::io::Result<CallLog> {

@@ -1,4 +1,5 @@
-//! A CodeBuild build as `vending::codebuild::follow_build` sees it: `BatchGetBuilds` for its
+//! A CodeBuild build: `start` one with every input as an override of the project's settings, and
+//! follow it as `vending::codebuild::follow_build` sees it: `BatchGetBuilds` for its
 //! status and phases, CloudWatch Logs `GetLogEvents` for the log lines written since the last
 //! poll, `StopBuild` on Ctrl-C or at the deadline. The mappings take the SDK's own types, so tests
 //! drive them with values built by the SDK (the emulator runs no build: it reports `SUCCEEDED` at
@@ -6,8 +7,11 @@
 
 use anyhow::Context;
 use aws_sdk_cloudwatchlogs::types::OutputLogEvent;
-use aws_sdk_codebuild::types::Build;
-use vending::codebuild::{BuildSnapshot, BuildSource, Phase};
+use aws_sdk_codebuild::types::{
+    ArtifactNamespace, ArtifactPackaging, ArtifactsType, Build, ComputeType, EnvironmentVariable,
+    EnvironmentVariableType, ProjectArtifacts, SourceType,
+};
+use vending::codebuild::{BuildInputs, BuildSnapshot, BuildSource, Phase};
 use vending::release::SourceError;
 
 use crate::infra::{failed, Clients};
@@ -53,6 +57,66 @@ pub fn log_lines(events: &[OutputLogEvent]) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Starts a build of `inputs` on the environment's project: the source zip at `source_key` in
+/// `bucket`, the artifact to `artifact_path`/`artifact_name` there. Every input is an override, so
+/// the build is what the inputs say even when the project drifted; the inputs' SHA-256 is the
+/// idempotency token (a retried call within CodeBuild's five minutes starts no second build).
+/// Returns the build's id.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    clients: &Clients,
+    project: &str,
+    bucket: &str,
+    source_key: &str,
+    artifact_path: &str,
+    artifact_name: &str,
+    inputs: &BuildInputs,
+) -> anyhow::Result<String> {
+    let artifacts = ProjectArtifacts::builder()
+        .r#type(ArtifactsType::S3)
+        .location(bucket)
+        .path(artifact_path)
+        .name(artifact_name)
+        .namespace_type(ArtifactNamespace::None)
+        .packaging(ArtifactPackaging::Zip)
+        .build()
+        .context("build artifacts")?;
+    let variables = inputs
+        .variables
+        .iter()
+        .map(|(name, kind, value)| {
+            EnvironmentVariable::builder()
+                .name(name)
+                .value(value)
+                .r#type(EnvironmentVariableType::from(kind.as_str()))
+                .build()
+                .context("a build variable")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let out = clients
+        .codebuild
+        .start_build()
+        .project_name(project)
+        .source_type_override(SourceType::S3)
+        .source_location_override(format!("{bucket}/{source_key}"))
+        .buildspec_override(&inputs.buildspec)
+        .artifacts_override(artifacts)
+        .image_override(&inputs.image)
+        .compute_type_override(ComputeType::from(inputs.compute_type.as_str()))
+        .timeout_in_minutes_override(i32::try_from(inputs.timeout_minutes).context("a timeout in minutes")?)
+        .set_environment_variables_override(Some(variables))
+        .idempotency_token(inputs.sha256())
+        .send()
+        .await
+        .map_err(|e| match crate::infra::code(&e) {
+            Some("ResourceNotFoundException") => anyhow::anyhow!(
+                "the CodeBuild project {project} does not exist: deploy the environment's infrastructure first"
+            ),
+            _ => failed("start a build", e),
+        })?;
+    out.build_value().and_then(|b| b.id()).map(str::to_string).context("CodeBuild started a build without an id")
 }
 
 /// One build on CodeBuild, followed from this machine.

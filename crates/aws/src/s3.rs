@@ -126,6 +126,20 @@ pub async fn put_json_if(
     }
 }
 
+/// Whether an object is there.
+pub async fn exists(client: &Client, bucket: &str, key: &str) -> anyhow::Result<bool> {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+        Err(e) => bail!("cannot read s3://{bucket}/{key}: {}", describe_error(&e)),
+    }
+}
+
+/// An object's bytes; `None` when there is none (or no bucket).
+pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    Ok(get_bytes_tagged(client, bucket, key).await?.map(|(bytes, _)| bytes))
+}
+
 async fn get_bytes_tagged(client: &Client, bucket: &str, key: &str) -> anyhow::Result<Option<(Vec<u8>, String)>> {
     let output = match client.get_object().bucket(bucket).key(key).send().await {
         Ok(output) => output,

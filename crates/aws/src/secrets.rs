@@ -47,8 +47,14 @@ pub async fn fetch(
     secrets_manager: &BTreeMap<String, String>,
 ) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
+    // Tests read the call log to prove where secrets are (and are not) read.
+    let log = crate::calls::CallLog::from_environment()?;
     if !parameter_store.is_empty() {
-        let ssm = aws_sdk_ssm::Client::new(config);
+        let mut builder = aws_sdk_ssm::config::Builder::from(config);
+        if let Some(log) = &log {
+            builder = builder.interceptor(log.clone());
+        }
+        let ssm = aws_sdk_ssm::Client::from_conf(builder.build());
         for (variable, name) in parameter_store {
             let value = match ssm.get_parameter().name(name).with_decryption(true).send().await {
                 Ok(found) => found.parameter.and_then(|p| p.value).context("the parameter has no value")?,
@@ -61,7 +67,11 @@ pub async fn fetch(
         }
     }
     if !secrets_manager.is_empty() {
-        let client = aws_sdk_secretsmanager::Client::new(config);
+        let mut builder = aws_sdk_secretsmanager::config::Builder::from(config);
+        if let Some(log) = &log {
+            builder = builder.interceptor(log.clone());
+        }
+        let client = aws_sdk_secretsmanager::Client::from_conf(builder.build());
         for (variable, reference) in secrets_manager {
             let secret = parse_secret_ref(reference).with_context(|| variable.to_string())?;
             let found = client

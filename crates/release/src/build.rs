@@ -104,7 +104,7 @@ fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow
 
 /// An exclusive `flock(2)` on the work folder's lock file, waited for (with a line) when another
 /// build of the environment holds it; the kernel releases it when the process ends, however.
-fn hold_work_folder(work: &Path, who: &str) -> anyhow::Result<fs::File> {
+pub(crate) fn hold_work_folder(work: &Path, who: &str) -> anyhow::Result<fs::File> {
     use std::os::fd::AsRawFd;
     let path = work.with_extension("lock");
     let file = fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -130,10 +130,25 @@ pub struct Site<'a> {
     pub target: &'a vending_aws::Target,
 }
 
-/// Clones, builds and bundles one environment's software (what `build` and `deploy` share).
-/// `None`: the build failed, and the output said why.
-pub fn build(site: &Site) -> anyhow::Result<Option<BuildRecord>> {
-    let Site { root, platform, customer, env, target } = *site;
+/// What both builds start from: the committed buildspec and appspec (refused when stale), and
+/// the repository checked out at the ref in the environment's work folder, held for this build.
+pub(crate) struct Checkout {
+    pub who: String,
+    pub buildspec: String,
+    pub appspec: String,
+    /// The buildspec read back.
+    pub build: vending::config::model::Build,
+    /// The environment's work folder (`target/vending-runners/<customer>-<env>`).
+    pub work: PathBuf,
+    /// The checkout, in `work`.
+    pub src: PathBuf,
+    pub commit: String,
+    /// The work folder's lock, released when dropped.
+    _held: fs::File,
+}
+
+pub(crate) fn check_out(site: &Site) -> anyhow::Result<Checkout> {
+    let Site { root, platform, customer, env, .. } = *site;
     let (customer_name, env_name) = (customer.name.as_str(), env.name.as_str());
     let who = format!("{customer_name}/{env_name}");
     let files = vending::render::render_environment(platform, customer, env);
@@ -143,16 +158,25 @@ pub fn build(site: &Site) -> anyhow::Result<Option<BuildRecord>> {
     let buildspec_path = vending::render::buildspec_path(customer_name, env_name);
     let buildspec = committed(root, rendered(buildspec_path.clone())?)?;
     let appspec = committed(root, rendered(vending::render::appspec_path(customer_name, env_name))?)?;
-    let build = vending::spec::buildspec::read(&SourceFile::new(buildspec_path.clone(), buildspec))
+    let build = vending::spec::buildspec::read(&SourceFile::new(buildspec_path.clone(), buildspec.clone()))
         .map_err(|d| anyhow::anyhow!("{} does not read back: {:?}", buildspec_path.display(), d.first()))?;
 
     let work = root.join("target/vending-runners").join(format!("{customer_name}-{env_name}"));
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     // One build of an environment at a time on this machine: they share the work folder.
-    let _held = hold_work_folder(&work, &who)?;
+    let held = hold_work_folder(&work, &who)?;
     let src = work.join("src");
     let software = &customer.software;
     let commit = checkout(root, &software.repository, &software.git_ref, &src)?;
+    Ok(Checkout { who, buildspec, appspec, build, work, src, commit, _held: held })
+}
+
+/// Clones, builds and bundles one environment's software (what `build` and `deploy` share).
+/// `None`: the build failed, and the output said why.
+pub fn build(site: &Site) -> anyhow::Result<Option<BuildRecord>> {
+    let Site { platform, customer, env, target, .. } = *site;
+    let Checkout { who, appspec, build, work, src, commit, _held, .. } = check_out(site)?;
+    let software = &customer.software;
     println!(
         "{who} | building {} at {} ({})",
         vending::secrets::redact_url_password(&software.repository),
@@ -163,7 +187,7 @@ pub fn build(site: &Site) -> anyhow::Result<Option<BuildRecord>> {
         src: src.clone(),
         secrets: secrets(&build, &platform.region, target)?,
         source_version: commit.clone(),
-        build_id: format!("{customer_name}-{env_name}:local-{}", std::process::id()),
+        build_id: format!("{}-{}:local-{}", customer.name, env.name, std::process::id()),
         timeout: std::time::Duration::from_secs(u64::from(env.build.timeout_minutes) * 60),
     };
     let report = runner::run(&build, &options, &mut |line| println!("{who} | {line}"))?;
@@ -174,12 +198,25 @@ pub fn build(site: &Site) -> anyhow::Result<Option<BuildRecord>> {
         return Ok(None);
     }
     let artifacts = vending_runners::artifacts::collect(&src, &build.artifacts).context(who.clone())?;
-    let bundle = vending_runners::bundle::bundle(&appspec, &artifacts)?;
+    record(site, &work, commit, &appspec, &artifacts).map(Some)
+}
+
+/// Bundles the artifacts with the appspec into the revision zip, written in the work folder
+/// with its record (`build.json`).
+pub(crate) fn record(
+    site: &Site,
+    work: &Path,
+    commit: String,
+    appspec: &str,
+    artifacts: &[vending_runners::artifacts::Artifact],
+) -> anyhow::Result<BuildRecord> {
+    let software = &site.customer.software;
+    let bundle = vending_runners::bundle::bundle(appspec, artifacts)?;
     let revision = work.join(format!("revision-{}.zip", &bundle.sha256[..16]));
     vending_runners::bundle::write(&bundle, &revision)?;
     let record = BuildRecord {
-        customer: customer_name.to_string(),
-        environment: env_name.to_string(),
+        customer: site.customer.name.clone(),
+        environment: site.env.name.clone(),
         repository: vending::secrets::redact_url_password(&software.repository),
         git_ref: software.git_ref.clone(),
         commit,
@@ -190,5 +227,5 @@ pub fn build(site: &Site) -> anyhow::Result<Option<BuildRecord>> {
     let record_path = work.join("build.json");
     vending::project::write_atomic(&record_path, &serde_json::to_vec_pretty(&record)?)
         .with_context(|| format!("cannot write {}", record_path.display()))?;
-    Ok(Some(record))
+    Ok(record)
 }

@@ -7,10 +7,12 @@
 //! it in as `Interrupts`.
 
 pub mod build;
+pub mod codebuild;
 mod local_fleet;
 pub mod ship;
 
-pub use ship::{PlannedRevision, Prepared, Release};
+pub use codebuild::BuildMode;
+pub use ship::{PlannedRevision, Prepared, Release, Shipped};
 
 /// Ctrl-C, as the command line owns it.
 pub trait Interrupts {

@@ -14,6 +14,7 @@ use vending_aws::infra::Clients;
 use vending_aws::release::{self as aws_release, AwsStatus};
 
 use crate::build::{BuildRecord, Site};
+use crate::codebuild::{BuildMode, PendingBuild, Remote};
 use crate::local_fleet::LocalFleet;
 use crate::Interrupts;
 
@@ -37,6 +38,8 @@ pub struct Release<'a> {
     pub redeploy: bool,
     /// CodeDeploy's `ignoreApplicationStopFailures`.
     pub ignore_application_stop_failures: bool,
+    /// Where the software is built.
+    pub build_mode: BuildMode,
 }
 
 impl<'a> Release<'a> {
@@ -66,6 +69,7 @@ impl<'a> Release<'a> {
             local: matches!(target, vending_aws::Target::Local { .. }),
             redeploy: false,
             ignore_application_stop_failures: false,
+            build_mode: BuildMode::default_for(&fleet.platform, target),
         })
     }
 
@@ -97,14 +101,28 @@ impl<'a> Release<'a> {
         if group.is_none() && !infra_follows {
             self.deployment_group()?;
         }
-        let site = Site {
-            root: self.root,
-            platform: self.platform,
-            customer: self.customer,
-            env: self.env,
-            target: self.target,
+        let site = self.site();
+        let (record, pending) = match self.build_mode {
+            BuildMode::Local => match crate::build::build(&site)? {
+                Some(record) => (Some(record), None),
+                None => return Ok(Prepared::BuildFailed),
+            },
+            BuildMode::CodeBuild => match crate::codebuild::prepare(self, &site)? {
+                Remote::Built(record) => (Some(record), None),
+                Remote::Pending(pending) => (None, Some(pending)),
+            },
         };
-        let Some(record) = crate::build::build(&site)? else { return Ok(Prepared::BuildFailed) };
+        let Some(record) = record else {
+            let pending = pending.context("a build")?;
+            return Ok(Prepared::Ship(PlannedRevision {
+                path: Default::default(),
+                sha256: String::new(),
+                commit: pending.commit.clone(),
+                description: String::new(),
+                rollback: false,
+                pending: Some(Box::new(pending)),
+            }));
+        };
         let key = release::revision_key(&record.sha256);
         let short = &record.sha256[..16];
         if let Some(group) = group.filter(|_| !self.redeploy) {
@@ -134,12 +152,65 @@ impl<'a> Release<'a> {
             sha256: record.sha256,
             commit: record.commit,
             rollback: false,
+            pending: None,
         }))
     }
 
-    /// Deploys a prepared revision: `false` when the deployment failed, timed out or was stopped
+    /// Builds the revision without deploying it (`cargo xtask build`): on CodeBuild, a revision
+    /// made of the same inputs before is fetched instead. `None`: the build failed (the output
+    /// said why).
+    pub fn build_only(&self) -> anyhow::Result<Option<BuildRecord>> {
+        let site = self.site();
+        if self.build_mode == BuildMode::Local {
+            return crate::build::build(&site);
+        }
+        match crate::codebuild::prepare(self, &site)? {
+            Remote::Built(record) => {
+                if !record.revision.exists() {
+                    let key = release::revision_key(&record.sha256);
+                    let bucket = &self.env.names.bucket;
+                    self.runtime.block_on(aws_release::download(
+                        self.clients,
+                        bucket,
+                        &key,
+                        &record.sha256,
+                        &record.revision,
+                    ))?;
+                }
+                Ok(Some(record))
+            }
+            Remote::Pending(pending) => crate::codebuild::run(self, &site, &pending),
+        }
+    }
+
+    fn site(&self) -> Site<'_> {
+        Site { root: self.root, platform: self.platform, customer: self.customer, env: self.env, target: self.target }
+    }
+
+    /// Deploys a prepared revision, building it on CodeBuild first when it is still to be built.
+    /// `succeeded` is false when the build or the deployment failed, timed out or was stopped (the
+    /// output said why).
+    pub fn ship(&self, revision: &PlannedRevision) -> anyhow::Result<Shipped> {
+        let Some(pending) = &revision.pending else {
+            return Ok(Shipped { succeeded: self.ship_built(revision)?, built: None });
+        };
+        let Some(record) = crate::codebuild::run(self, &self.site(), pending)? else {
+            return Ok(Shipped { succeeded: false, built: None });
+        };
+        let built = PlannedRevision {
+            description: description(&record),
+            path: record.revision,
+            sha256: record.sha256.clone(),
+            commit: record.commit,
+            rollback: false,
+            pending: None,
+        };
+        Ok(Shipped { succeeded: self.ship_built(&built)?, built: Some(record.sha256) })
+    }
+
+    /// Deploys a built revision: `false` when the deployment failed, timed out or was stopped
     /// (the output said why).
-    pub fn ship(&self, revision: &PlannedRevision) -> anyhow::Result<bool> {
+    fn ship_built(&self, revision: &PlannedRevision) -> anyhow::Result<bool> {
         let deployment_group = self.deployment_group()?;
         let local_fleet = self.local.then(|| LocalFleet { release: self, group_id: &deployment_group.id });
         let instances = match &local_fleet {
@@ -214,6 +285,7 @@ impl<'a> Release<'a> {
             commit: String::new(),
             description: release::rollback_description(&who, sha256, &target.id),
             rollback: true,
+            pending: None,
         }))
     }
 
@@ -364,7 +436,7 @@ impl<'a> Release<'a> {
         Ok(false)
     }
 
-    fn clock(&self) -> Clock<'_> {
+    pub(crate) fn clock(&self) -> Clock<'_> {
         Clock { time: SystemClock::start(), interrupts: self.interrupts }
     }
 }
@@ -377,7 +449,8 @@ pub enum Prepared {
     BuildFailed,
 }
 
-/// A revision on disk, ready to be deployed, and what its deployment says.
+/// A revision on disk, ready to be deployed, and what its deployment says; or one CodeBuild
+/// builds when it is shipped (`pending`; its `sha256` and `path` are empty until then).
 pub struct PlannedRevision {
     pub path: std::path::PathBuf,
     pub sha256: String,
@@ -385,6 +458,22 @@ pub struct PlannedRevision {
     description: String,
     /// Deployed by `rollback`: not a release.
     pub rollback: bool,
+    pending: Option<Box<PendingBuild>>,
+}
+
+impl PlannedRevision {
+    /// The SHA-256 of the inputs of the build that makes it, when CodeBuild makes it at `ship`.
+    pub fn build_inputs(&self) -> Option<&str> {
+        self.pending.as_ref().map(|p| p.inputs_sha256.as_str())
+    }
+}
+
+/// How a `ship` ended.
+pub struct Shipped {
+    /// Built (when it was to be), deployed and followed to success.
+    pub succeeded: bool,
+    /// The SHA-256 of the revision CodeBuild built for it.
+    pub built: Option<String>,
 }
 
 /// A revision on disk, ready to be released.
@@ -421,7 +510,7 @@ fn outcome_status(outcome: &Outcome) -> String {
 
 /// Wall-clock time whose sleeps end early when Ctrl-C is pressed, so that the stop is asked at
 /// once rather than at the next poll.
-struct Clock<'a> {
+pub(crate) struct Clock<'a> {
     time: SystemClock,
     interrupts: &'a dyn Interrupts,
 }

@@ -103,3 +103,43 @@ pub fn collect(src: &Path, artifacts: &Artifacts) -> anyhow::Result<Vec<Artifact
     }
     Ok(out)
 }
+
+/// A build artifact zip as CodeBuild writes it (its files at the root), unpacked into `dest`
+/// (emptied first) with the permission bits it records. An entry that would land outside `dest`
+/// (an absolute path, `..`) is refused.
+pub fn unpack(zip_bytes: &[u8], dest: &Path) -> anyhow::Result<Vec<Artifact>> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    if dest.exists() {
+        std::fs::remove_dir_all(dest).with_context(|| format!("cannot clear {}", dest.display()))?;
+    }
+    std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).context("the artifact is not a zip")?;
+    let mut out = Vec::new();
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index)?;
+        let Some(relative) = entry.enclosed_name() else {
+            bail!("the artifact holds `{}`, a path outside its root", String::from_utf8_lossy(entry.name_raw()));
+        };
+        let file = dest.join(&relative);
+        if entry.is_dir() {
+            std::fs::create_dir_all(&file)?;
+            continue;
+        }
+        let path = relative.to_string_lossy().replace('\\', "/");
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).with_context(|| format!("cannot read `{path}` in the artifact"))?;
+        std::fs::write(&file, &bytes).with_context(|| format!("cannot write {}", file.display()))?;
+        let mode = entry.unix_mode().map_or(0o644, |m| m & 0o777);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))?;
+        out.push(Artifact { path, file });
+    }
+    if out.is_empty() {
+        bail!("the artifact is empty");
+    }
+    out.sort();
+    Ok(out)
+}

@@ -107,8 +107,13 @@ impl State {
 /// The software part of what is approved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseBinding {
-    /// The SHA-256 of the revision zip that will be deployed.
+    /// The SHA-256 of the revision zip that will be deployed (empty when CodeBuild makes it after
+    /// the approval: then `build_inputs` is what is approved).
     pub revision_sha256: String,
+    /// A revision CodeBuild builds after the approval: the SHA-256 of what it is built from (the
+    /// commit, the buildspec and appspec, the build's image, size, timeout and variables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_inputs: Option<String>,
     /// The AMI the environment's instances run (from its AMI record).
     pub ami: Option<String>,
     /// `release` or `rollback`.
@@ -241,11 +246,13 @@ impl Proposal {
             .collect();
         if let Some(release) = &self.release {
             let ami = release.ami.as_deref().map(|a| format!(" on {a}")).unwrap_or_default();
-            lines.push(format!(
-                "{} of revision {}{ami}",
-                release.kind,
-                &release.revision_sha256[..16.min(release.revision_sha256.len())]
-            ));
+            let what = match &release.build_inputs {
+                Some(inputs) => {
+                    format!("the revision CodeBuild builds from inputs {}", &inputs[..16.min(inputs.len())])
+                }
+                None => format!("revision {}", &release.revision_sha256[..16.min(release.revision_sha256.len())]),
+            };
+            lines.push(format!("{} of {what}{ami}", release.kind));
         }
         lines
     }

@@ -8,7 +8,81 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
 use crate::release::{Clock, SourceError};
+
+/// What a build on CodeBuild is made from: the commit and every setting that shapes its output.
+/// The same inputs make the same software, so inputs that already made a revision start no new
+/// build (`record_key`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildInputs {
+    pub commit: String,
+    /// The committed buildspec, as the build runs it.
+    pub buildspec: String,
+    /// The appspec bundled with the artifacts.
+    pub appspec: String,
+    pub image: String,
+    pub compute_type: String,
+    pub timeout_minutes: u32,
+    /// `(name, type, value)`: secrets by their Parameter Store or Secrets Manager name.
+    pub variables: Vec<(String, String, String)>,
+}
+
+impl BuildInputs {
+    /// The inputs of a build of `commit` for `env`, with its committed buildspec and appspec.
+    pub fn of(commit: &str, buildspec: &str, appspec: &str, env: &crate::config::model::Environment) -> BuildInputs {
+        let build = &env.build;
+        BuildInputs {
+            commit: commit.to_string(),
+            buildspec: buildspec.to_string(),
+            appspec: appspec.to_string(),
+            image: build.project.image.clone(),
+            compute_type: build.project.compute_type.as_str().to_string(),
+            timeout_minutes: build.timeout_minutes,
+            variables: crate::plan::build_variables(build).into_iter().map(|v| (v.name, v.kind, v.value)).collect(),
+        }
+    }
+
+    /// The SHA-256 of the inputs (hex): the name of their build's artifact and record.
+    pub fn sha256(&self) -> String {
+        let json = serde_json::to_vec(self).expect("plain data serializes");
+        format!("{:x}", Sha256::digest(json))
+    }
+}
+
+/// The bucket key of a source zip, by the SHA-256 of its bytes.
+pub fn source_key(sha256: &str) -> String {
+    format!("sources/{sha256}.zip")
+}
+
+/// The folder (under the bucket) a build of these inputs writes its artifact to.
+pub fn artifact_path(inputs_sha256: &str) -> String {
+    format!("builds/{inputs_sha256}")
+}
+
+/// The artifact's name in that folder.
+pub const ARTIFACT_NAME: &str = "artifact.zip";
+
+/// The bucket key of the record of what a build of these inputs made.
+pub fn record_key(inputs_sha256: &str) -> String {
+    format!("builds/{inputs_sha256}.json")
+}
+
+/// What a build on CodeBuild made, kept in the environment's bucket under `record_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltRevision {
+    pub inputs_sha256: String,
+    pub commit: String,
+    /// CodeBuild's build id.
+    pub build_id: String,
+    /// The revision made of its artifact and the appspec.
+    pub revision_sha256: String,
+    /// How many files the revision holds.
+    #[serde(default)]
+    pub files: usize,
+}
 
 /// How many of the last log lines a failure shows.
 pub const TAIL_LINES: usize = 20;

@@ -10,6 +10,7 @@ pub mod diag;
 pub mod lock;
 pub mod names;
 pub mod plan;
+pub mod pool;
 pub mod project;
 pub mod release;
 pub mod render;

@@ -1,5 +1,6 @@
-//! `cargo xtask build <customer> <env>`: the environment's software built on this machine by
-//! `vending_release::build` (clone, buildspec, revision zip). `buildspec` and `appspec` are the
+//! `cargo xtask build <customer> <env>`: the environment's software built, as `deploy` builds
+//! it but without deploying: on this machine by `vending_release::build` (clone, buildspec,
+//! revision zip), or on the environment's CodeBuild project (`Release::build_only`). `buildspec` and `appspec` are the
 //! runner and the local agent on any file.
 
 mod appspec;
@@ -14,6 +15,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use vending_release::build::{self, Site};
+use vending_release::{BuildMode, Release};
+
+use crate::interrupt::CtrlC;
 
 use crate::output;
 
@@ -22,9 +26,13 @@ use crate::output;
 pub struct BuildCommand {
     customer: String,
     env: String,
-    /// Fetch parameter-store and secrets-manager values from the local emulator.
+    /// Use the local AWS emulator (parameter-store and secrets-manager values come from it).
     #[arg(long)]
     local: bool,
+    /// Where to build: `codebuild` (the environment's CodeBuild project; the default on AWS when
+    /// platform.toml names iam.codebuild_service_role) or `local` (this machine).
+    #[arg(long, value_enum, value_name = "WHERE")]
+    build: Option<crate::infra::BuildWhere>,
     /// Print the build record as JSON.
     #[arg(long)]
     json: bool,
@@ -38,8 +46,21 @@ impl BuildCommand {
         };
         let (customer, env) = fleet.environment(&self.customer, &self.env).context("not in the fleet")?;
         let target = crate::local::target(root, self.local)?;
-        let site = Site { root, platform: &fleet.platform, customer, env, target: &target };
-        let Some(record) = build::build(&site)? else {
+        let mode = BuildMode::chosen(self.build.map(crate::infra::BuildWhere::mode), &fleet.platform, &target)?;
+        let built = match mode {
+            BuildMode::Local => {
+                build::build(&Site { root, platform: &fleet.platform, customer, env, target: &target })?
+            }
+            BuildMode::CodeBuild => {
+                let (runtime, clients) = crate::infra::connect(root, &fleet, self.local)?;
+                let release = Release {
+                    build_mode: mode,
+                    ..Release::of(root, &runtime, &clients, &fleet, &self.customer, &self.env, &target, &CtrlC)?
+                };
+                release.build_only()?
+            }
+        };
+        let Some(record) = built else {
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
         };
         if self.json {

@@ -12,7 +12,7 @@ use crate::approval::{finish, World};
 use crate::{packer_available, Project, Run};
 
 /// A customer made from globex with its own hosts; `broken`: its build fails (no such app).
-fn add_customer(project: &Project, name: &str, broken: bool) {
+pub fn add_customer(project: &Project, name: &str, broken: bool) {
     for file in ["customer.toml", "dev.toml", "prod.toml"] {
         let text = project.read(&format!("customers/globex/{file}"));
         let mut text = text

@@ -3,11 +3,13 @@
 mod ami;
 mod approval;
 mod build;
+mod codebuild;
 mod faults;
 mod fleet;
 mod generate;
 mod infra;
 mod lock;
+mod pool;
 mod proxy;
 mod software;
 mod validate;

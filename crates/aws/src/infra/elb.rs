@@ -447,6 +447,17 @@ async fn listener_rules(
 }
 
 /// The tags that mark a rule as a customer environment's: how later runs find it.
+/// Whether the listener has the rule of `customer`/`environment` (found by its tags).
+pub(crate) async fn owns_rule(
+    clients: &Clients,
+    listener: &str,
+    customer: &str,
+    environment: &str,
+) -> anyhow::Result<bool> {
+    let d = ListenerRule { customer: customer.into(), environment: environment.into(), ..ListenerRule::default() };
+    Ok(listener_rules(clients, listener, &format!("{customer}-{environment}"), &d).await?.ours.is_some())
+}
+
 fn owner_tags(d: &ListenerRule) -> Tags {
     [
         ("Customer", d.customer.as_str()),

@@ -11,6 +11,7 @@ mod compute;
 mod database;
 mod elb;
 mod notify;
+pub mod pool;
 mod resolve;
 pub(crate) mod storage;
 
@@ -93,6 +94,8 @@ pub struct Stack {
     pub resolved: Resolved,
     /// The shared listener's ARN, when a rule goes on it (found, never created here).
     pub shared_listener_arn: Option<String>,
+    /// Where the rule goes on the pool of shared load balancers (recorded first when new).
+    pub placement: Option<pool::Placement>,
     pub desired: Vec<Desired>,
     /// Tags for a self-signed certificate that `apply` imports first (local mode only).
     pub certificate_tags: Tags,
@@ -204,12 +207,16 @@ pub async fn environment_stack(
     if !record.amis.contains_key(&platform.region) {
         bail!("{label}: its AMI record has no image in {}: rebuild it with `cargo xtask ami`", platform.region);
     }
-    let resolved = resolve::environment(clients, platform, customer, env, local).await.context(label.clone())?;
-    let shared_listener_arn = match env.routing {
+    let mut resolved = resolve::environment(clients, platform, customer, env, local).await.context(label.clone())?;
+    let (shared_listener_arn, placement) = match env.routing {
         vending::config::model::Routing::SharedAlb => {
-            Some(resolve::shared_listener(clients, platform).await.context(label.clone())?)
+            let placement =
+                pool::placement(clients, platform, &customer.name, &env.name).await.context(label.clone())?;
+            resolved.shared_load_balancer = placement.as_ref().map(|p| p.load_balancer.clone());
+            let member = resolved.shared_load_balancer.as_deref();
+            (Some(resolve::shared_listener(clients, platform, member).await.context(label.clone())?), placement)
         }
-        vending::config::model::Routing::DedicatedAlb => None,
+        vending::config::model::Routing::DedicatedAlb => (None, None),
     };
     let desired = plan::desired(platform, customer, env, &record, &resolved);
     Ok(Stack {
@@ -218,15 +225,25 @@ pub async fn environment_stack(
         local,
         resolved,
         shared_listener_arn,
+        placement,
         desired,
         certificate_tags: platform.tags.clone(),
     })
 }
 
-/// The platform's stack: the state bucket and the shared load balancer (unless the platform file
-/// names an existing listener).
-pub async fn platform_stack(clients: &Clients, platform: &Platform, local: bool) -> anyhow::Result<Stack> {
-    let resolved = resolve::platform(clients, platform, local).await.context("platform")?;
+/// The platform's stack: the state bucket and the shared load balancers (unless the platform file
+/// names an existing listener): as many as `shared_environments` need at the quota of rules, and
+/// at least as many as environments are placed on.
+pub async fn platform_stack(
+    clients: &Clients,
+    platform: &Platform,
+    shared_environments: usize,
+    local: bool,
+) -> anyhow::Result<Stack> {
+    let mut resolved = resolve::platform(clients, platform, local).await.context("platform")?;
+    let (placements, _) = pool::read(clients, &platform.state_bucket).await?;
+    let needed = vending::pool::members_needed(shared_environments, platform.shared_alb.rules_per_alb);
+    resolved.shared_members = needed.max(placements.members());
     let desired = plan::platform_desired(platform, &resolved);
     Ok(Stack {
         label: "platform".into(),
@@ -234,6 +251,7 @@ pub async fn platform_stack(clients: &Clients, platform: &Platform, local: bool)
         local,
         resolved,
         shared_listener_arn: None,
+        placement: None,
         desired,
         certificate_tags: platform.tags.clone(),
     })
@@ -287,6 +305,12 @@ pub async fn apply(clients: &Clients, planned: &mut Planned, options: &ApplyOpti
     }
     if options.only.is_none() {
         import_pending_certificate(clients, &mut planned.stack).await.context(label.clone())?;
+    }
+    // The place on the shared load balancers is taken before the rule that uses it is made.
+    if let Some(placement) = planned.stack.placement.as_ref().filter(|p| p.new) {
+        if options.only.is_none_or(|kind| kind == Kind::ListenerRule) {
+            pool::record(clients, placement).await.context(label.clone())?;
+        }
     }
     let mut applied = Applied::default();
     let changes = planned.plan.changes.clone();

@@ -70,6 +70,8 @@ async fn platform_ids(clients: &Clients, platform: &Platform) -> anyhow::Result<
         certificate_arn: None,
         codedeploy_role_arn,
         codebuild_role_arn,
+        shared_load_balancer: None,
+        shared_members: 1,
     })
 }
 
@@ -163,10 +165,12 @@ async fn role_arn(clients: &Clients, role: &RoleRef) -> anyhow::Result<String> {
 
 /// The shared listener that host rules go on. It is never created here: `platform deploy` makes
 /// it, or the platform file names an existing one.
-pub async fn shared_listener(clients: &Clients, platform: &Platform) -> anyhow::Result<String> {
+/// The shared HTTPS listener's ARN: as configured, or found on the shared load balancer (`member`
+/// of the pool, else the first).
+pub async fn shared_listener(clients: &Clients, platform: &Platform, member: Option<&str>) -> anyhow::Result<String> {
     let (load_balancer, port) = match &platform.shared_alb.listener {
         ListenerRef::Arn(arn) => return Ok(arn.clone()),
-        ListenerRef::Lookup { load_balancer, port } => (load_balancer, *port),
+        ListenerRef::Lookup { load_balancer, port } => (member.unwrap_or(load_balancer), *port),
     };
     let missing = || {
         anyhow::anyhow!(

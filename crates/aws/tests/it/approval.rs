@@ -78,6 +78,7 @@ fn the_approval_topic_is_reconciled_like_any_resource() {
             local: true,
             resolved: Default::default(),
             shared_listener_arn: None,
+            placement: None,
             desired: vec![Desired {
                 name: "vend-acme-approvals".into(),
                 resource: Resource::Topic(Topic {

@@ -57,6 +57,9 @@ pub struct Approval {
 pub struct SharedAlb {
     pub name: String,
     pub listener: ListenerRef,
+    /// Listener rules one ALB holds (AWS's quota, 100 unless raised): past it, the pool of
+    /// shared load balancers grows (`crate::pool`).
+    pub rules_per_alb: u32,
     pub certificate: Option<CertificateRef>,
     pub security_groups: Option<SecurityGroupsRef>,
 }

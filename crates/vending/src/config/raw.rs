@@ -45,6 +45,7 @@ pub struct RawNetwork {
 #[derive(Debug, Deserialize)]
 pub struct RawSharedAlb {
     pub name: Option<String>,
+    pub rules_per_alb: Option<i64>,
     pub listener: Option<RawListener>,
     pub certificate: Option<RawCertificate>,
     pub security_groups: Option<RawSecurityGroups>,

@@ -40,6 +40,11 @@ pub struct Resolved {
     pub codedeploy_role_arn: String,
     /// CodeBuild's service role, when the platform builds on CodeBuild.
     pub codebuild_role_arn: Option<String>,
+    /// The pool member whose shared listener carries this environment's rule (`crate::pool`),
+    /// when the tool manages the shared load balancers.
+    pub shared_load_balancer: Option<String>,
+    /// How many shared load balancers the platform has (`platform_desired`; at least one).
+    pub shared_members: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -304,7 +309,10 @@ pub fn desired(
         out.extend(load_balancer_stack(&names.load_balancer, 443, ids, tags));
         format!("{}:443", names.load_balancer)
     } else {
-        shared_listener_name(platform)
+        match (&platform.shared_alb.listener, &ids.shared_load_balancer) {
+            (ListenerRef::Lookup { port, .. }, Some(member)) => format!("{member}:{port}"),
+            _ => shared_listener_name(platform),
+        }
     };
     out.push(one(
         &format!("{listener}/{}-{}", customer.name, env.name),
@@ -427,12 +435,10 @@ fn deployment_group(env: &Environment, ids: &Resolved) -> DeploymentGroup {
     }
 }
 
-/// The environment's CodeBuild project and its log group, when the platform builds on CodeBuild.
-fn build_project(customer: &Customer, env: &Environment, role: &str) -> [Desired; 2] {
-    let names = &env.names;
-    let build = &env.build;
-    let project = &build.project;
-    let variables = [
+/// A build's variables as CodeBuild takes them: plain values, and secrets by their Parameter
+/// Store or Secrets Manager name (CodeBuild resolves them inside AWS).
+pub fn build_variables(build: &crate::config::model::Build) -> Vec<BuildVariable> {
+    [
         ("PLAINTEXT", &build.variables),
         ("PARAMETER_STORE", &build.parameter_store),
         ("SECRETS_MANAGER", &build.secrets_manager),
@@ -445,7 +451,15 @@ fn build_project(customer: &Customer, env: &Environment, role: &str) -> [Desired
             value: value.clone(),
         })
     })
-    .collect();
+    .collect()
+}
+
+/// The environment's CodeBuild project and its log group, when the platform builds on CodeBuild.
+fn build_project(customer: &Customer, env: &Environment, role: &str) -> [Desired; 2] {
+    let names = &env.names;
+    let build = &env.build;
+    let project = &build.project;
+    let variables = build_variables(build);
     [
         Desired {
             name: names.build_log_group.clone(),
@@ -522,7 +536,8 @@ fn database(db: &crate::config::model::Database, ids: &Resolved, tags: &Tags) ->
 }
 
 /// What the platform shares: the state bucket and, unless the platform file names an existing
-/// listener by ARN, the shared load balancer with its two listeners.
+/// listener by ARN, the shared load balancers (`ids.shared_members` of them), each with its two
+/// listeners.
 pub fn platform_desired(platform: &Platform, ids: &Resolved) -> Vec<Desired> {
     let mut out = vec![state_bucket_desired(platform)];
     if platform.approval.required {
@@ -530,7 +545,10 @@ pub fn platform_desired(platform: &Platform, ids: &Resolved) -> Vec<Desired> {
         out.insert(0, Desired { name: platform.approval_topic.clone(), resource: Resource::Topic(topic) });
     }
     if let ListenerRef::Lookup { load_balancer, port } = &platform.shared_alb.listener {
-        out.extend(load_balancer_stack(load_balancer, *port, ids, &platform_tags(platform)));
+        for member in 1..=ids.shared_members.max(1) {
+            let name = crate::pool::member_name(load_balancer, member);
+            out.extend(load_balancer_stack(&name, *port, ids, &platform_tags(platform)));
+        }
     }
     out
 }

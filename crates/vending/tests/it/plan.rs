@@ -37,6 +37,8 @@ pub fn ids() -> Resolved {
         certificate_arn: Some("arn:aws:acm:eu-west-1:123456789012:certificate/acme".into()),
         codedeploy_role_arn: "arn:aws:iam::123456789012:role/vend-codedeploy".into(),
         codebuild_role_arn: None,
+        shared_load_balancer: None,
+        shared_members: 1,
     }
 }
 

@@ -76,3 +76,30 @@ fn layers_merge_platform_then_customer_then_environment() {
     assert_eq!(acme_prod.build.variables.get("APP_NAME").map(String::as_str), Some("acme-shop"));
     assert_eq!(acme_prod.build.variables.get("APP_ENV").map(String::as_str), Some("production"));
 }
+
+/// A build on CodeBuild is not run again for the same inputs: the inputs' hash is stable, and
+/// every input that shapes the build's output changes it.
+#[test]
+fn build_inputs_hash_every_input_that_shapes_the_build() {
+    use vending::codebuild::BuildInputs;
+    let fleet = sample_fleet();
+    let (_, env) = fleet.environment("acme", "prod").unwrap();
+    let base = BuildInputs::of("0123abcd", "buildspec", "appspec", env);
+    assert_eq!(base.sha256(), BuildInputs::of("0123abcd", "buildspec", "appspec", env).sha256());
+    assert!(base.variables.contains(&("SENTRY_DSN".into(), "PARAMETER_STORE".into(), "/acme/prod/sentry-dsn".into())));
+    type Change = fn(&mut BuildInputs);
+    let changes: [(&str, Change); 7] = [
+        ("commit", |i| i.commit.push('0')),
+        ("buildspec", |i| i.buildspec.push(' ')),
+        ("appspec", |i| i.appspec.push(' ')),
+        ("image", |i| i.image.push('1')),
+        ("compute type", |i| i.compute_type = "BUILD_GENERAL1_LARGE".into()),
+        ("timeout", |i| i.timeout_minutes += 1),
+        ("a variable", |i| i.variables[0].2.push('x')),
+    ];
+    for (what, change) in changes {
+        let mut changed = base.clone();
+        change(&mut changed);
+        assert_ne!(changed.sha256(), base.sha256(), "{what} changes the inputs");
+    }
+}

@@ -4,12 +4,9 @@ use std::collections::BTreeMap;
 
 use super::{CustomerSources, FleetSources};
 use crate::config::load::locate;
-use crate::config::model::{Fleet, Routing};
+use crate::config::model::{Fleet, ListenerRef, Routing};
 use crate::diag::{Diagnostic, Severity};
 use crate::names::hosts_overlap;
-
-/// The default quota of rules per ALB, excluding default rules (adjustable with AWS Support).
-const RULES_PER_ALB: usize = 100;
 
 /// Reports an error at a key of an environment's file, found again by its path.
 struct Reporter<'a> {
@@ -143,21 +140,25 @@ fn name_clashes(fleet: &Fleet, reporter: &Reporter<'_>, out: &mut Vec<Diagnostic
     }
 }
 
+/// A listener named by ARN is not the tool's: it cannot grow a pool, so more environments than
+/// its quota of rules is a warning. (The tool's own shared load balancer grows a pool instead.)
 fn rule_quota(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnostic>) {
+    let alb = &fleet.platform.shared_alb;
+    if !matches!(alb.listener, ListenerRef::Arn(_)) {
+        return;
+    }
     let shared_rules =
         fleet.customers.iter().flat_map(|c| &c.environments).filter(|e| e.routing == Routing::SharedAlb).count();
-    if shared_rules > RULES_PER_ALB {
+    let quota = alb.rules_per_alb;
+    if shared_rules > quota as usize {
         let mut d = Diagnostic::file(
             Severity::Warning,
             "customers/platform.toml",
-            format!(
-                "{shared_rules} environments share the ALB `{}`; the default quota is {RULES_PER_ALB} rules per ALB",
-                fleet.platform.shared_alb.name
-            ),
+            format!("{shared_rules} environments share the listener `shared_alb.listener`, which holds {quota} rules (shared_alb.rules_per_alb)"),
         )
-        .with_help("ask AWS Support to raise \"Rules per Application Load Balancer\" before deploying them all");
+        .with_help("ask AWS Support to raise \"Rules per Application Load Balancer\" (and shared_alb.rules_per_alb), or let the tool manage the shared load balancers (no shared_alb.listener ARN): they grow as a pool");
         if let Some(source) = &sources.platform {
-            d = Diagnostic::at(Severity::Warning, source, locate(source, "shared_alb.name"), d.message.clone())
+            d = Diagnostic::at(Severity::Warning, source, locate(source, "shared_alb.listener"), d.message.clone())
                 .with_help(d.help.clone().unwrap_or_default());
         }
         out.push(d);

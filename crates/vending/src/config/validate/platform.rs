@@ -134,7 +134,22 @@ fn shared_alb(alb: Option<&RawSharedAlb>, file: &File<'_>, c: &mut Checker) -> O
         alb.and_then(|a| a.certificate.as_ref()).and_then(|cert| certificate(c, file, "shared_alb.certificate", cert));
     let security_groups =
         alb.and_then(|a| a.security_groups.as_ref()).map(|g| security_groups(c, file, "shared_alb.security_groups", g));
-    Some(SharedAlb { name: name?, listener: listener?, certificate, security_groups: security_groups.flatten() })
+    let rules_per_alb = match alb.and_then(|a| a.rules_per_alb) {
+        None => Some(crate::pool::DEFAULT_RULES_PER_ALB),
+        Some(rules) => c.range(file, "shared_alb.rules_per_alb", rules, 1..=10_000, " rules"),
+    };
+    if let Some(ListenerRef::Lookup { load_balancer, .. }) = &listener {
+        // More members are named `<name>-<n>`: leave room for two digits.
+        let later = crate::pool::member_name(load_balancer, 99);
+        c.rule(file, "shared_alb.name", "name of a later load balancer of the pool", &later, names::load_balancer_name);
+    }
+    Some(SharedAlb {
+        name: name?,
+        listener: listener?,
+        rules_per_alb: rules_per_alb?,
+        certificate,
+        security_groups: security_groups.flatten(),
+    })
 }
 
 fn ami(ami: Option<&RawPlatformAmi>, file: &File<'_>, c: &mut Checker) -> Option<PlatformAmi> {
