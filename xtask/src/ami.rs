@@ -55,11 +55,12 @@ impl Ami {
             runtime.block_on(vending_aws::s3::get_json(&s3, &platform.state_bucket, record_key))?;
         let Some(record) = record else {
             bail!(
-                "{}/{} has no AMI yet: build one with `cargo xtask ami {} {}`",
+                "{}/{} has no AMI yet: build one with `cargo xtask ami {} {}{}`",
                 self.customer(),
                 self.env(),
                 self.customer(),
-                self.env()
+                self.env(),
+                if self.local { " --local" } else { "" }
             );
         };
         self.print(&record, &platform.state_bucket, record_key)?;
@@ -75,7 +76,7 @@ impl Ami {
             let (a, b) = (root.to_path_buf(), root.to_path_buf());
             (
                 std::thread::spawn(move || crate::git::head_commit(&a)),
-                std::thread::spawn(move || crate::git::is_dirty(&b)),
+                std::thread::spawn(move || crate::git::changes(&b)),
             )
         });
         let selection = Selection { customer: Some(self.customer().to_string()), env: Some(self.env().to_string()) };
@@ -106,9 +107,18 @@ impl Ami {
 
         let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
         let (commit, dirty) = git.context("no git read")?;
-        let (commit, dirty) = (crate::parallel::join(commit)?, crate::parallel::join(dirty)?);
+        let (commit, changes) = (crate::parallel::join(commit)?, crate::parallel::join(dirty)?);
+        let dirty = !changes.is_empty();
         if dirty && !self.allow_dirty {
-            bail!("the working tree has uncommitted changes: commit them first, or pass --allow-dirty (the AMI is then tagged Dirty=true)");
+            const SHOWN: usize = 10;
+            let mut list: Vec<String> = changes.iter().take(SHOWN).map(|c| format!("\n  {c}")).collect();
+            if changes.len() > SHOWN {
+                list.push(format!("\n  … and {} more", changes.len() - SHOWN));
+            }
+            bail!(
+                "the working tree has uncommitted changes: commit them first, or pass --allow-dirty (the AMI is then tagged Dirty=true):{}",
+                list.concat()
+            );
         }
 
         let mut variables = ami::packer_variables(&commit, dirty);

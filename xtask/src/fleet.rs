@@ -134,7 +134,7 @@ pub fn select(fleet: &Fleet, flags: &FleetFlags) -> anyhow::Result<Vec<Job>> {
     let customers: Vec<&str> = fleet.customers.iter().map(|c| c.name.as_str()).collect();
     for name in &flags.customers {
         if !customers.contains(&name.as_str()) {
-            bail!("no customer `{name}` in customers/ (there are: {})", customers.join(", "));
+            return Err(crate::output::unknown_name("customer", name, "customers/", &customers));
         }
     }
     let mut env_names: Vec<&str> =
@@ -143,7 +143,7 @@ pub fn select(fleet: &Fleet, flags: &FleetFlags) -> anyhow::Result<Vec<Job>> {
     env_names.dedup();
     for name in &flags.envs {
         if !env_names.contains(&name.as_str()) {
-            bail!("no customer has an environment `{name}` (there are: {})", env_names.join(", "));
+            return Err(crate::output::unknown_name("environment", name, "any customer", &env_names));
         }
     }
     let mut jobs: Vec<Job> = fleet

@@ -23,10 +23,11 @@ pub fn head_commit(root: &Path) -> anyhow::Result<Commit> {
     Ok(commit)
 }
 
-/// Whether the working tree has changes (tracked or untracked, ignored files aside).
-pub fn is_dirty(root: &Path) -> anyhow::Result<bool> {
+/// The working tree's changes (tracked or untracked, ignored files aside), as `git status
+/// --porcelain` lines (`XY path`); empty when clean.
+pub fn changes(root: &Path) -> anyhow::Result<Vec<String>> {
     let sh = Shell::new()?;
     sh.change_dir(root);
     let out = cmd!(sh, "git status --porcelain").quiet().read().context("cannot run `git status`")?;
-    Ok(!out.trim().is_empty())
+    Ok(out.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
 }

@@ -918,7 +918,7 @@ impl PlatformCommand {
         let shared = vending::pool::shared_environments(&fleet);
         let replan = || {
             runtime.block_on(async {
-                let stack = infra::platform_stack(&clients, &fleet.platform, shared, local).await?;
+                let stack = infra::platform_stack(&clients, &fleet.platform, &shared, local).await?;
                 infra::plan(&clients, stack).await
             })
         };

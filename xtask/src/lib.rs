@@ -182,7 +182,10 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(error_code)
+            match error.downcast_ref::<output::UnknownName>() {
+                Some(_) => ExitCode::from(output::EXIT_UNKNOWN_NAME),
+                None => ExitCode::from(error_code),
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 
 // Its help line is the command's in lib.rs (one for both builds).
@@ -32,13 +33,19 @@ impl Local {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         match self.action {
             Action::Up => {
-                let state = vending_emulator::up(&crate::project_root(), root)?;
-                println!(
-                    "local AWS emulator (moto {}) at {} (pid {})",
-                    vending_emulator::MOTO_VERSION,
-                    state.endpoint,
-                    state.pid
-                );
+                let (state, started) = vending_emulator::up(&crate::project_root(), root)?;
+                if started {
+                    // A new emulator knows none of the instances an earlier one had.
+                    forget_local_fleet(root)?;
+                    println!(
+                        "local AWS emulator (moto {}) at {} (pid {})",
+                        vending_emulator::MOTO_VERSION,
+                        state.endpoint,
+                        state.pid
+                    );
+                } else {
+                    println!("the local AWS emulator already runs at {} (pid {})", state.endpoint, state.pid);
+                }
                 println!(
                     "commands with --local use it; other tools can with: export AWS_ENDPOINT_URL={}",
                     state.endpoint
@@ -46,7 +53,10 @@ impl Local {
             }
             Action::Down => {
                 if vending_emulator::down(root)? {
-                    println!("local AWS emulator stopped");
+                    forget_local_fleet(root)?;
+                    println!(
+                        "local AWS emulator stopped: what it held is gone (buckets, AMIs, load balancers, deployments), and with it the local fleet ({LOCAL_FLEET}); `local up` starts empty"
+                    );
                 } else {
                     println!("no local AWS emulator was running");
                 }
@@ -67,6 +77,19 @@ impl Local {
             },
         }
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The local agent's instance sandboxes and deployment history: they belong to one emulator run.
+const LOCAL_FLEET: &str = "target/vending-local/fleet";
+
+fn forget_local_fleet(root: &Path) -> anyhow::Result<()> {
+    let fleet = root.join(LOCAL_FLEET);
+    match std::fs::remove_dir_all(&fleet) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot clear {}", fleet.display()))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -11,6 +11,29 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_PROBLEMS: u8 = 1;
 /// The check could not run: unreadable files, bad arguments, a required tool missing.
 pub const EXIT_CANNOT_RUN: u8 = 2;
+/// A customer or environment named on the command line does not exist (every command).
+pub const EXIT_UNKNOWN_NAME: u8 = 7;
+
+/// A customer or environment that is not in customers/: what was asked, what is close, what there is.
+#[derive(Debug)]
+pub struct UnknownName(String);
+
+impl std::fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnknownName {}
+
+/// `no customer `acm` in customers/: did you mean `acme`? (there are: acme, globex)`.
+pub fn unknown_name(what: &str, name: &str, place: &str, there: &[&str]) -> anyhow::Error {
+    let guess = vending::diag::did_you_mean(name, there.iter().copied())
+        .map(|g| format!(": did you mean `{g}`?"))
+        .unwrap_or_default();
+    let list = if there.is_empty() { "none".to_string() } else { there.join(", ") };
+    anyhow::Error::new(UnknownName(format!("no {what} `{name}` in {place}{guess} (there are: {list})")))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {

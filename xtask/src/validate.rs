@@ -83,7 +83,7 @@ impl LoadedFleet {
         let fleet = self.fleet.as_ref().filter(|_| self.selection.customer.is_none())?;
         let alb = &fleet.platform.shared_alb;
         let vending::config::model::ListenerRef::Lookup { load_balancer, .. } = &alb.listener else { return None };
-        let shared = vending::pool::shared_environments(fleet);
+        let shared = vending::pool::shared_environments(fleet).len();
         let members = vending::pool::members_needed(shared, alb.rules_per_alb);
         let last = match members {
             1 => String::new(),
@@ -129,13 +129,14 @@ pub fn load_fleet(root: &Path, selection: &Selection) -> anyhow::Result<LoadedFl
     let sources = vending::project::read_fleet(root, selection.customer.as_deref())?;
     if let Some(customer) = &selection.customer {
         let Some(found) = sources.customers.iter().find(|c| &c.name == customer) else {
-            anyhow::bail!("no customer `{customer}`: there is no folder customers/{customer}/");
+            let all = vending::project::read_fleet(root, None)?;
+            let there: Vec<&str> = all.customers.iter().map(|c| c.name.as_str()).collect();
+            return Err(output::unknown_name("customer", customer, "customers/", &there));
         };
         if let Some(env) = &selection.env {
             if !found.environments.iter().any(|(name, _)| name == env) {
-                anyhow::bail!(
-                    "customer `{customer}` has no environment `{env}`: there is no customers/{customer}/{env}.toml"
-                );
+                let there: Vec<&str> = found.environments.iter().map(|(name, _)| name.as_str()).collect();
+                return Err(output::unknown_name("environment", env, &format!("customers/{customer}/"), &there));
             }
         }
     }
@@ -221,7 +222,15 @@ impl Validate {
         // Generated files: fresh on disk, and valid by the same validators users run on theirs.
         let prune = loaded.leftovers(root)?;
         let outcome = generated::sync(root, &loaded.files, prune.as_deref(), Mode::Check)?;
-        diagnostics.extend(outcome.problems);
+        // `generate` writes nothing while any config is invalid: that comes first.
+        let config_errors = diagnostics.iter().any(Diagnostic::is_error);
+        diagnostics.extend(outcome.problems.into_iter().map(|d| match config_errors {
+            true => {
+                let help = "fix the config errors above first (`cargo xtask generate` writes nothing while any config is invalid), then run `cargo xtask generate` and commit the result";
+                d.with_help(help)
+            }
+            false => d,
+        }));
         let specs: Vec<&GeneratedFile> = loaded.files.iter().filter(|f| !f.path.starts_with("packer")).collect();
         let spec_problems = crate::parallel::map(&specs, |file| {
             spec::check_spec(&SourceFile::new(&file.path, file.contents.clone()), None)
@@ -229,7 +238,7 @@ impl Validate {
         diagnostics.extend(spec_problems.into_iter().flatten());
 
         let mut notes = Vec::new();
-        if let Some(note) = loaded.pool_note() {
+        if let Some(note) = loaded.pool_note().filter(|_| !config_errors) {
             notes.push(note);
         }
         if !self.no_packer {

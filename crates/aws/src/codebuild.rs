@@ -61,8 +61,9 @@ pub fn log_lines(events: &[OutputLogEvent]) -> Vec<String> {
 
 /// Starts a build of `inputs` on the environment's project: the source zip at `source_key` in
 /// `bucket`, the artifact to `artifact_path`/`artifact_name` there. Every input is an override, so
-/// the build is what the inputs say even when the project drifted; the inputs' SHA-256 is the
-/// idempotency token (a retried call within CodeBuild's five minutes starts no second build).
+/// the build is what the inputs say even when the project drifted. The idempotency token is the
+/// inputs' hash and this attempt's time: the SDK's retries of the call start no second build, and
+/// a new attempt after a failed build starts a new one.
 /// Returns the build's id.
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
@@ -107,7 +108,7 @@ pub async fn start(
         .compute_type_override(ComputeType::from(inputs.compute_type.as_str()))
         .timeout_in_minutes_override(i32::try_from(inputs.timeout_minutes).context("a timeout in minutes")?)
         .set_environment_variables_override(Some(variables))
-        .idempotency_token(inputs.sha256())
+        .idempotency_token(format!("{}-{}", &inputs.sha256()[..32], attempt()))
         .send()
         .await
         .map_err(|e| match crate::infra::code(&e) {
@@ -117,6 +118,11 @@ pub async fn start(
             _ => failed("start a build", e),
         })?;
     out.build_value().and_then(|b| b.id()).map(str::to_string).context("CodeBuild started a build without an id")
+}
+
+/// This attempt: milliseconds since the epoch.
+fn attempt() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
 }
 
 /// One build on CodeBuild, followed from this machine.

@@ -154,6 +154,18 @@ where
     R: std::fmt::Debug,
 {
     use aws_sdk_s3::error::SdkError;
+    // Without credentials the SDK fails before sending, with a long account of every provider it
+    // tried (IMDS among them): one line says it, the account stays for `VENDING_VERBOSE=1`.
+    if !matches!(error, SdkError::ServiceError(_)) {
+        let text = format!("{}", aws_sdk_s3::error::DisplayErrorContext(error));
+        if text.contains("credentials") && (text.contains("provider") || text.contains("no credentials")) {
+            let details =
+                if std::env::var_os("VENDING_VERBOSE").is_some() { format!(" ({text})") } else { String::new() };
+            return format!(
+                "no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) or run `aws sso login`; for the local emulator add --local{details}"
+            );
+        }
+    }
     match error {
         SdkError::ServiceError(e) => {
             let e = e.err();
@@ -179,13 +191,6 @@ where
             "{} did not answer in time, retries included (network, or an endpoint that stopped answering)",
             endpoint_name()
         ),
-        other => {
-            let text = format!("{}", aws_sdk_s3::error::DisplayErrorContext(other));
-            if text.contains("no credentials") || text.contains("credentials") && text.contains("provider") {
-                "no AWS credentials: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), run `aws sso login`, or use --local".into()
-            } else {
-                text
-            }
-        }
+        other => format!("{}", aws_sdk_s3::error::DisplayErrorContext(other)),
     }
 }

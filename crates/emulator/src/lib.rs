@@ -185,13 +185,15 @@ pub struct ServerState {
 /// Starts a server that outlives this process (`cargo xtask local up`), or returns the one running.
 /// Two `local up` at once start one server: the second waits for the first (a file lock) and then
 /// finds its server.
-pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<ServerState> {
+/// Starts the emulator in the background, or finds the one running: the state, and whether this
+/// call started it.
+pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<(ServerState, bool)> {
     fs::create_dir_all(root.join("target/vending-local"))?;
     let lock_path = root.join("target/vending-local/up.lock");
     let lock = fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
     flock_exclusive(&lock).with_context(|| format!("cannot lock {}", lock_path.display()))?;
     if let Some(state) = status(root)? {
-        return Ok(state);
+        return Ok((state, false));
     }
     let server = ensure_installed(install_root)?;
     let port = free_port()?;
@@ -201,7 +203,7 @@ pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<ServerState> {
     let state = ServerState { pid: child.id(), port, endpoint: endpoint(port) };
     vending::project::write_atomic(&state_file(root), &serde_json::to_vec_pretty(&state)?)
         .context("cannot record the server")?;
-    Ok(state)
+    Ok((state, true))
 }
 
 fn flock_exclusive(file: &fs::File) -> std::io::Result<()> {
@@ -255,6 +257,14 @@ pub fn down(root: &Path) -> anyhow::Result<bool> {
         let sh = Shell::new()?;
         let pid = state.pid.to_string();
         cmd!(sh, "kill {pid}").quiet().ignore_status().ignore_stderr().run()?;
+        // Stopped is when the process is gone, not when it was asked to go.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while is_emulator(state.pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if is_emulator(state.pid) {
+            cmd!(sh, "kill -KILL {pid}").quiet().ignore_status().ignore_stderr().run()?;
+        }
     }
     fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
     Ok(running.is_some())

@@ -122,4 +122,9 @@ codebuild_responses.CodeBuildResponse.update_project = update_project
 if __name__ == "__main__":
     from moto.server import main
 
+    # Not a fix of moto's: its request log goes to a file, so without terminal colour codes.
+    import werkzeug.serving
+
+    werkzeug.serving._log_add_style = False
+
     sys.exit(main())

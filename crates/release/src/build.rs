@@ -102,6 +102,24 @@ fn checkout(root: &Path, repository: &str, git_ref: &str, dest: &Path) -> anyhow
     Ok(xshell::cmd!(sh, "git rev-parse HEAD").quiet().read()?)
 }
 
+/// A repository on this machine with uncommitted changes is built at its committed ref: says so,
+/// so that an edit not committed is not taken for one that was released.
+fn warn_uncommitted(root: &Path, repository: &str, git_ref: &str, commit: &str, who: &str) {
+    if repository.contains("://") || repository.contains('@') {
+        return;
+    }
+    let Ok(sh) = xshell::Shell::new() else { return };
+    sh.change_dir(root.join(repository));
+    let Ok(status) = xshell::cmd!(sh, "git status --porcelain -- .").quiet().ignore_stderr().read() else { return };
+    let changed = status.lines().filter(|l| !l.trim().is_empty()).count();
+    if changed > 0 {
+        println!(
+            "{who} | warning: {repository} has {changed} uncommitted change(s); the build uses the committed {git_ref} ({}): commit them to release them",
+            &commit[..12.min(commit.len())]
+        );
+    }
+}
+
 /// An exclusive `flock(2)` on the work folder's lock file, waited for (with a line) when another
 /// build of the environment holds it; the kernel releases it when the process ends, however.
 pub(crate) fn hold_work_folder(work: &Path, who: &str) -> anyhow::Result<fs::File> {
@@ -144,7 +162,7 @@ pub(crate) struct Checkout {
     pub src: PathBuf,
     pub commit: String,
     /// The work folder's lock, released when dropped.
-    _held: fs::File,
+    pub(crate) _held: fs::File,
 }
 
 pub(crate) fn check_out(site: &Site) -> anyhow::Result<Checkout> {
@@ -168,6 +186,7 @@ pub(crate) fn check_out(site: &Site) -> anyhow::Result<Checkout> {
     let src = work.join("src");
     let software = &customer.software;
     let commit = checkout(root, &software.repository, &software.git_ref, &src)?;
+    warn_uncommitted(root, &software.repository, &software.git_ref, &commit, &who);
     Ok(Checkout { who, buildspec, appspec, build, work, src, commit, _held: held })
 }
 

@@ -88,7 +88,8 @@ pub(crate) enum Remote {
 
 /// Checks out and zips the source, and looks for a revision these inputs made before.
 pub(crate) fn prepare(release: &Release, site: &Site) -> anyhow::Result<Remote> {
-    let Checkout { who, buildspec, appspec, work, src, commit, .. } = check_out(site)?;
+    // `_held`: the work folder stays this run's until the source zip is written.
+    let Checkout { who, buildspec, appspec, work, src, commit, _held, .. } = check_out(site)?;
     let names = &release.env.names;
     let inputs = BuildInputs::of(&commit, &buildspec, &appspec, release.env);
     let inputs_sha256 = inputs.sha256();
@@ -97,6 +98,9 @@ pub(crate) fn prepare(release: &Release, site: &Site) -> anyhow::Result<Remote> 
         &names.bucket,
         &core::record_key(&inputs_sha256),
     ))?;
+    // A record that does not name a revision is not one this tool wrote: built again.
+    let record = record
+        .filter(|r| vending::release::revision_sha(&vending::release::revision_key(&r.revision_sha256)).is_some());
     if let Some(record) = record {
         let key = vending::release::revision_key(&record.revision_sha256);
         let there = release.runtime.block_on(vending_aws::s3::exists(&release.clients.s3, &names.bucket, &key))?;
@@ -134,10 +138,11 @@ pub(crate) fn prepare(release: &Release, site: &Site) -> anyhow::Result<Remote> 
     let sh = xshell::Shell::new()?;
     sh.change_dir(&src);
     let zipped = xshell::cmd!(sh, "git archive --format=zip {commit}").quiet().output()?;
-    let source = work.join("source.zip");
+    let source_sha256 = format!("{:x}", sha2::Sha256::digest(&zipped.stdout));
+    // Named by its content: another build of the environment meanwhile writes another file.
+    let source = work.join(format!("source-{}.zip", &source_sha256[..16]));
     vending::project::write_atomic(&source, &zipped.stdout)
         .with_context(|| format!("cannot write {}", source.display()))?;
-    let source_sha256 = format!("{:x}", sha2::Sha256::digest(&zipped.stdout));
     println!(
         "{who} | {} at {} ({}) is built on CodeBuild when the release starts (inputs {})",
         vending::secrets::redact_url_password(&release.customer.software.repository),
@@ -155,6 +160,13 @@ pub(crate) fn run(release: &Release, site: &Site, pending: &PendingBuild) -> any
     let names = &release.env.names;
     let (runtime, clients, bucket) = (release.runtime, release.clients, &names.bucket);
     let source_key = core::source_key(&pending.source_sha256);
+    // What is uploaded is what was approved: the zip is checked against its SHA-256 first.
+    let bytes = std::fs::read(&pending.source).with_context(|| format!("cannot read {}", pending.source.display()))?;
+    anyhow::ensure!(
+        format!("{:x}", sha2::Sha256::digest(&bytes)) == pending.source_sha256,
+        "{who}: {} is not the source zip that was prepared (changed since): deploy again",
+        pending.source.display()
+    );
     let metadata = [("sha256", pending.source_sha256.as_str()), ("commit", pending.commit.as_str())];
     let (_, uploaded) =
         runtime.block_on(aws_release::upload(clients, bucket, &source_key, &pending.source, &metadata))?;
@@ -237,12 +249,12 @@ pub(crate) fn run(release: &Release, site: &Site, pending: &PendingBuild) -> any
         revision_sha256: record.sha256.clone(),
         files: record.files,
     };
-    runtime.block_on(vending_aws::s3::put_json(
-        &clients.s3,
-        bucket,
-        &core::record_key(&pending.inputs_sha256),
-        &built,
-    ))?;
+    // The revision first, the record after: a record always names a revision that is there.
+    let revision_key = vending::release::revision_key(&record.sha256);
+    let metadata = [("sha256", record.sha256.as_str()), ("commit", pending.commit.as_str())];
+    runtime.block_on(aws_release::upload(clients, bucket, &revision_key, &record.revision, &metadata))?;
+    let record_key = core::record_key(&pending.inputs_sha256);
+    runtime.block_on(vending_aws::s3::put_json(&clients.s3, bucket, &record_key, &built))?;
     println!(
         "{who} | revision {} made of the build's {} file(s) and the appspec",
         &record.sha256[..16],

@@ -80,18 +80,22 @@ impl<'a> Release<'a> {
     /// The environment's deployment group, or an error that says to deploy the infrastructure.
     fn deployment_group(&self) -> anyhow::Result<aws_release::Group> {
         let names = &self.env.names;
-        self.runtime.block_on(aws_release::deployment_group(
-            self.clients,
-            &names.codedeploy_application,
-            &names.deployment_group,
-        ))
+        let (application, group) = (&names.codedeploy_application, &names.deployment_group);
+        match self.runtime.block_on(aws_release::find_deployment_group(self.clients, application, group))? {
+            Some(group) => Ok(group),
+            None => anyhow::bail!(
+                "deployment group {application}/{group} does not exist: deploy the infrastructure first with `cargo xtask deploy {} {}{}`",
+                self.customer.name,
+                self.env.name,
+                self.clients.flag()
+            ),
+        }
     }
 
     /// Builds the revision and tells whether it must be released, changing nothing in AWS: what
     /// an approval is asked for. Without `infra_follows`, the deployment group must exist already
     /// (checked before building: without the infrastructure there is nothing to deploy to).
     pub fn prepare(&self, infra_follows: bool) -> anyhow::Result<Prepared> {
-        let who = self.who();
         let names = &self.env.names;
         let group = self.runtime.block_on(aws_release::find_deployment_group(
             self.clients,
@@ -123,28 +127,8 @@ impl<'a> Release<'a> {
                 pending: Some(Box::new(pending)),
             }));
         };
-        let key = release::revision_key(&record.sha256);
-        let short = &record.sha256[..16];
-        if let Some(group) = group.filter(|_| !self.redeploy) {
-            let deployed = if self.local {
-                let fleet = LocalFleet { release: self, group_id: &group.id };
-                let instances = fleet.instances()?;
-                fleet.deployed(&record.sha256, &instances)
-            } else {
-                match &group.last_successful_deployment {
-                    Some(id) => self
-                        .runtime
-                        .block_on(aws_release::revision_key_of(self.clients, id))?
-                        .filter(|last| *last == key)
-                        .map(|_| id.clone()),
-                    None => None,
-                }
-            };
-            if let Some(id) = deployed {
-                return Ok(Prepared::Nothing(format!(
-                    "{who} | revision {short} is what {id} deployed last: nothing to release (--redeploy to deploy it again)"
-                )));
-            }
+        if let Some(why) = self.already_deployed(group.as_ref(), &record.sha256)? {
+            return Ok(Prepared::Nothing(why));
         }
         Ok(Prepared::Ship(PlannedRevision {
             description: description(&record),
@@ -153,6 +137,34 @@ impl<'a> Release<'a> {
             commit: record.commit,
             rollback: false,
             pending: None,
+        }))
+    }
+
+    /// Why a revision is not released, when the group's last successful deployment deployed it
+    /// (unless `redeploy`): nothing is deployed twice.
+    fn already_deployed(&self, group: Option<&aws_release::Group>, sha256: &str) -> anyhow::Result<Option<String>> {
+        let Some(group) = group.filter(|_| !self.redeploy) else { return Ok(None) };
+        let key = release::revision_key(sha256);
+        let deployed = if self.local {
+            let fleet = LocalFleet { release: self, group_id: &group.id };
+            let instances = fleet.instances()?;
+            fleet.deployed(sha256, &instances)
+        } else {
+            match &group.last_successful_deployment {
+                Some(id) => self
+                    .runtime
+                    .block_on(aws_release::revision_key_of(self.clients, id))?
+                    .filter(|last| *last == key)
+                    .map(|_| id.clone()),
+                None => None,
+            }
+        };
+        Ok(deployed.map(|id| {
+            format!(
+                "{} | revision {} is what {id} deployed last: nothing to release (--redeploy to deploy it again)",
+                self.who(),
+                &sha256[..16]
+            )
         }))
     }
 
@@ -197,6 +209,12 @@ impl<'a> Release<'a> {
         let Some(record) = crate::codebuild::run(self, &self.site(), pending)? else {
             return Ok(Shipped { succeeded: false, built: None });
         };
+        // New inputs can make the same bytes (a new image or timeout): not deployed twice.
+        let group = self.deployment_group()?;
+        if let Some(why) = self.already_deployed(Some(&group), &record.sha256)? {
+            println!("{why}");
+            return Ok(Shipped { succeeded: true, built: Some(record.sha256) });
+        }
         let built = PlannedRevision {
             description: description(&record),
             path: record.revision,

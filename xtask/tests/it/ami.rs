@@ -158,6 +158,7 @@ fn refuses_what_it_should_not_build() {
     let run = project.run_with(&["ami", "globex", "dev", "--local"], &env);
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("uncommitted changes: commit them first, or pass --allow-dirty"), "{run:?}");
+    assert!(run.stderr.contains("\n  ?? notes.txt"), "the files are listed: {run:?}");
     let run = project.run_with(&["ami", "globex", "dev", "--local", "--allow-dirty", "--json"], &env);
     assert_eq!(run.code, 0, "{run:?}");
     let record = record_of(&run);
@@ -469,20 +470,38 @@ fn local_up_status_down() {
         .collect();
     let runs: Vec<crate::Run> = both.into_iter().map(|c| crate::Run::from(c.wait_with_output().unwrap())).collect();
     assert!(runs.iter().all(|r| r.code == 0), "{runs:?}");
-    let run = &runs[0];
-    assert!(run.stdout.contains("local AWS emulator (moto 5.2.5) at http://127.0.0.1:"), "{run:?}");
-    assert_eq!(runs[1].stdout.lines().next(), run.stdout.lines().next(), "one server: {runs:?}");
+    let endpoint_of = |run: &crate::Run| {
+        let at = run.stdout.find("http://127.0.0.1:").unwrap_or_else(|| panic!("{run:?}"));
+        run.stdout[at..].split_whitespace().next().unwrap().to_string()
+    };
+    assert_eq!(endpoint_of(&runs[0]), endpoint_of(&runs[1]), "one server: {runs:?}");
+    let started: Vec<_> = runs.iter().filter(|r| r.stdout.contains("local AWS emulator (moto 5.2.5) at ")).collect();
+    assert_eq!(started.len(), 1, "one started it: {runs:?}");
     let again = project.run(&["local", "up"]);
-    assert_eq!(again.stdout.lines().next(), run.stdout.lines().next(), "a second `up` finds the running server");
+    assert!(again.stdout.contains("the local AWS emulator already runs at "), "{again:?}");
+    assert_eq!(endpoint_of(&again), endpoint_of(&runs[0]), "a second `up` finds the running server");
     let run = project.run(&["local", "status"]);
     assert_eq!(run.code, 0, "{run:?}");
+    let pid = run.stdout.rsplit("(pid ").next().unwrap().trim_end().trim_end_matches(')').to_string();
     // --local commands find it without AWS_ENDPOINT_URL.
     project.git_init("Initial");
     let run = project.run(&["ami", "globex", "dev", "--local", "--show"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("globex/dev has no AMI yet: build one with `cargo xtask ami globex dev`"), "{run:?}");
+    assert!(
+        run.stderr.contains("globex/dev has no AMI yet: build one with `cargo xtask ami globex dev --local`"),
+        "{run:?}"
+    );
+    // The local fleet belongs to this emulator run: `down` takes it along, and waits for the end.
+    project.write("target/vending-local/fleet/globex-dev/successful.json", "[]");
     let run = project.run(&["local", "down"]);
-    assert!(run.stdout.contains("local AWS emulator stopped"), "{run:?}");
+    assert!(run.stdout.contains("local AWS emulator stopped: what it held is gone"), "{run:?}");
+    // (A zombie left for a parent that does not reap has no command line.)
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains("vending_moto_server"),
+        "the emulator ({pid}) is gone when `down` returns"
+    );
+    assert!(!project.path("target/vending-local/fleet").exists(), "the local fleet went with it");
     assert_eq!(project.run(&["local", "status"]).code, 1);
 
     // After a crash the recorded pid may be another process's: `down` leaves it alone.

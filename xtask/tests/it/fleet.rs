@@ -114,7 +114,7 @@ fn the_fleet_in_one_command() {
 
     // Bad selections are errors that name what there is.
     let run = w.run(&w.alice, &["deploy", "--customers", "nobody", "--local"]);
-    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.code, 7, "{run:?}");
     assert!(
         run.stderr.contains("no customer `nobody` in customers/ (there are: able, acme, globex, initech)"),
         "{run:?}"

@@ -18,8 +18,12 @@ fn plan_exit_codes_json_and_a_deploy_that_converges() {
     let endpoint = moto.endpoint();
     let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
 
-    let run = project.run_with(&["platform", "plan", "--local"], &env);
+    // The first local run's notices (a certificate made for the emulator) go to stderr: stdout is
+    // JSON.
+    let run = project.run_with(&["platform", "plan", "--local", "--json"], &env);
     assert_eq!(run.code, 2, "changes to make: {run:?}");
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    assert!(plan["changes"].as_array().unwrap().iter().all(|c| c["fields"].is_array()), "{plan}");
     let run = project.run_with(&["platform", "deploy", "--local"], &env);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("platform | created load-balancer vend-shared"), "{run:?}");
@@ -43,8 +47,9 @@ fn plan_exit_codes_json_and_a_deploy_that_converges() {
     assert_eq!(changes.len(), 8);
     assert_eq!(
         changes[0],
-        serde_json::json!({"kind": "bucket", "name": "vend-globex-dev", "action": "create", "destructive": false})
+        serde_json::json!({"kind": "bucket", "name": "vend-globex-dev", "action": "create", "fields": [], "destructive": false})
     );
+    assert_eq!(plan["shared_load_balancer"], "vend-shared");
 
     let run = project.run_with(&["deploy", "globex", "dev", "--local", "--infra-only", "--software-only"], &env);
     assert_eq!(run.code, 2, "one or the other: {run:?}");

@@ -15,6 +15,7 @@ fn a_quota_of_two_rules_places_the_third_environment_on_a_second_shared_load_bal
     let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
     let project = Project::copy().with_apps();
     crate::fleet::add_customer(&project, "initech", false);
+    crate::fleet::add_customer(&project, "hooli", false);
     project.edit("customers/platform.toml", "name = \"vend-shared\"\n", "name = \"vend-shared\"\nrules_per_alb = 2\n");
     let run = project.run(&["generate"]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -22,18 +23,18 @@ fn a_quota_of_two_rules_places_the_third_environment_on_a_second_shared_load_bal
     let endpoint = moto.endpoint();
     let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
 
-    // acme/dev, globex/dev, globex/prod, initech/dev, initech/prod share the listener.
+    // acme/dev, globex/dev and /prod, hooli/dev and /prod, initech/dev and /prod share the listener.
     let run = project.run(&["validate", "--no-packer"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout.contains(
-            "5 environment(s) on the shared listener need 3 shared load balancer(s) (vend-shared to vend-shared-3) at 2 rules each"
+            "7 environment(s) on the shared listener need 4 shared load balancer(s) (vend-shared to vend-shared-4) at 2 rules each"
         ),
         "{run:?}"
     );
     let run = project.run_with(&["platform", "deploy", "--local"], &env);
     assert_eq!(run.code, 0, "{run:?}");
-    for name in ["vend-shared", "vend-shared-2", "vend-shared-3"] {
+    for name in ["vend-shared", "vend-shared-2", "vend-shared-3", "vend-shared-4"] {
         assert!(run.stdout.contains(&format!("created load-balancer {name}\n")), "{name}: {run:?}");
     }
     let run = project.run_with(&["ami", "--all", "--envs", "dev", "--local"], &env);
@@ -113,4 +114,13 @@ fn a_quota_of_two_rules_places_the_third_environment_on_a_second_shared_load_bal
         .unwrap()
         .unwrap();
     assert_eq!(placements.member_of("acme/dev"), Some(1), "{placements:?}");
+
+    // No record at all (a fleet from before the pool): the rules there count. The first load
+    // balancer holds two, the second one: hooli/dev goes to the second.
+    runtime
+        .block_on(s3.delete_object().bucket("vend-platform-state").key(vending::pool::PLACEMENTS_KEY).send())
+        .unwrap();
+    let run = deploy("hooli");
+    assert!(run.stdout.contains("+ listener-rule vend-shared-2:443/hooli-dev: create"), "{run:?}");
+    assert_eq!([rules_on("vend-shared"), rules_on("vend-shared-2")], [2, 2]);
 }

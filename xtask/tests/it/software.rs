@@ -48,7 +48,10 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     // Software before infrastructure: a clear error, nothing built.
     let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("deploy the infrastructure first"), "{run:?}");
+    assert!(
+        run.stderr.contains("deploy the infrastructure first with `cargo xtask deploy acme dev --local`"),
+        "{run:?}"
+    );
     assert!(!run.stdout.contains("build:"), "nothing is built: {run:?}");
 
     // The whole thing: infrastructure, then the release.
@@ -95,6 +98,11 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
         "    echo \"sandbox: /health answers 200\"\n",
         "    echo \"deliberately broken\" >&2\n    exit 1\n",
     );
+    // Not committed yet: the build uses the committed ref, and says so.
+    let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("uncommitted change(s); the build uses the committed main"), "{run:?}");
+    assert!(run.stdout.contains("nothing to release"), "{run:?}");
     project.git(&["commit", "-qam", "Break ValidateService"]);
     let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
     assert_eq!(run.code, 1, "{run:?}");

@@ -122,6 +122,12 @@ fn stale_generated_file_names_the_command() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("error: generated file is stale (differs from its config from line 30)\n  --> appspecs/acme/dev/appspec.yaml:30:1"), "{run:?}");
     assert!(run.stdout.contains("run `cargo xtask generate` and commit the result"), "{run:?}");
+    assert!(!run.stdout.contains("fix the config errors above first"), "{run:?}");
+    // With a config error elsewhere, `generate` would refuse: that is said first.
+    project.edit("customers/globex/dev.toml", "production = false", "production = \"no\"");
+    let run = project.run(&["validate", "--no-packer"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("help: fix the config errors above first"), "{run:?}");
 }
 
 #[test]
@@ -144,10 +150,21 @@ fn one_customer_or_environment() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("in 1 customer(s), 1 environment(s), 3 generated file(s)"), "{run:?}");
     let run = project.run(&["validate", "--no-packer", "initech"]);
-    assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("no customer `initech`: there is no folder customers/initech/"), "{run:?}");
+    assert_eq!(run.code, 7, "{run:?}");
+    assert!(run.stderr.contains("no customer `initech` in customers/ (there are: acme, globex)"), "{run:?}");
     let run = project.run(&["validate", "--no-packer", "acme", "qa"]);
-    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.code, 7, "{run:?}");
+    assert!(run.stderr.contains("no environment `qa` in customers/acme/ (there are: dev, prod)"), "{run:?}");
+    // The same code and help from every command; a near miss is named.
+    let run = project.run(&["plan", "acm", "dev"]);
+    assert_eq!(run.code, 7, "{run:?}");
+    assert!(
+        run.stderr.contains("no customer `acm` in customers/: did you mean `acme`? (there are: acme, globex)"),
+        "{run:?}"
+    );
+    let run = project.run(&["deploy", "acme", "prd"]);
+    assert_eq!(run.code, 7, "{run:?}");
+    assert!(run.stderr.contains("no environment `prd` in customers/acme/: did you mean `prod`?"), "{run:?}");
 }
 
 #[test]

@@ -63,7 +63,7 @@ pub async fn import_self_signed(clients: &Clients, domain: &str, tags: &Tags) ->
         .send()
         .await
         .map_err(|e| failed(&format!("cannot import a self-signed certificate for `{domain}`"), e))?;
-    println!("local mode: imported a self-signed certificate for {domain} into the emulator's ACM");
+    eprintln!("local mode: imported a self-signed certificate for {domain} into the emulator's ACM");
     out.certificate_arn.ok_or_else(|| anyhow::anyhow!("ACM returned no certificate ARN"))
 }
 

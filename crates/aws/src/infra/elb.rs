@@ -404,12 +404,11 @@ struct ListenerRules {
     ours: Option<aws_sdk_elasticloadbalancingv2::types::Rule>,
 }
 
-async fn listener_rules(
+/// A listener's rules (the default rule aside) and each one's tags, by ARN.
+async fn rules_and_tags(
     clients: &Clients,
     listener: &str,
-    name: &str,
-    d: &ListenerRule,
-) -> anyhow::Result<ListenerRules> {
+) -> anyhow::Result<(Vec<aws_sdk_elasticloadbalancingv2::types::Rule>, BTreeMap<String, Vec<(String, String)>>)> {
     let mut rules = Vec::new();
     let mut marker = None;
     loop {
@@ -429,6 +428,16 @@ async fn listener_rules(
     }
     let arns: Vec<String> = rules.iter().filter_map(|r| r.rule_arn.clone()).collect();
     let tags = tags_of(&clients.elb, &arns).await?;
+    Ok((rules, tags))
+}
+
+async fn listener_rules(
+    clients: &Clients,
+    listener: &str,
+    name: &str,
+    d: &ListenerRule,
+) -> anyhow::Result<ListenerRules> {
+    let (rules, tags) = rules_and_tags(clients, listener).await?;
     let owner = owner_tags(d);
     let mut ours: Vec<_> = rules
         .iter()
@@ -446,18 +455,22 @@ async fn listener_rules(
     Ok(ListenerRules { taken, ours: ours.pop() })
 }
 
-/// The tags that mark a rule as a customer environment's: how later runs find it.
-/// Whether the listener has the rule of `customer`/`environment` (found by its tags).
-pub(crate) async fn owns_rule(
-    clients: &Clients,
-    listener: &str,
-    customer: &str,
-    environment: &str,
-) -> anyhow::Result<bool> {
-    let d = ListenerRule { customer: customer.into(), environment: environment.into(), ..ListenerRule::default() };
-    Ok(listener_rules(clients, listener, &format!("{customer}-{environment}"), &d).await?.ours.is_some())
+/// The environments (`customer/env`) whose rules this tool made on the listener (by their tags).
+pub(crate) async fn managed_rules(clients: &Clients, listener: &str) -> anyhow::Result<Vec<String>> {
+    let (_, tags) = rules_and_tags(clients, listener).await?;
+    Ok(tags
+        .values()
+        .filter_map(|tags| {
+            let tag = |key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+            if tag("ManagedBy") != Some(vending::names::MANAGED_BY) {
+                return None;
+            }
+            Some(format!("{}/{}", tag("Customer")?, tag("Environment")?))
+        })
+        .collect())
 }
 
+/// The tags that mark a rule as a customer environment's: how later runs find it.
 fn owner_tags(d: &ListenerRule) -> Tags {
     [
         ("Customer", d.customer.as_str()),

@@ -55,6 +55,19 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     pub codebuild: aws_sdk_codebuild::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// On the local emulator: hints name commands with `--local`.
+    pub local: bool,
+}
+
+impl Clients {
+    /// ` --local` on the emulator, for the commands hints name.
+    pub fn flag(&self) -> &'static str {
+        if self.local {
+            " --local"
+        } else {
+            ""
+        }
+    }
 }
 
 impl Clients {
@@ -80,6 +93,7 @@ impl Clients {
             sns: client!(aws_sdk_sns),
             codebuild: client!(aws_sdk_codebuild),
             logs: client!(aws_sdk_cloudwatchlogs),
+            local,
         }
     }
 }
@@ -205,7 +219,13 @@ pub async fn environment_stack(
         );
     };
     if !record.amis.contains_key(&platform.region) {
-        bail!("{label}: its AMI record has no image in {}: rebuild it with `cargo xtask ami`", platform.region);
+        bail!(
+            "{label}: its AMI record has no image in {}: rebuild it with `cargo xtask ami {} {}{}`",
+            platform.region,
+            customer.name,
+            env.name,
+            clients.flag()
+        );
     }
     let mut resolved = resolve::environment(clients, platform, customer, env, local).await.context(label.clone())?;
     let (shared_listener_arn, placement) = match env.routing {
@@ -232,18 +252,19 @@ pub async fn environment_stack(
 }
 
 /// The platform's stack: the state bucket and the shared load balancers (unless the platform file
-/// names an existing listener): as many as `shared_environments` need at the quota of rules, and
-/// at least as many as environments are placed on.
+/// names an existing listener): as many as the `shared_environments` (`customer/env`) need, each
+/// placed where it is or would go.
 pub async fn platform_stack(
     clients: &Clients,
     platform: &Platform,
-    shared_environments: usize,
+    shared_environments: &[String],
     local: bool,
 ) -> anyhow::Result<Stack> {
     let mut resolved = resolve::platform(clients, platform, local).await.context("platform")?;
     let (placements, _) = pool::read(clients, &platform.state_bucket).await?;
-    let needed = vending::pool::members_needed(shared_environments, platform.shared_alb.rules_per_alb);
-    resolved.shared_members = needed.max(placements.members());
+    let occupancy = pool::occupancy(clients, platform, &placements).await?;
+    let wanted = shared_environments.iter().map(String::as_str);
+    resolved.shared_members = occupancy.members_for(wanted, platform.shared_alb.rules_per_alb);
     let desired = plan::platform_desired(platform, &resolved);
     Ok(Stack {
         label: "platform".into(),

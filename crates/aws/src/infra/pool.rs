@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context};
 use vending::config::model::{ListenerRef, Platform};
-use vending::pool::{self, Placements, PLACEMENTS_KEY};
+use vending::pool::{self, Occupancy, Placements, PLACEMENTS_KEY};
 
 use super::Clients;
 use crate::s3::{self, Condition};
@@ -35,9 +35,24 @@ pub async fn read(clients: &Clients, state_bucket: &str) -> anyhow::Result<(Plac
     })
 }
 
-/// Where `customer/env` is, or would go, when the tool manages the shared load balancers. An
-/// environment whose rule is on the first load balancer from before the pool (no placement on
-/// record) stays there, whatever the quota: nobody moves.
+/// Who is on each member of the pool: the placements on record, and the rules this tool made on
+/// the members that exist (probed in order until one is missing).
+pub async fn occupancy(clients: &Clients, platform: &Platform, placements: &Placements) -> anyhow::Result<Occupancy> {
+    let mut occupancy = Occupancy::of(placements);
+    let ListenerRef::Lookup { load_balancer, port } = &platform.shared_alb.listener else { return Ok(occupancy) };
+    for member in 1.. {
+        let name = pool::member_name(load_balancer, member);
+        let Some(listener) = super::resolve::find_listener(clients, &name, *port).await? else { break };
+        for who in super::elb::managed_rules(clients, &listener).await? {
+            occupancy.add(member, &who);
+        }
+    }
+    Ok(occupancy)
+}
+
+/// Where `customer/env` is, or would go, when the tool manages the shared load balancers: its
+/// placement on record, else where its rule already is (from before the pool: it stays), else
+/// the lowest member with room, counting the rules there that have no record.
 pub async fn placement(
     clients: &Clients,
     platform: &Platform,
@@ -48,14 +63,14 @@ pub async fn placement(
     let who = format!("{customer}/{env}");
     let quota = platform.shared_alb.rules_per_alb;
     let (placements, _) = read(clients, &platform.state_bucket).await?;
-    let (mut member, new) = placements.place(&who, quota);
-    let mut adopted = false;
-    if new && member != 1 {
-        let first = super::resolve::shared_listener(clients, platform, None).await?;
-        if super::elb::owns_rule(clients, &first, customer, env).await? {
-            (member, adopted) = (1, true);
+    let (member, new, adopted) = match placements.member_of(&who) {
+        Some(member) => (member, false, false),
+        None => {
+            let occupancy = occupancy(clients, platform, &placements).await?;
+            let found = occupancy.member_of(&who);
+            (occupancy.place(&who, quota), true, found.is_some())
         }
-    }
+    };
     Ok(Some(Placement {
         who,
         member,
@@ -68,28 +83,27 @@ pub async fn placement(
 }
 
 /// Records a new placement. Another run may record one at the same time: the write is
-/// conditional, and is tried again on the placements as they are then; if they send the
-/// environment elsewhere than its plan said, the plan is stale and nothing is changed.
+/// conditional, and is tried again on the record as it is then; if the member filled up
+/// meanwhile (or the environment was placed elsewhere), the plan is stale and nothing changes.
 pub async fn record(clients: &Clients, placement: &Placement) -> anyhow::Result<()> {
     for _ in 0..10 {
         let (mut placements, etag) = read(clients, &placement.state_bucket).await?;
-        let (member, new) = match placements.member_of(&placement.who) {
-            Some(member) => (member, false),
-            // Adopted where its rule already is (`placement`), or placed where there is room.
-            None if placement.member == 1 && placement.adopted => (1, true),
-            None => placements.place(&placement.who, placement.quota),
-        };
-        if member != placement.member {
+        match placements.member_of(&placement.who) {
+            Some(member) if member == placement.member => return Ok(()),
+            Some(_) => {
+                bail!("{}: another deploy placed it meanwhile: nothing was changed; deploy again", placement.who)
+            }
+            None => {}
+        }
+        let on_it = placements.environments.values().filter(|m| **m == placement.member).count();
+        if !placement.adopted && on_it >= placement.quota as usize {
             bail!(
                 "{}: another deploy took the last place on {} meanwhile: nothing was changed; deploy again to place it anew",
                 placement.who,
                 placement.load_balancer
             );
         }
-        if !new {
-            return Ok(());
-        }
-        placements.environments.insert(placement.who.clone(), member);
+        placements.environments.insert(placement.who.clone(), placement.member);
         let condition = etag.map_or(Condition::Absent, Condition::Unchanged);
         if s3::put_json_if(&clients.s3, &placement.state_bucket, PLACEMENTS_KEY, &placements, &condition).await?.is_ok()
         {

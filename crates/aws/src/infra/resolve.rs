@@ -2,7 +2,7 @@
 //! and the shared listener. An id in the config is used as given; a lookup must find exactly
 //! what it describes.
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use aws_sdk_ec2::types::Filter;
 use vending::config::model::{
     Customer, Environment, ListenerRef, Platform, RoleRef, Routing, SecurityGroupsRef, SubnetsRef, Tags, VpcRef,
@@ -163,26 +163,29 @@ async fn role_arn(clients: &Clients, role: &RoleRef) -> anyhow::Result<String> {
     }
 }
 
-/// The shared listener that host rules go on. It is never created here: `platform deploy` makes
-/// it, or the platform file names an existing one.
-/// The shared HTTPS listener's ARN: as configured, or found on the shared load balancer (`member`
-/// of the pool, else the first).
+/// The shared listener that host rules go on: as configured, or found on the shared load balancer
+/// (`member` of the pool, else the first). It is never created here: `platform deploy` makes it.
 pub async fn shared_listener(clients: &Clients, platform: &Platform, member: Option<&str>) -> anyhow::Result<String> {
     let (load_balancer, port) = match &platform.shared_alb.listener {
         ListenerRef::Arn(arn) => return Ok(arn.clone()),
         ListenerRef::Lookup { load_balancer, port } => (member.unwrap_or(load_balancer), *port),
     };
-    let missing = || {
-        anyhow::anyhow!(
-            "the shared load balancer `{load_balancer}` has no listener on port {port}: run `cargo xtask platform deploy` first"
+    find_listener(clients, load_balancer, port).await?.with_context(|| {
+        format!(
+            "the shared load balancer `{load_balancer}` has no listener on port {port}: run `cargo xtask platform deploy{}` first",
+            clients.flag()
         )
-    };
-    let out = match clients.elb.describe_load_balancers().names(load_balancer).send().await {
+    })
+}
+
+/// The listener on `port` of the load balancer `name`; `None` when either is not there.
+pub(crate) async fn find_listener(clients: &Clients, name: &str, port: u16) -> anyhow::Result<Option<String>> {
+    let out = match clients.elb.describe_load_balancers().names(name).send().await {
         Ok(out) => out,
-        Err(e) if super::code(&e) == Some("LoadBalancerNotFound") => return Err(missing()),
+        Err(e) if super::code(&e) == Some("LoadBalancerNotFound") => return Ok(None),
         Err(e) => return Err(failed("cannot look up the shared load balancer", e)),
     };
-    let arn = out.load_balancers().first().and_then(|lb| lb.load_balancer_arn.clone()).ok_or_else(missing)?;
+    let Some(arn) = out.load_balancers().first().and_then(|lb| lb.load_balancer_arn.clone()) else { return Ok(None) };
     let listeners = clients
         .elb
         .describe_listeners()
@@ -190,10 +193,5 @@ pub async fn shared_listener(clients: &Clients, platform: &Platform, member: Opt
         .send()
         .await
         .map_err(|e| failed("cannot list the shared load balancer's listeners", e))?;
-    listeners
-        .listeners()
-        .iter()
-        .find(|l| l.port == Some(i32::from(port)))
-        .and_then(|l| l.listener_arn.clone())
-        .ok_or_else(missing)
+    Ok(listeners.listeners().iter().find(|l| l.port == Some(i32::from(port))).and_then(|l| l.listener_arn.clone()))
 }

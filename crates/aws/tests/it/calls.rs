@@ -40,7 +40,7 @@ fn the_call_log_names_every_call_and_tells_writes_from_reads() {
         let clients = vending_aws::infra::Clients::new(&config, true, None);
         let planned = vending_aws::infra::plan(
             &clients,
-            vending_aws::infra::platform_stack(&clients, &platform, 0, true).await.unwrap(),
+            vending_aws::infra::platform_stack(&clients, &platform, &[], true).await.unwrap(),
         )
         .await
         .unwrap();

@@ -51,7 +51,7 @@ impl World {
     async fn prepare(&self) {
         let platform = &self.fleet.platform;
         let mut planned =
-            infra::plan(&self.clients, infra::platform_stack(&self.clients, platform, 0, true).await.unwrap())
+            infra::plan(&self.clients, infra::platform_stack(&self.clients, platform, &[], true).await.unwrap())
                 .await
                 .unwrap();
         infra::apply(&self.clients, &mut planned, &options()).await.unwrap();
@@ -891,7 +891,7 @@ fn a_plan_changes_nothing_on_any_path() {
         let config = vending_aws::sdk_config("eu-west-1", &Target::Local { endpoint: moto.endpoint() }).await;
         let log = CallLog::default();
         let clients = Clients::new(&config, true, Some(&log));
-        let stack = infra::platform_stack(&clients, &fleet.platform, 0, true).await.unwrap();
+        let stack = infra::platform_stack(&clients, &fleet.platform, &[], true).await.unwrap();
         let planned = infra::plan(&clients, stack).await.unwrap();
         assert_eq!(log.mutating(), Vec::<String>::new());
         let https = planned.stack.desired.iter().find(|d| d.kind() == Kind::HttpsListener).unwrap();

@@ -95,13 +95,9 @@ pub fn load_toml<T: DeserializeOwned>(
         let allowed = known_keys(strip_indices(parent).as_str());
         let mut d = Diagnostic::at(Severity::Error, source, locator.key(&path), format!("unknown key `{key}`"))
             .with_key(path.clone());
-        let suggestion = allowed
-            .iter()
-            .map(|candidate| (strsim::jaro_winkler(key, candidate), candidate))
-            .filter(|(score, _)| *score > 0.8)
-            .max_by(|a, b| a.0.total_cmp(&b.0));
+        let suggestion = crate::diag::did_you_mean(key, allowed.iter().map(|a| &**a));
         d = match (suggestion, allowed.is_empty()) {
-            (Some((_, candidate)), _) => d.with_help(format!("did you mean `{candidate}`?")),
+            (Some(candidate), _) => d.with_help(format!("did you mean `{candidate}`?")),
             (None, false) => d.with_help(format!("allowed here: {}", allowed.join(", "))),
             (None, true) => d.with_help("remove it"),
         };

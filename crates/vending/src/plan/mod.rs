@@ -54,13 +54,29 @@ pub struct FieldChange {
     pub new: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "action", content = "fields", rename_all = "snake_case")]
+/// What a plan does to a resource; in JSON `action` and its `fields` (empty when none).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Create,
     Update(Vec<FieldChange>),
     Replace(Vec<FieldChange>),
     Unchanged,
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let (action, fields): (&str, &[FieldChange]) = match self {
+            Action::Create => ("create", &[]),
+            Action::Update(fields) => ("update", fields),
+            Action::Replace(fields) => ("replace", fields),
+            Action::Unchanged => ("unchanged", &[]),
+        };
+        let mut out = serializer.serialize_struct("Action", 2)?;
+        out.serialize_field("action", action)?;
+        out.serialize_field("fields", fields)?;
+        out.end()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

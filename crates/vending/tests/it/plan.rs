@@ -166,7 +166,7 @@ fn plan_json_is_stable() {
     let json = serde_json::to_value(diff(&desired, &live)).unwrap();
     assert_eq!(
         json["changes"][0],
-        serde_json::json!({"kind": "bucket", "name": "vend-globex-dev", "action": "create", "destructive": false})
+        serde_json::json!({"kind": "bucket", "name": "vend-globex-dev", "action": "create", "fields": [], "destructive": false})
     );
     let asg = json["changes"].as_array().unwrap().iter().find(|c| c["kind"] == "auto-scaling-group").unwrap();
     assert_eq!(asg["action"], "update");

@@ -78,8 +78,10 @@ pub(super) fn validate_customer(
     let build = validate_build(raw.build.as_ref(), &file, c);
     let deploy = validate_deploy(raw.deploy.as_ref(), &file, c);
     let provision = provision(&raw, &file, c);
+    // A customer name against the naming rule makes every derived name wrong for the same reason:
+    // the environments are read for their own errors only.
     let environments = match (platform, build.as_ref()) {
-        (Some(platform), Some(build)) => {
+        (Some(platform), Some(build)) if name_ok => {
             let customer = CustomerView {
                 name: &sources.name,
                 domain: domain.as_deref(),

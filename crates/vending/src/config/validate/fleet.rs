@@ -144,12 +144,25 @@ fn name_clashes(fleet: &Fleet, reporter: &Reporter<'_>, out: &mut Vec<Diagnostic
 /// its quota of rules is a warning. (The tool's own shared load balancer grows a pool instead.)
 fn rule_quota(fleet: &Fleet, sources: &FleetSources, out: &mut Vec<Diagnostic>) {
     let alb = &fleet.platform.shared_alb;
-    if !matches!(alb.listener, ListenerRef::Arn(_)) {
-        return;
-    }
     let shared_rules =
         fleet.customers.iter().flat_map(|c| &c.environments).filter(|e| e.routing == Routing::SharedAlb).count();
     let quota = alb.rules_per_alb;
+    if let ListenerRef::Lookup { load_balancer, .. } = &alb.listener {
+        // The pool's later members are `<name>-<n>`: the last one the fleet needs must be a name too.
+        let last = crate::pool::member_name(load_balancer, crate::pool::members_needed(shared_rules, quota));
+        if let Err(why) = crate::names::load_balancer_name(&last) {
+            let message = format!("the fleet needs shared load balancers up to `{last}`, which {why}");
+            let help = "shorten shared_alb.name (later load balancers add `-<n>`), or raise shared_alb.rules_per_alb if AWS raised the quota";
+            out.push(
+                match &sources.platform {
+                    Some(source) => Diagnostic::at(Severity::Error, source, locate(source, "shared_alb.name"), message),
+                    None => Diagnostic::file(Severity::Error, "customers/platform.toml", message),
+                }
+                .with_help(help),
+            );
+        }
+        return;
+    }
     if shared_rules > quota as usize {
         let mut d = Diagnostic::file(
             Severity::Warning,

@@ -138,11 +138,6 @@ fn shared_alb(alb: Option<&RawSharedAlb>, file: &File<'_>, c: &mut Checker) -> O
         None => Some(crate::pool::DEFAULT_RULES_PER_ALB),
         Some(rules) => c.range(file, "shared_alb.rules_per_alb", rules, 1..=10_000, " rules"),
     };
-    if let Some(ListenerRef::Lookup { load_balancer, .. }) = &listener {
-        // More members are named `<name>-<n>`: leave room for two digits.
-        let later = crate::pool::member_name(load_balancer, 99);
-        c.rule(file, "shared_alb.name", "name of a later load balancer of the pool", &later, names::load_balancer_name);
-    }
     Some(SharedAlb {
         name: name?,
         listener: listener?,
