@@ -194,7 +194,7 @@ impl Ami {
             let config = runtime.block_on(vending_aws::sdk_config(&platform.region, target));
             let s3 = vending_aws::s3::client(&config, self.local);
             let ec2 = vending_aws::ec2::client(&config);
-            runtime.block_on(prepare_aws(&s3, &ec2, platform, self.local))?;
+            runtime.block_on(prepare_aws(who, &s3, &ec2, platform, self.local))?;
             let clients = vending_aws::infra::Clients::new(&config, self.local, None);
             let locker = crate::lock::Locker { runtime, clients: &clients, bucket: &platform.state_bucket, root };
             let scope = vending::approval::Scope::environment(self.customer(), self.env());
@@ -293,13 +293,14 @@ impl Ami {
 /// Before a build: the state bucket exists (made as `platform deploy` would), and the base image
 /// is there (an image named by id on AWS is left to Packer's own check).
 async fn prepare_aws(
+    who: &str,
     s3: &vending_aws::s3::Client,
     ec2: &vending_aws::ec2::Client,
     platform: &Platform,
     local: bool,
 ) -> anyhow::Result<()> {
     if vending_aws::s3::ensure_state_bucket(s3, platform).await? {
-        println!("created the state bucket s3://{}", platform.state_bucket);
+        println!("{who} | created the state bucket s3://{}", platform.state_bucket);
     }
     let (base_name, owners) = match (&platform.ami.base, local) {
         (_, true) => (platform.ami.local_base_name.clone(), Vec::new()),

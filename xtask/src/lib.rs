@@ -17,6 +17,7 @@ mod approval;
 mod bench;
 #[cfg(feature = "aws")]
 mod build;
+mod completions;
 #[cfg(feature = "aws")]
 mod fleet;
 #[cfg(not(feature = "aws"))]
@@ -32,6 +33,7 @@ mod interrupt;
 mod local;
 #[cfg(feature = "aws")]
 mod lock;
+mod new;
 mod output;
 mod packer;
 mod parallel;
@@ -79,7 +81,7 @@ mod aws_args {
 /// checks all of it before anything reaches AWS.
 #[derive(Parser)]
 #[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     /// Project root (the folder with customers/); defaults to this workspace.
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
@@ -91,6 +93,8 @@ struct Cli {
 enum Command {
     Validate(validate::Validate),
     Generate(generate::Generate),
+    New(new::NewCommand),
+    Completions(completions::Completions),
     /// Build the AMI of a customer environment (or of many: --all) with Packer and record it.
     Ami(aws_args::Ami),
     /// Start, stop or show the local AWS emulator (moto's server on a loopback port).
@@ -145,6 +149,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(cmd) => cmd.run(&root),
         Command::Generate(cmd) => cmd.run(&root),
+        Command::New(cmd) => cmd.run(&root),
+        Command::Completions(cmd) => cmd.run(),
         #[cfg(not(feature = "aws"))]
         _ => forward::to_aws_binary(),
         #[cfg(feature = "aws")]

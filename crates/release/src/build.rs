@@ -26,8 +26,8 @@ pub struct BuildRecord {
     pub files: usize,
 }
 
-/// Each phase's outcome, one line each.
-pub fn print_report(report: &Report) {
+/// Each phase's outcome, one line each, behind `prefix` (`customer/env | `, or nothing).
+pub fn print_report(report: &Report, prefix: &str) {
     for phase in &report.phases {
         let status = match phase.status {
             Status::Succeeded => "SUCCEEDED",
@@ -36,7 +36,7 @@ pub fn print_report(report: &Report) {
             Status::Skipped => "not run",
         };
         let retries = if phase.attempts > 1 { format!(" after {} attempts", phase.attempts) } else { String::new() };
-        println!("  {:<10} {status}{retries}", phase.name);
+        println!("{prefix}  {:<10} {status}{retries}", phase.name);
     }
 }
 
@@ -211,7 +211,7 @@ pub fn build(site: &Site) -> anyhow::Result<Option<BuildRecord>> {
     };
     let report = runner::run(&build, &options, &mut |line| println!("{who} | {line}"))?;
     println!("{who} | build:");
-    print_report(&report);
+    print_report(&report, &format!("{who} | "));
     if !report.succeeded() {
         eprintln!("error: the build of {who} failed; no revision was made");
         return Ok(None);

@@ -71,7 +71,7 @@ impl BuildspecCommand {
         };
         let report = runner::run(&build, &options, &mut |line| println!("{line}"))?;
         println!("{}:", path.display());
-        print_report(&report);
+        print_report(&report, "");
         if !report.succeeded() {
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
         }

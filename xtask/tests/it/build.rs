@@ -47,8 +47,9 @@ fn builds_the_sample_app_from_its_repository_into_a_reproducible_revision() {
     project.git(&["commit", "-q", "-am", "break a test"]);
     let run = project.run(&["build", "globex", "dev"]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stdout.contains("pre_build  FAILED"), "{run:?}");
-    assert!(run.stdout.contains("build      not run"), "{run:?}");
+    assert!(run.stdout.contains("globex/dev |   pre_build  FAILED"), "{run:?}");
+    assert!(run.stdout.contains("globex/dev |   build      not run"), "{run:?}");
+    assert!(run.stdout.lines().all(|l| l.starts_with("globex/dev | ")), "every line is prefixed: {run:?}");
     assert!(run.stderr.contains("no revision was made"), "{run:?}");
 }
 

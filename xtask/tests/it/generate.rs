@@ -66,3 +66,40 @@ fn one_customer_only_touches_its_files() {
     assert!(run.stdout.contains("1 written, 0 removed, 5 unchanged"), "{run:?}");
     assert!(project.read("packer/packer-globex-prod.pkr.hcl").contains("globex-web"));
 }
+
+/// `new`: a commented customer folder that generates and validates as it is; refused over an
+/// existing folder or with a name against the naming rule, writing nothing. Completions generate.
+#[test]
+fn new_makes_a_customer_that_validates_and_completions_generate() {
+    let project = Project::copy();
+    let run = project.run(&["new", "initech"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("cargo xtask generate initech"), "the next commands: {run:?}");
+    for file in ["customer.toml", "dev.toml", "prod.toml"] {
+        let text = project.read(&format!("customers/initech/{file}"));
+        assert!(text.starts_with("# "), "{file} is commented: {text}");
+    }
+    assert!(project.read("customers/initech/dev.toml").contains("hosts = [\"initech-dev.apps.example.com\"]"));
+    assert!(project.read("customers/initech/customer.toml").contains("destination = \"/opt/initech\""));
+    assert!(project.read("customers/initech/customer.toml").contains("display_name = \"Initech\""));
+    let run = project.run(&["generate", "initech"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = project.run(&["validate", "--no-packer"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("0 error(s), 0 warning(s) in 3 customer(s), 6 environment(s)"), "{run:?}");
+
+    let before = project.snapshot();
+    let run = project.run(&["new", "initech"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("exists already: nothing was written"), "{run:?}");
+    let run = project.run(&["new", "Bad_Name"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("customer name `Bad_Name` may contain only lowercase letters"), "{run:?}");
+    assert_eq!(project.snapshot(), before, "nothing changed");
+
+    for shell in ["bash", "zsh", "fish"] {
+        let run = project.run(&["completions", shell]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.contains("cargo-xtask") && run.stdout.contains("deploy"), "{shell}: {run:?}");
+    }
+}

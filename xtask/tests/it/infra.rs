@@ -71,3 +71,26 @@ fn plan_exit_codes_json_and_a_deploy_that_converges() {
     let run = project.run_with(&["plan", "globex", "dev", "--local"], &env);
     assert_eq!(run.code, 1, "{run:?}");
 }
+
+/// Forgetting `--local` on a machine without AWS credentials: one line that says so and names
+/// `--local`, not the SDK's account of every credential provider it tried.
+#[test]
+fn without_credentials_one_line_names_local() {
+    let project = Project::copy();
+    let mut command = project.command(&["plan", "globex", "dev"], &[]);
+    for variable in
+        ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"]
+    {
+        command.env_remove(variable);
+    }
+    command
+        .env("AWS_CONFIG_FILE", "/nonexistent/config")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let run = crate::Run::from(command.output().unwrap());
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("no AWS credentials found"), "{run:?}");
+    assert!(run.stderr.contains("for the local emulator add --local"), "{run:?}");
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{run:?}");
+    assert!(run.stderr.len() < 400, "{} characters: {run:?}", run.stderr.len());
+}
