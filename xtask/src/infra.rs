@@ -133,7 +133,9 @@ pub struct ApprovalFlags {
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct RollbackCommand {
+    /// The customer (a folder under customers/).
     customer: String,
+    /// The environment (a file customers/CUSTOMER/ENV.toml).
     env: String,
     /// Use the local AWS emulator (see `cargo xtask local up`).
     #[arg(long)]
@@ -289,7 +291,7 @@ pub(crate) fn connect(root: &Path, fleet: &Fleet, local: bool) -> anyhow::Result
 }
 
 /// Reads and plans one environment of a validated fleet.
-fn plan_environment(
+pub(crate) fn plan_environment(
     runtime: &tokio::runtime::Runtime,
     clients: &Clients,
     fleet: &Fleet,

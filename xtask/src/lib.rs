@@ -39,6 +39,8 @@ mod packer;
 mod parallel;
 #[cfg(feature = "aws")]
 mod report;
+#[cfg(feature = "aws")]
+mod status;
 mod validate;
 
 use std::path::PathBuf;
@@ -57,6 +59,7 @@ mod aws_args {
     pub use crate::infra::{DeployCommand, PlanCommand, PlatformCommand, RollbackCommand};
     pub use crate::local::Local;
     pub use crate::lock::LockCommand;
+    pub use crate::status::StatusCommand;
 }
 #[cfg(not(feature = "aws"))]
 mod aws_args {
@@ -75,6 +78,7 @@ mod aws_args {
     pub use crate::forward::Forward as RollbackCommand;
     pub use crate::forward::Forward as Local;
     pub use crate::forward::Forward as LockCommand;
+    pub use crate::forward::Forward as StatusCommand;
 }
 
 /// Turns customer config under customers/ into Packer templates, buildspecs and appspecs, and
@@ -91,39 +95,83 @@ pub(crate) struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(
+        after_help = "Exit codes: 0 nothing wrong (warnings allowed); 1 errors found; 2 could not run; 7 an unknown name.\n\nExamples:\n  cargo xtask validate\n  cargo xtask validate --format github\n  cargo xtask validate --spec my/buildspec.yml"
+    )]
     Validate(validate::Validate),
+    #[command(
+        after_help = "Exit codes: 0 written (or nothing to write); 1 config errors, nothing written; 7 an unknown name.\n\nExample:\n  cargo xtask generate acme"
+    )]
     Generate(generate::Generate),
     New(new::NewCommand),
     Completions(completions::Completions),
     /// Build the AMI of a customer environment (or of many: --all) with Packer and record it.
+    #[command(
+        after_help = "Exit codes: 0 built and recorded; 1 config refusals; 2 a failed build, a dirty tree, or AWS errors; 6 locked; 7 an unknown name.\n\nExamples:\n  cargo xtask ami acme dev --local\n  cargo xtask ami --all --parallel 4"
+    )]
     Ami(aws_args::Ami),
     /// Start, stop or show the local AWS emulator (moto's server on a loopback port).
+    #[command(
+        after_help = "Exit codes: 0; 1 `status` when none runs.\n\nExample:\n  cargo xtask local up && cargo xtask platform deploy --local"
+    )]
     Local(aws_args::Local),
     /// Show what `deploy` would change for a customer environment, or many (exit 0: nothing, 2: changes).
+    #[command(
+        after_help = "Exit codes: 0 nothing to change; 2 changes; 1 errors; 7 an unknown name.\n\nExamples:\n  cargo xtask plan acme prod\n  cargo xtask plan --all --json --local"
+    )]
     Plan(aws_args::PlanCommand),
+    /// The fleet at a glance: AMI, last release, pending approvals, lock holder, and drift.
+    #[command(
+        after_help = "Exit codes: 0; 2 when --drift finds changes; 1 when something could not be read; 7 an unknown name.\n\nExample:\n  cargo xtask status acme --drift --local"
+    )]
+    Status(aws_args::StatusCommand),
     /// Deploy a customer environment (or many: --all): its infrastructure, then its software.
+    #[command(
+        after_help = "Exit codes: 0 deployed or nothing to do; 1 errors, a failed or stopped deployment; 3 approval pending; 4 rejected; 5 expired; 6 locked; 7 an unknown name; 130 left on a second Ctrl-C.\n\nExamples:\n  cargo xtask deploy acme dev --local\n  cargo xtask deploy acme prod --no-wait\n  cargo xtask deploy --all --envs dev --parallel 4 --canary 1"
+    )]
     Deploy(aws_args::DeployCommand),
     /// Deploy again the revision released before the latest release (or `--to` a revision).
+    #[command(after_help = "Exit codes: as `deploy`.\n\nExample:\n  cargo xtask rollback acme prod --to 3f2a9c")]
     Rollback(aws_args::RollbackCommand),
     /// Plan or deploy what all customers share: the state bucket and the shared load balancer.
+    #[command(
+        after_help = "Exit codes: `plan` 0 nothing, 2 changes, 1 errors; `deploy` as `deploy`.\n\nExample:\n  cargo xtask platform deploy --local"
+    )]
     Platform(aws_args::PlatformCommand),
     /// Approve a pending production change (another person than its requester).
+    #[command(
+        after_help = "Exit codes: 0 recorded; 1 refused (your own request, decided, expired); 2 several pending and none named.\n\nExample:\n  cargo xtask approve acme prod"
+    )]
     Approve(aws_args::ApproveCommand),
     /// Reject a pending production change, saying why.
+    #[command(
+        after_help = "Exit codes: as `approve`.\n\nExample:\n  cargo xtask reject acme prod --reason \"not during the sale\""
+    )]
     Reject(aws_args::RejectCommand),
     /// List the pending approval requests.
+    #[command(after_help = "Example:\n  cargo xtask approvals --local")]
     Approvals(aws_args::ApprovalsCommand),
     /// The audit log of an environment (or the platform): requests, decisions, applies.
+    #[command(after_help = "Example:\n  cargo xtask history acme prod")]
     History(aws_args::HistoryCommand),
     /// Who holds the lock of an environment (or the platform), or release it.
+    #[command(
+        after_help = "Exit codes: 0; 6 `release` of a lock whose run may still work (without --force).\n\nExample:\n  cargo xtask lock status acme prod"
+    )]
     Lock(aws_args::LockCommand),
     /// Build a customer environment's software and bundle its CodeDeploy revision.
+    #[command(
+        after_help = "Exit codes: 0 built; 1 the build failed; 2 errors; 7 an unknown name.\n\nExamples:\n  cargo xtask build globex dev\n  cargo xtask build acme prod --build codebuild"
+    )]
     Build(aws_args::BuildCommand),
     /// Run a buildspec locally, with CodeBuild's semantics.
+    #[command(after_help = "Example:\n  cargo xtask buildspec run buildspecs/globex/dev/buildspec.yaml --src .")]
     Buildspec(aws_args::BuildspecCommand),
     /// Run an AppSpec the way the CodeDeploy agent does, in a sandbox folder, without AWS.
+    #[command(after_help = "Example:\n  cargo xtask appspec run revision.zip --root /tmp/instance")]
     Appspec(aws_args::AppspecCommand),
     /// Benchmarks whose figures go into BENCHMARKS.md.
+    #[command(after_help = "Example:\n  cargo xtask bench validate --customers 1000")]
     Bench(aws_args::Bench),
 }
 
@@ -136,6 +184,7 @@ pub fn main() -> ExitCode {
     // `plan` exits 2 for "changes", so its errors exit 1 (README.md, "Exit codes").
     let error_code = match cli.command {
         Command::Plan(_)
+        | Command::Status(_)
         | Command::Platform(_)
         | Command::Deploy(_)
         | Command::Rollback(_)
@@ -159,6 +208,8 @@ pub fn main() -> ExitCode {
         Command::Local(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]
         Command::Plan(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Status(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]
         Command::Deploy(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]

@@ -242,7 +242,32 @@ impl<'a> Release<'a> {
             description: revision.description.clone(),
             rollback: revision.rollback,
         };
-        self.deploy_revision(local_fleet.as_ref(), &instances, &revision)
+        let (succeeded, deployment_id) = self.deploy_revision(local_fleet.as_ref(), &instances, &revision)?;
+        self.record_release(&revision, &deployment_id, succeeded);
+        Ok(succeeded)
+    }
+
+    /// What `status` shows of the last release: recorded in the state bucket, whatever its end.
+    /// A record that cannot be written is a warning: the release itself is done.
+    fn record_release(&self, revision: &Revision, deployment_id: &str, succeeded: bool) {
+        let names = (&self.customer.name, &self.env.name);
+        let recorded = self.runtime.block_on(async {
+            let by = vending_aws::identity::caller(&self.clients.sts).await?.arn;
+            let record = release::LastRelease {
+                by,
+                at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                kind: if revision.rollback { "rollback" } else { "release" }.into(),
+                revision_sha256: revision.sha256.to_string(),
+                commit: revision.commit.to_string(),
+                deployment_id: deployment_id.to_string(),
+                result: if succeeded { "succeeded" } else { "failed" }.into(),
+            };
+            let key = release::LastRelease::key(names.0, names.1);
+            vending_aws::s3::put_json(&self.clients.s3, &self.platform.state_bucket, &key, &record).await
+        });
+        if let Err(e) = recorded {
+            println!("{} | warning: the release is not recorded for `status`: {e:#}", self.who());
+        }
     }
 
     /// Finds the revision to roll back to (the one released before the latest release, or with
@@ -314,7 +339,7 @@ impl<'a> Release<'a> {
         local_fleet: Option<&LocalFleet>,
         instances: &[String],
         revision: &Revision,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<(bool, String)> {
         let who = self.who();
         let names = &self.env.names;
         let (application, group) = (&names.codedeploy_application, &names.deployment_group);
@@ -367,10 +392,11 @@ impl<'a> Release<'a> {
             self.interrupts.arm(None, format!("{who}: left deployment {id} to finish on its own: {console}"))?;
         }
 
-        match local_fleet {
+        let succeeded = match local_fleet {
             Some(fleet) => fleet.deploy(&id, revision, &key, instances),
             None => self.follow(&id),
-        }
+        }?;
+        Ok((succeeded, id))
     }
 
     /// Waits, with progress, while an instance refresh replaces the group's instances (a deploy

@@ -420,3 +420,27 @@ pub fn wait_for_refresh(
         clock.sleep(every);
     }
 }
+
+/// An environment's last release or rollback, as `deploy` and `rollback` record it in the state
+/// bucket (`LastRelease::key`) for `status`: who, when, which revision, how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LastRelease {
+    /// The caller's ARN.
+    pub by: String,
+    /// When it ended, RFC 3339 UTC.
+    pub at: String,
+    /// `release` or `rollback`.
+    pub kind: String,
+    pub revision_sha256: String,
+    /// The commit it was built from (empty for a rollback).
+    pub commit: String,
+    pub deployment_id: String,
+    /// `succeeded` or `failed` (failed, timed out or stopped).
+    pub result: String,
+}
+
+impl LastRelease {
+    pub fn key(customer: &str, env: &str) -> String {
+        format!("releases/{customer}/{env}/last.json")
+    }
+}

@@ -24,7 +24,9 @@ use crate::output;
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct BuildCommand {
+    /// The customer (a folder under customers/).
     customer: String,
+    /// The environment (a file customers/CUSTOMER/ENV.toml).
     env: String,
     /// Use the local AWS emulator (parameter-store and secrets-manager values come from it).
     #[arg(long)]

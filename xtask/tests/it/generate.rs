@@ -103,3 +103,40 @@ fn new_makes_a_customer_that_validates_and_completions_generate() {
         assert!(run.stdout.contains("cargo-xtask") && run.stdout.contains("deploy"), "{shell}: {run:?}");
     }
 }
+
+/// Every command's `--help` has an example (and those that report, their exit codes).
+#[test]
+fn every_command_help_has_an_example() {
+    let project = Project::copy();
+    let commands = [
+        "validate",
+        "generate",
+        "new",
+        "completions",
+        "ami",
+        "local",
+        "plan",
+        "status",
+        "deploy",
+        "rollback",
+        "platform",
+        "approve",
+        "reject",
+        "approvals",
+        "history",
+        "lock",
+        "build",
+        "buildspec",
+        "appspec",
+        "bench",
+    ];
+    for command in commands {
+        let run = project.run(&[command, "--help"]);
+        assert_eq!(run.code, 0, "{command}: {run:?}");
+        assert!(run.stdout.contains("Example"), "{command} --help has no example: {run:?}");
+    }
+    for command in ["validate", "generate", "ami", "plan", "status", "deploy", "build"] {
+        let run = project.run(&[command, "--help"]);
+        assert!(run.stdout.contains("Exit codes:") && run.stdout.contains("7 an unknown name"), "{command}: {run:?}");
+    }
+}

@@ -80,6 +80,26 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
         assert_eq!(mode & 0o777, 0o755, "permissions applied");
     }
 
+    // `status`: the AMI, the release just made (who, which revision, how it ended), no lock left,
+    // and no drift.
+    let run = project.run_with(&["status", "acme", "dev", "--local", "--json", "--drift"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    let row = &rows[0];
+    assert_eq!(row["environment"], "acme/dev", "{row}");
+    assert!(row["ami"]["id"].as_str().unwrap().starts_with("ami-"), "{row}");
+    assert_eq!(row["last_release"]["result"], "succeeded", "{row}");
+    assert_eq!(row["last_release"]["kind"], "release", "{row}");
+    assert!(row["last_release"]["by"].as_str().unwrap().starts_with("arn:aws:"), "{row}");
+    let sha = row["last_release"]["revision_sha256"].as_str().unwrap().to_string();
+    assert!(run.stderr.is_empty() || !run.stderr.contains("error"), "{run:?}");
+    assert_eq!(row["lock"], serde_json::Value::Null, "{row}");
+    assert_eq!(row["drift"], false, "{row}");
+    let run = project.run_with(&["status", "--local"], &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains(&format!("acme/dev | last release: revision {} succeeded", &sha[..16])), "{run:?}");
+    assert!(run.stdout.contains("globex/dev | AMI: none yet"), "{run:?}");
+
     // One revision ever deployed: nothing to roll back to.
     let run = project.run_with(&["rollback", "acme", "dev", "--local"], &env);
     assert_eq!(run.code, 1, "{run:?}");
