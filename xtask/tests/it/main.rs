@@ -11,6 +11,7 @@ mod infra;
 mod lock;
 mod pool;
 mod proxy;
+mod quick_start;
 mod software;
 mod validate;
 
