@@ -155,6 +155,11 @@ pub fn load_fleet(root: &Path, selection: &Selection) -> anyhow::Result<LoadedFl
                 .flatten()
                 .collect();
     }
+    // The config files' JSON Schema: generated from the config types, for editors.
+    if selection.customer.is_none() {
+        let schemas = vending::config::schema::schema_files();
+        files.extend(schemas.into_iter().map(|(path, contents)| GeneratedFile { path, contents }));
+    }
     Ok(LoadedFleet { sources, fleet, diagnostics, files, selection: selection.clone() })
 }
 
@@ -231,7 +236,11 @@ impl Validate {
             }
             false => d,
         }));
-        let specs: Vec<&GeneratedFile> = loaded.files.iter().filter(|f| !f.path.starts_with("packer")).collect();
+        let specs: Vec<&GeneratedFile> = loaded
+            .files
+            .iter()
+            .filter(|f| f.path.starts_with("buildspecs") || f.path.starts_with("appspecs"))
+            .collect();
         let spec_problems = crate::parallel::map(&specs, |file| {
             spec::check_spec(&SourceFile::new(&file.path, file.contents.clone()), None)
         });

@@ -370,7 +370,7 @@ pub fn git_copy(root: &Path, dir: &str) -> anyhow::Result<PathBuf> {
     if project.exists() {
         fs::remove_dir_all(&project)?;
     }
-    for folder in ["customers", "packer", "buildspecs", "appspecs", "apps"] {
+    for folder in ["customers", "packer", "buildspecs", "appspecs", "schema", "apps"] {
         copy_tree(&root.join(folder), &project.join(folder))?;
     }
     commit_all(&project)?;

@@ -9,7 +9,7 @@ fn generate_on_a_fresh_tree_changes_nothing() {
     let before = project.snapshot();
     let run = project.run(&["generate"]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("0 written, 0 removed, 12 unchanged"), "{run:?}");
+    assert!(run.stdout.contains("0 written, 0 removed, 15 unchanged"), "{run:?}");
     assert_eq!(project.snapshot(), before);
 }
 
@@ -21,7 +21,7 @@ fn a_config_change_rewrites_exactly_its_files() {
     let run = project.run(&["generate"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
-        run.stdout.contains("wrote packer/packer-globex-prod.pkr.hcl\n1 written, 0 removed, 11 unchanged"),
+        run.stdout.contains("wrote packer/packer-globex-prod.pkr.hcl\n1 written, 0 removed, 14 unchanged"),
         "{run:?}"
     );
     assert!(project.read("packer/packer-globex-prod.pkr.hcl").contains("\"CostCenter\" = \"globex-www\""));

@@ -31,7 +31,7 @@ pub struct Project {
 impl Project {
     pub fn copy() -> Project {
         let dir = tempfile::tempdir().unwrap();
-        for folder in ["customers", "packer", "buildspecs", "appspecs"] {
+        for folder in ["customers", "packer", "buildspecs", "appspecs", "schema"] {
             copy_tree(&repo_root().join(folder), &dir.path().join(folder));
         }
         Project { dir }

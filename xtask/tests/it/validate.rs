@@ -13,7 +13,7 @@ fn samples_pass_with_real_packer() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("packer validate: 4 template(s) run"), "{run:?}");
     assert!(
-        run.stdout.contains("0 error(s), 0 warning(s) in 2 customer(s), 4 environment(s), 12 generated file(s)"),
+        run.stdout.contains("0 error(s), 0 warning(s) in 2 customer(s), 4 environment(s), 15 generated file(s)"),
         "{run:?}"
     );
 }

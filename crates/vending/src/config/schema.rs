@@ -34,7 +34,11 @@ pub enum Shape {
     Map(Box<Shape>),
     /// A list.
     Seq(Box<Shape>),
-    /// A value, or a value serde reads without saying its shape (an untagged enum).
+    Bool,
+    Integer,
+    Number,
+    Text,
+    /// A value serde reads without saying its shape (an untagged enum: an id or a lookup table).
     #[default]
     Leaf,
 }
@@ -93,6 +97,63 @@ pub fn file_shape(kind: FileKind) -> Shape {
     }
 }
 
+/// A JSON Schema (draft 07) of a file of the given kind, for editors with TOML support (taplo,
+/// Even Better TOML): every table's keys, no others, and each value's type where serde says it.
+/// Values read as an id or a lookup table are left open: `validate` checks them.
+pub fn json_schema(kind: FileKind) -> serde_json::Value {
+    let (title, file) = match kind {
+        FileKind::Platform => ("platform.toml", "customers/platform.toml"),
+        FileKind::Customer => ("customer.toml", "customers/<customer>/customer.toml"),
+        FileKind::Environment => ("environment file", "customers/<customer>/<env>.toml"),
+    };
+    let mut schema = to_json_schema(&file_shape(kind));
+    if let serde_json::Value::Object(object) = &mut schema {
+        object.insert("$schema".into(), "http://json-schema.org/draft-07/schema#".into());
+        object.insert("title".into(), format!("vending {title}").into());
+        object.insert(
+            "description".into(),
+            format!(
+                "{file}; generated from the config types by `cargo xtask generate`: README.md, \"Config reference\""
+            )
+            .into(),
+        );
+    }
+    schema
+}
+
+fn to_json_schema(shape: &Shape) -> serde_json::Value {
+    use serde_json::json;
+    match shape {
+        Shape::Struct(fields) => {
+            let properties: serde_json::Map<String, serde_json::Value> =
+                fields.iter().map(|(name, field)| (name.to_string(), to_json_schema(field))).collect();
+            json!({ "type": "object", "properties": properties, "additionalProperties": false })
+        }
+        Shape::Map(values) => json!({ "type": "object", "additionalProperties": to_json_schema(values) }),
+        Shape::Seq(item) => json!({ "type": "array", "items": to_json_schema(item) }),
+        Shape::Bool => json!({ "type": "boolean" }),
+        Shape::Integer => json!({ "type": "integer" }),
+        Shape::Number => json!({ "type": "number" }),
+        Shape::Text => json!({ "type": "string" }),
+        Shape::Leaf => json!({}),
+    }
+}
+
+/// The JSON Schema files `generate` writes and `validate` checks, by path.
+pub fn schema_files() -> Vec<(std::path::PathBuf, String)> {
+    [
+        (FileKind::Platform, "schema/platform.schema.json"),
+        (FileKind::Customer, "schema/customer.schema.json"),
+        (FileKind::Environment, "schema/environment.schema.json"),
+    ]
+    .into_iter()
+    .map(|(kind, path)| {
+        let text = serde_json::to_string_pretty(&json_schema(kind)).expect("plain data serializes") + "\n";
+        (std::path::PathBuf::from(path), text)
+    })
+    .collect()
+}
+
 /// Allowed keys under `path` (array indices written `[]`), or empty when the path is not a table
 /// of fixed keys.
 pub fn allowed_keys(kind: FileKind, path: &str) -> Vec<&'static str> {
@@ -116,26 +177,32 @@ impl<'de> Deserializer<'de> for Tracer<'_> {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Bool;
         visitor.visit_bool(false)
     }
 
     fn deserialize_i64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Integer;
         visitor.visit_i64(0)
     }
 
     fn deserialize_u64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Integer;
         visitor.visit_u64(0)
     }
 
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Number;
         visitor.visit_f64(0.0)
     }
 
     fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Text;
         visitor.visit_str("")
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Text;
         visitor.visit_str("")
     }
 
@@ -181,8 +248,28 @@ impl<'de> Deserializer<'de> for Tracer<'_> {
         value
     }
 
+    fn deserialize_i32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Integer;
+        visitor.visit_i32(0)
+    }
+
+    fn deserialize_u32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Integer;
+        visitor.visit_u32(0)
+    }
+
+    fn deserialize_u16<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Integer;
+        visitor.visit_u16(0)
+    }
+
+    fn deserialize_f32<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+        *self.out = Shape::Number;
+        visitor.visit_f32(0.0)
+    }
+
     serde::forward_to_deserialize_any! {
-        i8 i16 i32 i128 u8 u16 u32 u128 f32 char bytes byte_buf unit unit_struct tuple tuple_struct enum
+        i8 i16 i128 u8 u128 char bytes byte_buf unit unit_struct tuple tuple_struct enum
         identifier ignored_any
     }
 }

@@ -105,3 +105,64 @@ fn an_unknown_key_gets_its_suggestion() {
         "dev.toml:3:1: error: unknown key `intervall` [health_check.intervall]\n    help: did you mean `interval`?\n"
     );
 }
+
+/// Whether `value` fits `schema`, in the subset of JSON Schema that `json_schema` writes: the
+/// path of the first place it does not.
+fn fits(schema: &serde_json::Value, value: &toml::Value, path: &str) -> Result<(), String> {
+    let shown = match value {
+        toml::Value::String(text) => format!("{text:?}"),
+        other => format!("{other:?}"),
+    };
+    let wrong = || Err(format!("{path}: {shown} is not {}", schema["type"]));
+    match (schema["type"].as_str(), value) {
+        (None, _) => Ok(()),
+        (Some("object"), toml::Value::Table(table)) => table.iter().try_for_each(|(key, value)| {
+            let path = format!("{path}.{key}");
+            match (schema["properties"].get(key), &schema["additionalProperties"]) {
+                (Some(property), _) => fits(property, value, &path),
+                (None, serde_json::Value::Bool(false)) => Err(format!("{path}: not allowed")),
+                (None, additional) => fits(additional, value, &path),
+            }
+        }),
+        (Some("array"), toml::Value::Array(items)) => {
+            items.iter().enumerate().try_for_each(|(i, v)| fits(&schema["items"], v, &format!("{path}[{i}]")))
+        }
+        (Some("boolean"), toml::Value::Boolean(_))
+        | (Some("integer"), toml::Value::Integer(_))
+        | (Some("number"), toml::Value::Integer(_) | toml::Value::Float(_))
+        | (Some("string"), toml::Value::String(_)) => Ok(()),
+        _ => wrong(),
+    }
+}
+
+/// The JSON Schema and `validate` agree: the samples fit it, and what `validate` refuses as an
+/// unknown key or a wrong type the schema refuses too.
+#[test]
+fn the_json_schema_agrees_with_validate() {
+    use vending::config::schema::json_schema;
+    for (path, bytes) in crate::sample_tree() {
+        let name = path.to_string_lossy();
+        let kind = match () {
+            _ if name.ends_with("platform.toml") => FileKind::Platform,
+            _ if name.ends_with("customer.toml") => FileKind::Customer,
+            _ if name.ends_with(".toml") => FileKind::Environment,
+            _ => continue,
+        };
+        let value: toml::Value = toml::from_str(std::str::from_utf8(&bytes).unwrap()).unwrap();
+        fits(&json_schema(kind), &value, &name).unwrap_or_else(|e| panic!("a sample does not fit its schema: {e}"));
+    }
+    let schema = json_schema(FileKind::Environment);
+    for (text, refused) in [
+        ("production = false\n[health_check]\nintervall = 30\n", ".health_check.intervall: not allowed"),
+        ("production = \"no\"\n", ".production: \"no\" is not \"boolean\""),
+        ("production = false\n[capacity]\nmin = \"one\"\n", ".capacity.min: \"one\" is not \"integer\""),
+    ] {
+        let value: toml::Value = toml::from_str(text).unwrap();
+        assert_eq!(fits(&schema, &value, ""), Err(refused.to_string()), "{text}");
+        let source = vending::SourceFile::new("dev.toml", text);
+        let mut diagnostics = Vec::new();
+        let known = |path: &str| allowed_keys(FileKind::Environment, path);
+        vending::config::load::load_toml::<RawEnv>(&source, &known, &mut diagnostics);
+        assert!(diagnostics.iter().any(|d| d.is_error()), "validate refuses it too: {text}");
+    }
+}
