@@ -376,7 +376,7 @@ impl Target {
         let (scope, rest) = match (self.platform, self.args.as_slice()) {
             (true, rest) => (Scope::Platform, rest),
             (false, [customer, env, rest @ ..]) => {
-                fleet.environment(customer, env).with_context(|| format!("{customer}/{env} is not in customers/"))?;
+                crate::output::environment(fleet, customer, env)?;
                 (Scope::environment(customer, env), rest)
             }
             (false, _) => bail!("name a customer and an environment (`acme prod`), or --platform"),

@@ -6,11 +6,8 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-/// Print shell completions for `cargo xtask` (bash, zsh, fish, elvish or PowerShell).
+// Its help line and example are the command's in lib.rs (one for both builds).
 #[derive(Args)]
-#[command(
-    after_help = "Example:\n  cargo xtask completions bash > ~/.local/share/bash-completion/completions/cargo-xtask"
-)]
 pub struct Completions {
     /// The shell to complete in.
     shell: Shell,

@@ -235,7 +235,11 @@ fn print_plan(planned: &Planned, json: bool) -> anyhow::Result<()> {
             Resource::ListenerRule(rule) => Some(rule.host_header.join(", ")),
             _ => None,
         });
-        let when = if placement.new { "a new placement" } else { "placed there before" };
+        let when = match (placement.new, placement.adopted) {
+            (false, _) => "placed there before",
+            (true, true) => "its rule is there from before the pool",
+            (true, false) => "a new placement",
+        };
         println!(
             "{} | {} served by shared load balancer {} ({when})",
             planned.stack.label,
@@ -495,14 +499,8 @@ impl<'a> Run<'a> {
     fn apply(&self, planned: &mut Planned, options: &ApplyOptions, last_etag: Option<&str>) -> anyhow::Result<()> {
         let pending_now = options.apply_immediately && planned.plan.changes.iter().any(|c| !c.pending.is_empty());
         if !planned.plan.has_changes() && !pending_now {
-            // A rule from before the pool: nothing to change, its place to record.
-            if let Some(placement) = planned.stack.placement.as_ref().filter(|p| p.new) {
-                self.runtime.block_on(infra::pool::record(self.clients, placement))?;
-                println!(
-                    "{} | recorded its place on shared load balancer {}",
-                    planned.stack.label, placement.load_balancer
-                );
-            }
+            // Nothing written, not even the placement of a rule from before the pool: it is found
+            // where it is each time, and recorded with the next change.
             return Ok(());
         }
         let applied = self.runtime.block_on(infra::apply(self.clients, planned, options))?;

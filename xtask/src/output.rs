@@ -26,6 +26,24 @@ impl std::fmt::Display for UnknownName {
 
 impl std::error::Error for UnknownName {}
 
+/// The customer and environment of a validated fleet, or the unknown-name error for what is not
+/// there.
+pub fn environment<'f>(
+    fleet: &'f vending::Fleet,
+    customer: &str,
+    env: &str,
+) -> anyhow::Result<(&'f vending::config::model::Customer, &'f vending::config::model::Environment)> {
+    let Some(found) = fleet.customers.iter().find(|c| c.name == customer) else {
+        let there: Vec<&str> = fleet.customers.iter().map(|c| c.name.as_str()).collect();
+        return Err(unknown_name("customer", customer, "customers/", &there));
+    };
+    let Some(environment) = found.environments.iter().find(|e| e.name == env) else {
+        let there: Vec<&str> = found.environments.iter().map(|e| e.name.as_str()).collect();
+        return Err(unknown_name("environment", env, &format!("customers/{customer}/"), &there));
+    };
+    Ok((found, environment))
+}
+
 /// `no customer `acm` in customers/: did you mean `acme`? (there are: acme, globex)`.
 pub fn unknown_name(what: &str, name: &str, place: &str, there: &[&str]) -> anyhow::Error {
     let guess = vending::diag::did_you_mean(name, there.iter().copied())

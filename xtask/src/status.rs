@@ -40,6 +40,10 @@ pub struct StatusCommand {
 struct Row {
     environment: String,
     ami: Option<Ami>,
+    /// The shared load balancer that serves its hosts, once placed (`vending::pool`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shared_load_balancer: Option<String>,
+    hosts: Vec<String>,
     last_release: Option<LastRelease>,
     pending_approvals: Vec<String>,
     lock: Option<String>,
@@ -66,6 +70,13 @@ impl StatusCommand {
         let (runtime, clients) = connect(root, &fleet, self.local)?;
         let bucket = &fleet.platform.state_bucket;
         let store = Store { s3: &clients.s3, bucket };
+        let placements = match &fleet.platform.shared_alb.listener {
+            vending::config::model::ListenerRef::Lookup { load_balancer, .. } => {
+                let (placements, _) = runtime.block_on(vending_aws::infra::pool::read(&clients, bucket))?;
+                Some((placements, load_balancer.clone()))
+            }
+            vending::config::model::ListenerRef::Arn(_) => None,
+        };
         let mut rows = Vec::new();
         for customer in fleet.customers.iter().filter(|c| self.customer.as_ref().is_none_or(|n| *n == c.name)) {
             for env in customer.environments.iter().filter(|e| self.env.as_ref().is_none_or(|n| *n == e.name)) {
@@ -103,16 +114,18 @@ impl StatusCommand {
                     }
                 };
                 let lock = match runtime.block_on(vending_aws::lock::read(&clients.s3, bucket, &scope)) {
+                    // A released or expired lock is held by nobody.
                     Ok(found) => found
                         .map(|(l, _)| l)
-                        .filter(|l| !l.released)
+                        .filter(|l| !l.released && !expired(&l.expires_at))
                         .map(|l| format!("{} ({}, until {})", l.holder, l.command, l.expires_at)),
                     Err(error) => {
                         note("lock", error);
                         None
                     }
                 };
-                let drift = match self.drift {
+                // Drift is a question for what is deployed: without an AMI nothing is yet.
+                let drift = match self.drift && ami.is_some() {
                     false => None,
                     true => match plan_environment(&runtime, &clients, &fleet, c, e, self.local) {
                         Ok(planned) => Some(planned.plan.has_changes()),
@@ -122,9 +135,15 @@ impl StatusCommand {
                         }
                     },
                 };
+                let shared_load_balancer = placements.as_ref().and_then(|(placements, first)| {
+                    let member = placements.member_of(&format!("{c}/{e}"))?;
+                    Some(vending::pool::member_name(first, member))
+                });
                 rows.push(Row {
                     environment: format!("{c}/{e}"),
                     ami,
+                    shared_load_balancer,
+                    hosts: env.hosts.clone(),
                     last_release,
                     pending_approvals,
                     lock,
@@ -157,6 +176,9 @@ fn print_rows(rows: &[Row]) {
             }
             None => println!("{who} | AMI: none yet"),
         }
+        if let Some(load_balancer) = &row.shared_load_balancer {
+            println!("{who} | {} served by shared load balancer {load_balancer}", row.hosts.join(", "));
+        }
         match &row.last_release {
             Some(last) => println!(
                 "{who} | last {}: revision {} {} {} ago by {} ({})",
@@ -184,6 +206,11 @@ fn print_rows(rows: &[Row]) {
             println!("{who} | error: {problem}");
         }
     }
+}
+
+/// Whether an RFC 3339 time is past.
+fn expired(at: &str) -> bool {
+    humantime::parse_rfc3339_weak(at).is_ok_and(|then| then < SystemTime::now())
 }
 
 /// How long ago an RFC 3339 time was, to the minute: `3d 4h`, `12m`.

@@ -158,7 +158,8 @@ where
     // tried (IMDS among them): one line says it, the account stays for `VENDING_VERBOSE=1`.
     if !matches!(error, SdkError::ServiceError(_)) {
         let text = format!("{}", aws_sdk_s3::error::DisplayErrorContext(error));
-        if text.contains("credentials") && (text.contains("provider") || text.contains("no credentials")) {
+        // Only "none anywhere in the chain": an expired session or a refused role is said as is.
+        if text.contains("no credentials found") {
             let details =
                 if std::env::var_os("VENDING_VERBOSE").is_some() { format!(" ({text})") } else { String::new() };
             return format!(

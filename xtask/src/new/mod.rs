@@ -46,12 +46,18 @@ impl NewCommand {
         for (file, text) in scaffold(name)? {
             std::fs::write(staging.path().join(file), text).with_context(|| format!("cannot write {file}"))?;
         }
-        std::fs::rename(staging.path(), &folder).with_context(|| format!("cannot create {}", folder.display()))?;
-        let loaded = load_fleet(root, &Selection { customer: Some(name.clone()), env: None });
-        let errors: Vec<String> = match &loaded {
-            Ok(loaded) => loaded.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.render_human()).collect(),
-            Err(e) => vec![format!("{e:#}")],
+        // The whole fleet is validated before and after: what the new customer brings (a host
+        // another customer has, say) is refused; errors there were before are not its own.
+        let errors_of = |loaded: anyhow::Result<crate::validate::LoadedFleet>| -> Vec<String> {
+            match loaded {
+                Ok(loaded) => loaded.diagnostics.iter().filter(|d| d.is_error()).map(|d| d.render_human()).collect(),
+                Err(e) => vec![format!("{e:#}")],
+            }
         };
+        let before = errors_of(load_fleet(root, &Selection::default()));
+        std::fs::rename(staging.path(), &folder).with_context(|| format!("cannot create {}", folder.display()))?;
+        let errors: Vec<String> =
+            errors_of(load_fleet(root, &Selection::default())).into_iter().filter(|e| !before.contains(e)).collect();
         if !errors.is_empty() {
             std::fs::remove_dir_all(&folder).with_context(|| format!("cannot remove {}", folder.display()))?;
             for error in &errors {
@@ -60,7 +66,9 @@ impl NewCommand {
             bail!("the new customer does not validate with this project's platform.toml: nothing was kept");
         }
         println!("created customers/{name}/: customer.toml, dev.toml, prod.toml (edit them: the comments say what each part is)");
-        println!("next:");
+        println!(
+            "next: set software.repository in customers/{name}/customer.toml to the application's repository, then"
+        );
         println!("  cargo xtask generate {name}     # its Packer template, buildspecs and appspecs");
         println!("  cargo xtask validate");
         println!("  git add -A && git commit -m \"Add {name}\"");

@@ -68,12 +68,15 @@ fn the_readme_quick_start_runs_as_written() {
             .unwrap();
         let run = crate::Run::from(output);
         assert_eq!(run.code, code, "`{command}`: {run:?}");
-        // What the comment quotes (up to an ellipsis or a placeholder) is in the output.
-        let quoted = said.split(['…', '(']).next().unwrap_or_default().split("PORT").next().unwrap_or_default().trim();
-        let looks_quoted = quoted.contains(|c: char| c.is_ascii_digit() || c == ':' || c == '/');
-        if looks_quoted {
+        // A comment that quotes the output (it has numbers, `:` or paths) is checked piece by
+        // piece: the pieces between ellipses, each up to a placeholder (`PORT`).
+        let pieces: Vec<&str> = said.split('…').map(|p| p.split("PORT").next().unwrap_or_default().trim()).collect();
+        let quotes = pieces.iter().any(|p| p.contains(|c: char| c.is_ascii_digit() || c == ':' || c == '/'));
+        if quotes {
             let all = format!("{}{}", run.stdout, run.stderr);
-            assert!(all.contains(quoted), "`{command}` does not say `{quoted}`: {run:?}");
+            for piece in pieces.iter().filter(|p| !p.is_empty()) {
+                assert!(all.contains(piece), "`{command}` does not say `{piece}`: {run:?}");
+            }
         }
     }
 }

@@ -18,8 +18,8 @@ pub struct Placement {
     pub load_balancer: String,
     /// Not recorded yet: `apply` records it before it creates anything.
     pub new: bool,
-    /// Kept on the first load balancer, where its rule was before the pool.
-    adopted: bool,
+    /// Kept where its rule was before the pool (not on record yet).
+    pub adopted: bool,
     state_bucket: String,
     quota: u32,
 }
