@@ -60,7 +60,7 @@ impl Ami {
                 self.env(),
                 self.customer(),
                 self.env(),
-                if self.local { " --local" } else { "" }
+                crate::infra::local_flag(self.local)
             );
         };
         self.print(&record, &platform.state_bucket, record_key)?;

@@ -586,7 +586,7 @@ fn binding(revision: &PlannedRevision, ami: Option<String>, ignore_application_s
     }
 }
 
-fn local_flag(local: bool) -> &'static str {
+pub(crate) fn local_flag(local: bool) -> &'static str {
     if local {
         " --local"
     } else {

@@ -76,18 +76,26 @@ fn accepted(shape: &Shape, value: &toml::Value, path: &str) -> usize {
     }
 }
 
-#[test]
-fn every_key_of_the_sample_configs_is_accepted() {
-    let mut checked = 0;
+/// The sample config files: name, kind and parsed value.
+fn sample_configs() -> Vec<(String, FileKind, toml::Value)> {
+    let mut out = Vec::new();
     for (path, bytes) in crate::sample_tree() {
-        let name = path.to_string_lossy();
+        let name = path.to_string_lossy().into_owned();
         let kind = match () {
             _ if name.ends_with("platform.toml") => FileKind::Platform,
             _ if name.ends_with("customer.toml") => FileKind::Customer,
             _ if name.ends_with(".toml") => FileKind::Environment,
             _ => continue,
         };
-        let table: toml::Value = toml::from_str(std::str::from_utf8(&bytes).unwrap()).unwrap();
+        out.push((name, kind, toml::from_str(std::str::from_utf8(&bytes).unwrap()).unwrap()));
+    }
+    out
+}
+
+#[test]
+fn every_key_of_the_sample_configs_is_accepted() {
+    let mut checked = 0;
+    for (name, kind, table) in sample_configs() {
         checked += accepted(&file_shape(kind), &table, &name);
     }
     assert!(checked > 100, "only {checked} keys checked");
@@ -140,15 +148,9 @@ fn fits(schema: &serde_json::Value, value: &toml::Value, path: &str) -> Result<(
 #[test]
 fn the_json_schema_agrees_with_validate() {
     use vending::config::schema::json_schema;
-    for (path, bytes) in crate::sample_tree() {
-        let name = path.to_string_lossy();
-        let kind = match () {
-            _ if name.ends_with("platform.toml") => FileKind::Platform,
-            _ if name.ends_with("customer.toml") => FileKind::Customer,
-            _ if name.ends_with(".toml") => FileKind::Environment,
-            _ => continue,
-        };
-        let value: toml::Value = toml::from_str(std::str::from_utf8(&bytes).unwrap()).unwrap();
+    let samples = sample_configs();
+    assert!(samples.len() >= 7, "{} sample files", samples.len());
+    for (name, kind, value) in samples {
         fits(&json_schema(kind), &value, &name).unwrap_or_else(|e| panic!("a sample does not fit its schema: {e}"));
     }
     let schema = json_schema(FileKind::Environment);
