@@ -1,6 +1,8 @@
 """Globex's site: static files plus /health, standard library only."""
 
 import os
+import threading
+import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +27,25 @@ def make_handler():
     return partial(Handler, directory=str(SITE))
 
 
+def stop_when_pid_file_goes(path):
+    """Locally (the sandbox's pid file): exit once the file no longer names this process, because
+    stop.sh removed it or the sandbox itself is gone; nothing is left running behind."""
+    def watch():
+        while True:
+            time.sleep(1)
+            try:
+                with open(path) as f:
+                    if f.read().strip() != str(os.getpid()):
+                        os._exit(0)
+            except OSError:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", "8080"))
-    ThreadingHTTPServer(("0.0.0.0", port), make_handler()).serve_forever()
+    bind = os.environ.get("BIND", "0.0.0.0")
+    if os.environ.get("PIDFILE"):
+        stop_when_pid_file_goes(os.environ["PIDFILE"])
+    ThreadingHTTPServer((bind, port), make_handler()).serve_forever()

@@ -770,15 +770,11 @@ impl DeployCommand {
             apply_immediately: self.apply_immediately,
             ..ApplyOptions::default()
         };
-        // The lock: at once where nobody approves; in a gated run once the approval arrives (a
-        // request may wait an hour, and nobody else is kept out meanwhile).
+        // The lock: where nobody approves, once the plan and the build show something to do
+        // (a run with nothing to change writes nothing, not even a lock); in a gated run once
+        // the approval arrives (a request may wait an hour, and nobody else is kept out meanwhile).
         let command = format!("deploy {} {}", customer.name, env.name);
         let mut guard = None;
-        if !env.approval.required {
-            if let Some(code) = run.lock_into(&mut guard, &command, self.wait_lock.wait_lock)? {
-                return Ok(code);
-            }
-        }
         let replan = || plan_environment(&runtime, &clients, &fleet, self.customer(), self.env(), self.local);
         let mut planned = match self.software_only {
             true => None,
@@ -797,6 +793,22 @@ impl DeployCommand {
                 Prepared::Ship(revision) => Some(revision),
             },
         };
+        let to_do = planned.as_ref().is_some_and(|p| p.plan.has_changes()) || prepared.is_some();
+        if !env.approval.required && (to_do || options.apply_immediately) {
+            if let Some(code) = run.lock_into(&mut guard, &command, self.wait_lock.wait_lock)? {
+                return Ok(code);
+            }
+            // Another run may have changed things before this one had the lock: plan again.
+            if let Some(printed) = planned.take() {
+                let fresh = replan()?;
+                if fresh.plan != printed.plan {
+                    println!("{}: the plan changed while the lock was taken; now:", printed.stack.label);
+                    print_plan(&fresh, false)?;
+                    infra::check(&fresh, &options)?;
+                }
+                planned = Some(fresh);
+            }
+        }
         let ami = match &prepared {
             Some(_) => ami_of(planned.as_ref(), &runtime, &clients, &fleet.platform, &customer.name, &env.name)?,
             None => None,
@@ -948,7 +960,8 @@ impl PlatformCommand {
                 // made first, exactly as this deploy would make it (as `ami` does).
                 let made = runtime.block_on(vending_aws::s3::ensure_state_bucket(&clients.s3, &fleet.platform))?;
                 let mut guard = None;
-                if !run.approval.required {
+                // Ungated, the lock is taken when there is something to change (as in `deploy`).
+                if !run.approval.required && planned.plan.has_changes() {
                     if let Some(code) = run.lock_into(&mut guard, "platform deploy", wait_lock.wait_lock)? {
                         return Ok(code);
                     }

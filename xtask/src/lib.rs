@@ -20,9 +20,13 @@ mod build;
 #[cfg(feature = "aws")]
 mod completions;
 #[cfg(feature = "aws")]
+mod demo;
+#[cfg(feature = "aws")]
 mod fleet;
 #[cfg(not(feature = "aws"))]
 mod forward;
+#[cfg(feature = "aws")]
+mod front_door;
 mod generate;
 mod generated;
 #[cfg(feature = "aws")]
@@ -58,6 +62,7 @@ mod aws_args {
     pub use crate::bench::Bench;
     pub use crate::build::{AppspecCommand, BuildCommand, BuildspecCommand};
     pub use crate::completions::Completions;
+    pub use crate::demo::Demo;
     pub use crate::infra::{DeployCommand, PlanCommand, PlatformCommand, RollbackCommand};
     pub use crate::local::Local;
     pub use crate::lock::LockCommand;
@@ -73,6 +78,7 @@ mod aws_args {
     pub use crate::forward::Forward as Bench;
     pub use crate::forward::Forward as AppspecCommand;
     pub use crate::forward::Forward as Completions;
+    pub use crate::forward::Forward as Demo;
     pub use crate::forward::Forward as BuildCommand;
     pub use crate::forward::Forward as BuildspecCommand;
     pub use crate::forward::Forward as DeployCommand;
@@ -117,6 +123,12 @@ enum Command {
         after_help = "Exit codes: 0 built and recorded; 1 config refusals; 2 a failed build, a dirty tree, or AWS errors; 6 locked; 7 an unknown name.\n\nExamples:\n  cargo xtask ami acme dev --local\n  cargo xtask ami --all --parallel 4"
     )]
     Ami(aws_args::Ami),
+    /// The whole product on the local emulator: platform, validate, AMIs, acme prod (with its
+    /// approval by a second person) and globex dev, then what runs where and a curl line for each.
+    #[command(
+        after_help = "Exit codes: 0 done, and every environment answers through the local front door; 2 a step failed or an environment does not answer.\n\nExamples:\n  cargo xtask demo\n  cargo xtask demo --clean"
+    )]
+    Demo(aws_args::Demo),
     /// Start, stop or show the local AWS emulator (moto's server on a loopback port).
     #[command(
         after_help = "Exit codes: 0; 1 `status` when none runs.\n\nExample:\n  cargo xtask local up && cargo xtask platform deploy --local"
@@ -213,6 +225,8 @@ pub fn main() -> ExitCode {
         _ => forward::to_aws_binary(),
         #[cfg(feature = "aws")]
         Command::Ami(cmd) => cmd.run(&root),
+        #[cfg(feature = "aws")]
+        Command::Demo(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]
         Command::Local(cmd) => cmd.run(&root),
         #[cfg(feature = "aws")]

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use crate::front_door;
+
 // Its help line is the command's in lib.rs (one for both builds).
 #[derive(Args)]
 pub struct Local {
@@ -21,6 +23,9 @@ enum Action {
     Down,
     /// Say whether it runs, and where.
     Status,
+    /// Run the local front door in the foreground (`up` starts it in the background): loopback
+    /// ports that route like the emulator's load balancers, to the local fleet's apps.
+    FrontDoor,
     /// Make a person in the emulator (an IAM user with an access key) and print the `export` lines
     /// that act as them: a requester and an approver are two such people.
     Identity {
@@ -33,34 +38,9 @@ impl Local {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         match self.action {
             Action::Up => {
-                let (state, started) = vending_emulator::up(&crate::project_root(), root)?;
-                if started {
-                    // A new emulator knows none of the instances an earlier one had.
-                    forget_local_fleet(root)?;
-                    println!(
-                        "local AWS emulator (moto {}) at {} (pid {})",
-                        vending_emulator::MOTO_VERSION,
-                        state.endpoint,
-                        state.pid
-                    );
-                } else {
-                    println!("the local AWS emulator already runs at {} (pid {})", state.endpoint, state.pid);
-                }
-                println!(
-                    "commands with --local use it; other tools can with: export AWS_ENDPOINT_URL={}",
-                    state.endpoint
-                );
+                up(root)?;
             }
-            Action::Down => {
-                if vending_emulator::down(root)? {
-                    forget_local_fleet(root)?;
-                    println!(
-                        "local AWS emulator stopped: what it held is gone (buckets, AMIs, load balancers, deployments), and with it the local fleet ({LOCAL_FLEET}); `local up` starts empty"
-                    );
-                } else {
-                    println!("no local AWS emulator was running");
-                }
-            }
+            Action::Down => down(root)?,
             Action::Identity { name } => {
                 let endpoint = vending_emulator::local_endpoint(root)?;
                 let identity = vending_emulator::create_identity(&crate::project_root(), &endpoint, &name)?;
@@ -68,8 +48,34 @@ impl Local {
                 println!("export AWS_ACCESS_KEY_ID={}", identity.access_key_id);
                 println!("export AWS_SECRET_ACCESS_KEY={}", identity.secret_access_key);
             }
+            Action::FrontDoor => {
+                let endpoint = vending_emulator::local_endpoint(root)?;
+                let fleet = match crate::infra::fleet(root, None, None)? {
+                    Ok(fleet) => fleet,
+                    Err(code) => return Ok(code),
+                };
+                let (runtime, clients) = crate::infra::connect(root, &fleet, true)?;
+                crate::front_door::serve(root, runtime, clients, &endpoint)?;
+            }
             Action::Status => match vending_emulator::status(root)? {
-                Some(state) => println!("running at {} (pid {})", state.endpoint, state.pid),
+                Some(state) => {
+                    println!("running at {} (pid {})", state.endpoint, state.pid);
+                    match front_door::State::read(root) {
+                        Some(door) if door.doors.is_empty() => {
+                            println!("front door (pid {}): no load balancer yet", door.pid)
+                        }
+                        Some(door) => {
+                            println!("front door (pid {}):", door.pid);
+                            for bound in &door.doors {
+                                println!(
+                                    "  {}:{} ({}) at http://127.0.0.1:{}",
+                                    bound.load_balancer, bound.port, bound.protocol, bound.local_port
+                                );
+                            }
+                        }
+                        None => println!("front door: not running (`cargo xtask local up` starts it)"),
+                    }
+                }
                 None => {
                     println!("not running: start it with `cargo xtask local up`");
                     return Ok(ExitCode::from(1));
@@ -80,17 +86,116 @@ impl Local {
     }
 }
 
+/// Starts the emulator and the front door, or says that they run.
+pub fn up(root: &Path) -> anyhow::Result<(vending_emulator::ServerState, front_door::State)> {
+    let (state, started) = vending_emulator::up(&crate::project_root(), root)?;
+    if started {
+        // A new emulator knows none of the instances an earlier one had.
+        forget_local_fleet(root)?;
+        println!(
+            "local AWS emulator (moto {}) at {} (pid {})",
+            vending_emulator::MOTO_VERSION,
+            state.endpoint,
+            state.pid
+        );
+    } else {
+        println!("the local AWS emulator already runs at {} (pid {})", state.endpoint, state.pid);
+    }
+    println!("commands with --local use it; other tools can with: export AWS_ENDPOINT_URL={}", state.endpoint);
+    let door = start_front_door(root, &state.endpoint)?;
+    println!(
+        "local front door (pid {}): each load balancer's listeners on loopback ports, once they exist; `cargo xtask local status` lists them",
+        door.pid
+    );
+    Ok((state, door))
+}
+
+/// Stops the front door and the emulator; the local fleet goes with them.
+pub fn down(root: &Path) -> anyhow::Result<()> {
+    stop_front_door(root);
+    if vending_emulator::down(root)? {
+        forget_local_fleet(root)?;
+        println!(
+            "local AWS emulator stopped: what it held is gone (buckets, AMIs, load balancers, deployments), and with it the local fleet ({LOCAL_FLEET}); `local up` starts empty"
+        );
+    } else {
+        println!("no local AWS emulator was running");
+    }
+    Ok(())
+}
+
+/// Starts the front door in the background, unless one runs; waits until it has said where.
+fn start_front_door(root: &Path, endpoint: &str) -> anyhow::Result<front_door::State> {
+    if let Some(state) = front_door::State::read(root) {
+        return Ok(state);
+    }
+    let _ = std::fs::remove_file(root.join(front_door::STATE));
+    let log_path = root.join(front_door::LOG);
+    std::fs::create_dir_all(log_path.parent().context("no parent")?)?;
+    let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("cannot find this program to start the front door")?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("--root")
+        .arg(root)
+        .args(["local", "front-door"])
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // Its own process group: Ctrl-C in this terminal is not for it.
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().context("cannot start the local front door")?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if let Some(state) = front_door::State::read(root) {
+            return Ok(state);
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the local front door stopped ({status}); see {}", log_path.display());
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the local front door did not start within 20 s; see {}", log_path.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Stops the running front door, if any, and waits until it is gone.
+fn stop_front_door(root: &Path) {
+    if let Some(state) = front_door::State::read(root) {
+        if let Ok(pid) = i32::try_from(state.pid) {
+            // SAFETY: kill only sends a signal to the pid the front door recorded as its own.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            for _ in 0..50 {
+                // SAFETY: signal 0 only checks that the process exists.
+                if unsafe { libc::kill(pid, 0) } != 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+    let _ = std::fs::remove_file(root.join(front_door::STATE));
+}
+
 /// The local agent's instance sandboxes and deployment history: they belong to one emulator run.
 const LOCAL_FLEET: &str = "target/vending-local/fleet";
 
+/// What the demo keeps of one emulator run (its two people).
+pub const DEMO_STATE: &str = "target/vending-local/demo";
+
 fn forget_local_fleet(root: &Path) -> anyhow::Result<()> {
-    let fleet = root.join(LOCAL_FLEET);
-    match std::fs::remove_dir_all(&fleet) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot clear {}", fleet.display()))
+    for folder in [LOCAL_FLEET, DEMO_STATE] {
+        let path = root.join(folder);
+        match std::fs::remove_dir_all(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot clear {}", path.display()))
+            }
+            _ => {}
         }
-        _ => Ok(()),
     }
+    Ok(())
 }
 
 /// Where a command's AWS calls go: the emulator with `--local` (`AWS_ENDPOINT_URL`, else the

@@ -23,8 +23,12 @@ pub const NOT_INSTALLED: &str =
 /// Where `packer validate` results are remembered, by content.
 pub const CACHE_DIR: &str = "target/vending-cache/packer-validate";
 
+/// Where `cargo xtask demo` unpacks Debian's `packer` package when the system has none.
+pub const UNPACKED: &str = "target/packer/usr/bin/packer";
+
+/// The system's `packer`, else the one the demo unpacked into this workspace's target/.
 pub fn find() -> Option<PathBuf> {
-    which::which("packer").ok()
+    which::which("packer").ok().or_else(|| Some(crate::project_root().join(UNPACKED)).filter(|p| p.is_file()))
 }
 
 pub struct Report {

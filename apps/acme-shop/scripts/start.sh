@@ -2,10 +2,32 @@
 set -euo pipefail
 ROOT="${VENDING_SANDBOX:-}"
 if [ -n "$ROOT" ]; then
-    # No systemd in a sandbox: record the start for stop.sh and validate.sh.
-    mkdir -p "$ROOT/run"
-    echo "$DEPLOYMENT_ID" > "$ROOT/run/acme-shop.started"
-    echo "sandbox: acme-shop marked started by $DEPLOYMENT_ID"
+    # No systemd in a sandbox: run the app as the unit would (its environment file, its folder),
+    # on the loopback port the local agent gave this instance, in the background with its output
+    # in a log so that this hook's output closes. It stops when its pid file goes (stop.sh, or
+    # the sandbox removed).
+    mkdir -p "$ROOT/run" "$ROOT/var/log"
+    # An app that a failed stop left running goes first (its port is this one's).
+    if [ -f "$ROOT/run/acme-shop.pid" ]; then
+        old=$(cat "$ROOT/run/acme-shop.pid")
+        rm -f "$ROOT/run/acme-shop.pid"
+        kill "$old" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$old" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    (
+        set -a
+        if [ -f "$ROOT/opt/acme-shop/app.env" ]; then . "$ROOT/opt/acme-shop/app.env"; fi
+        set +a
+        cd "$ROOT/opt/acme-shop"
+        export PORT="$VENDING_LOCAL_PORT" BIND=127.0.0.1 PIDFILE="$ROOT/run/acme-shop.pid"
+        nohup python3 app.py >>"$ROOT/var/log/acme-shop.log" 2>&1 </dev/null &
+        echo $! >"$ROOT/run/acme-shop.pid"
+    )
+    echo "$DEPLOYMENT_ID" >"$ROOT/run/acme-shop.started"
+    echo "sandbox: acme-shop started on 127.0.0.1:$VENDING_LOCAL_PORT (pid $(cat "$ROOT/run/acme-shop.pid"))"
     exit 0
 fi
 systemctl enable --now acme-shop.service

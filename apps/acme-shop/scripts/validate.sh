@@ -3,13 +3,19 @@
 set -euo pipefail
 ROOT="${VENDING_SANDBOX:-}"
 if [ -n "$ROOT" ]; then
-    # In a sandbox nothing listens: ask the installed app's own router for /health.
+    # Locally the app listens on the loopback port the local agent gave this instance.
     test -f "$ROOT/run/acme-shop.started" || { echo "acme-shop was not started" >&2; exit 1; }
-    cd "$ROOT/opt/acme-shop"
-    status=$(python3 -c 'import app; print(app.route("/health")[0])')
-    [ "$status" = 200 ] || { echo "acme-shop answers /health with $status" >&2; exit 1; }
-    echo "sandbox: /health answers 200"
-    exit 0
+    url="http://127.0.0.1:$VENDING_LOCAL_PORT/health"
+    for _ in $(seq 1 50); do
+        if python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$url" 2>/dev/null; then
+            echo "sandbox: $url answers 200"
+            exit 0
+        fi
+        sleep 0.1
+    done
+    echo "acme-shop did not answer $url within 5 s; its log:" >&2
+    tail -n 5 "$ROOT/var/log/acme-shop.log" >&2 || true
+    exit 1
 fi
 for _ in $(seq 1 30); do
     if curl -fsS http://127.0.0.1/health >/dev/null; then

@@ -6,10 +6,32 @@ ROOT="${VENDING_SANDBOX:-}"
 mkdir -p "$ROOT/etc/systemd/system"
 install -m 0644 "$ROOT/opt/globex-site/systemd/globex-site.service" "$ROOT/etc/systemd/system/globex-site.service"
 if [ -n "$ROOT" ]; then
-    # No systemd in a sandbox: record the start for stop.sh and validate.sh.
-    mkdir -p "$ROOT/run"
-    echo "$DEPLOYMENT_ID" > "$ROOT/run/globex-site.started"
-    echo "sandbox: globex-site marked started by $DEPLOYMENT_ID"
+    # No systemd in a sandbox: run the app as the unit would (its environment file, its folder),
+    # on the loopback port the local agent gave this instance, in the background with its output
+    # in a log so that this hook's output closes. It stops when its pid file goes (stop.sh, or
+    # the sandbox removed).
+    mkdir -p "$ROOT/run" "$ROOT/var/log"
+    # An app that a failed stop left running goes first (its port is this one's).
+    if [ -f "$ROOT/run/globex-site.pid" ]; then
+        old=$(cat "$ROOT/run/globex-site.pid")
+        rm -f "$ROOT/run/globex-site.pid"
+        kill "$old" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$old" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    (
+        set -a
+        if [ -f "$ROOT/opt/globex-site/site.env" ]; then . "$ROOT/opt/globex-site/site.env"; fi
+        set +a
+        cd "$ROOT/opt/globex-site"
+        export PORT="$VENDING_LOCAL_PORT" BIND=127.0.0.1 PIDFILE="$ROOT/run/globex-site.pid"
+        nohup python3 server.py >>"$ROOT/var/log/globex-site.log" 2>&1 </dev/null &
+        echo $! >"$ROOT/run/globex-site.pid"
+    )
+    echo "$DEPLOYMENT_ID" >"$ROOT/run/globex-site.started"
+    echo "sandbox: globex-site started on 127.0.0.1:$VENDING_LOCAL_PORT (pid $(cat "$ROOT/run/globex-site.pid"))"
     exit 0
 fi
 systemctl daemon-reload

@@ -2,6 +2,17 @@
 set -euo pipefail
 ROOT="${VENDING_SANDBOX:-}"
 if [ -n "$ROOT" ]; then
+    # The app started by start.sh: removing its pid file stops it too; wait until it is gone so
+    # that its port is free for the next one.
+    if [ -f "$ROOT/run/globex-site.pid" ]; then
+        pid=$(cat "$ROOT/run/globex-site.pid")
+        rm -f "$ROOT/run/globex-site.pid"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
     rm -f "$ROOT/run/globex-site.started"
     exit 0
 fi

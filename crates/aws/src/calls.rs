@@ -44,7 +44,7 @@ impl CallLog {
     }
 }
 
-fn is_read(call: &str) -> bool {
+pub fn is_read(call: &str) -> bool {
     let operation = call.rsplit('.').next().unwrap_or(call);
     ["Get", "Head", "List", "Describe", "BatchGet"].iter().any(|prefix| operation.starts_with(prefix))
 }

@@ -6,6 +6,7 @@ pub mod approval;
 pub mod calls;
 pub mod codebuild;
 pub mod ec2;
+pub mod front_door;
 pub mod identity;
 pub mod infra;
 pub mod lock;

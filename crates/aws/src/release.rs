@@ -429,3 +429,35 @@ pub fn refresh_of(refresh: &aws_sdk_autoscaling::types::InstanceRefresh) -> vend
         status_reason: refresh.status_reason.clone().unwrap_or_default(),
     }
 }
+
+/// CodeDeploy's BlockTraffic (`serve = false`) and AllowTraffic (`true`) for one instance: out of
+/// the target group, or back in it. The local fleet plays them; on AWS CodeDeploy does.
+pub async fn set_traffic(clients: &Clients, target_group: &str, instance: &str, serve: bool) -> anyhow::Result<()> {
+    let found = clients
+        .elb
+        .describe_target_groups()
+        .names(target_group)
+        .send()
+        .await
+        .map_err(|e| failed(&format!("cannot read target group {target_group}"), e))?;
+    let arn = found
+        .target_groups()
+        .first()
+        .and_then(|g| g.target_group_arn.clone())
+        .with_context(|| format!("target group {target_group} does not exist"))?;
+    // Already where it should be (a rollback after a failed deployment finds it out of the
+    // group): nothing to do, as CodeDeploy does nothing.
+    let registered = crate::front_door::targets(clients, &arn).await?.iter().any(|id| id == instance);
+    if registered == serve {
+        return Ok(());
+    }
+    let target = aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(instance).build();
+    if serve {
+        let call = clients.elb.register_targets().target_group_arn(&arn).targets(target).send().await;
+        call.map_err(|e| failed(&format!("cannot register {instance} in {target_group}"), e))?;
+    } else {
+        let call = clients.elb.deregister_targets().target_group_arn(&arn).targets(target).send().await;
+        call.map_err(|e| failed(&format!("cannot deregister {instance} from {target_group}"), e))?;
+    }
+    Ok(())
+}

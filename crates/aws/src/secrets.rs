@@ -118,3 +118,22 @@ mod tests {
         assert!(parse_secret_ref(":key").is_err());
     }
 }
+
+/// Puts a SecureString parameter unless one by that name exists (the demo's stand-ins for a
+/// customer's secrets on the emulator); true when it made it.
+pub async fn put_parameter_if_absent(config: &SdkConfig, name: &str, value: &str) -> anyhow::Result<bool> {
+    let ssm = aws_sdk_ssm::Client::new(config);
+    let put = ssm
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(false)
+        .send()
+        .await;
+    match put {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => Ok(false),
+        Err(e) => bail!("cannot put the parameter {name}: {}", describe_error(&e)),
+    }
+}

@@ -8,7 +8,7 @@
 
 pub mod build;
 pub mod codebuild;
-mod local_fleet;
+pub mod local_fleet;
 pub mod ship;
 
 pub use codebuild::BuildMode;

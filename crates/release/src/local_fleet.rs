@@ -4,7 +4,9 @@
 //! the agent deploys the revision into them one instance at a time. At the first failure it
 //! stops and, when the group rolls back, redeploys the last good revision (downloaded from the
 //! bucket, and checked against its SHA-256) to the instances it touched, as a CodeDeploy
-//! rollback does: under a deployment of its own.
+//! rollback does: under a deployment of its own. Around each instance's hooks it plays
+//! CodeDeploy's BlockTraffic and AllowTraffic in the emulator (the instance leaves the target
+//! group and comes back), which the local front door follows.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -149,10 +151,27 @@ impl LocalFleet<'_> {
             };
             println!("{} | {label}{}", self.release.who(), release::progress(&progress));
             let sandbox = self.dir().join(instance);
-            let report = agent::deploy(&sandbox, revision, &deployment, &mut |line| {
-                println!("{} | {instance} | {line}", self.release.who())
-            })
-            .with_context(|| format!("{}: the local agent on {instance}", self.release.who()))?;
+            let who = self.release.who();
+            let target_group = &self.release.env.names.target_group;
+            // CodeDeploy's part of a deployment with traffic control: the instance leaves its
+            // target group before its app stops and comes back once it is validated, so the
+            // load balancer (and the local front door) sends requests to the others meanwhile.
+            let mut traffic = |step: agent::Traffic| {
+                let serve = step == agent::Traffic::Allow;
+                let call = aws_release::set_traffic(self.release.clients, target_group, instance, serve);
+                self.release.runtime.block_on(call)?;
+                let done = if serve { "AllowTraffic: registered in" } else { "BlockTraffic: deregistered from" };
+                println!("{who} | {instance} | [codedeploy] {done} {target_group}");
+                Ok(())
+            };
+            let report = agent::deploy_with_traffic(
+                &sandbox,
+                revision,
+                &deployment,
+                &mut |line| println!("{who} | {instance} | {line}"),
+                &mut traffic,
+            )
+            .with_context(|| format!("{who}: the local agent on {instance}"))?;
             if let Some(failure) = report.failure {
                 return Ok(Pass::Failed(index, failure));
             }
@@ -289,4 +308,20 @@ impl LocalFleet<'_> {
         println!("{who} | rollback {id}: {status}");
         Ok(Some((id, status)))
     }
+}
+
+/// What the local fleet of one environment (`fleet/<customer>-<env>/`) runs: per instance of its
+/// last successful deployment, the revision's SHA-256 and the loopback port of its app.
+pub fn running(dir: &Path) -> Vec<(String, String, u16)> {
+    let Ok(text) = fs::read_to_string(dir.join("successful.json")) else { return Vec::new() };
+    let Some(last) = serde_json::from_str::<Vec<LastGood>>(&text).ok().and_then(|mut all| all.pop()) else {
+        return Vec::new();
+    };
+    last.instances
+        .iter()
+        .filter_map(|instance| {
+            let port = agent::local_port(&dir.join(instance))?;
+            Some((instance.clone(), last.sha256.clone(), port))
+        })
+        .collect()
 }

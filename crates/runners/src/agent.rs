@@ -33,7 +33,13 @@
 //!   running as root, a script with `runas` other than the current user fails with a clear error
 //!   (code 5) instead, and nothing runs as someone else.
 //! - Scripts also get `VENDING_SANDBOX`, the sandbox folder (not an AWS variable), so a script
-//!   can run both on an instance and locally.
+//!   can run both on an instance and locally, and `VENDING_LOCAL_PORT`, the loopback port this
+//!   sandbox's app listens on instead of the instance's port (chosen free at the sandbox's first
+//!   deployment, kept in `.codedeploy-agent/local-port`, read by the local front door).
+//! - BlockTraffic (after BeforeBlockTraffic) and AllowTraffic (after BeforeAllowTraffic) are
+//!   CodeDeploy's, not the agent's: `deploy_with_traffic` hands them to the caller, which takes
+//!   the instance out of its target groups and puts it back, as CodeDeploy does for a deployment
+//!   group with traffic control.
 //!
 //! Where it cannot be the agent: the scripts run on this machine, with its users and outside any
 //! sandbox (they are trusted code, as on an instance); `acls` and `context` are not applied; the
@@ -302,12 +308,54 @@ fn ensure_inside(root: &Path, path: &Path, shown: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Deploys `revision` into `sandbox`.
+/// CodeDeploy's own steps around the agent's events, for a deployment group with traffic control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Traffic {
+    /// Take the instance out of its target groups (before AfterBlockTraffic).
+    Block,
+    /// Put it back (before AfterAllowTraffic).
+    Allow,
+}
+
+/// Where a sandbox's app listens: the loopback port the agent gave it, once it has one.
+pub fn local_port(sandbox: &Path) -> Option<u16> {
+    fs::read_to_string(sandbox.join(AGENT_DIR).join(PORT_FILE)).ok()?.trim().parse().ok()
+}
+
+const PORT_FILE: &str = "local-port";
+
+/// The sandbox's port, chosen free on loopback the first time and then kept.
+fn assign_port(sandbox: &Path) -> anyhow::Result<u16> {
+    if let Some(port) = local_port(sandbox) {
+        return Ok(port);
+    }
+    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .context("cannot find a free loopback port for the sandbox's app")?
+        .port();
+    let path = sandbox.join(AGENT_DIR).join(PORT_FILE);
+    vending::project::write_atomic(&path, format!("{port}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(port)
+}
+
+/// Deploys `revision` into `sandbox`, with no traffic control.
 pub fn deploy(
     sandbox: &Path,
     revision: &Path,
     deployment: &Deployment,
     out: &mut dyn FnMut(&str),
+) -> anyhow::Result<Report> {
+    deploy_with_traffic(sandbox, revision, deployment, out, &mut |_| Ok(()))
+}
+
+/// Deploys `revision` into `sandbox`; `traffic` does CodeDeploy's BlockTraffic and AllowTraffic.
+pub fn deploy_with_traffic(
+    sandbox: &Path,
+    revision: &Path,
+    deployment: &Deployment,
+    out: &mut dyn FnMut(&str),
+    traffic: &mut dyn FnMut(Traffic) -> anyhow::Result<()>,
 ) -> anyhow::Result<Report> {
     // Bad input changes nothing: the folders made to read the revision go again if it is refused.
     let made: Vec<PathBuf> = [sandbox.to_path_buf(), sandbox.join(AGENT_DIR), state_dir(sandbox, deployment)]
@@ -342,11 +390,29 @@ pub fn deploy(
     };
     let logs = work.join("logs");
     fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    let scripts_runner = Scripts { sandbox: &sandbox, deployment, logs: &logs };
+    let port = assign_port(&sandbox)?;
+    let scripts_runner = Scripts { sandbox: &sandbox, deployment, logs: &logs, port };
 
     let mut events = Vec::new();
     let mut failure = None;
     for (event, from_previous) in EVENTS {
+        let step = match *event {
+            "AfterBlockTraffic" => Some(("BlockTraffic", Traffic::Block)),
+            "AfterAllowTraffic" => Some(("AllowTraffic", Traffic::Allow)),
+            _ => None,
+        };
+        if let (Some((name, step)), None) = (step, &failure) {
+            if let Err(e) = traffic(step) {
+                out(&format!("[agent] {name} FAILED: {e:#}"));
+                failure = Some(Failure {
+                    event: name,
+                    script: None,
+                    code: 5,
+                    message: format!("{e:#}"),
+                    log_tail: Vec::new(),
+                });
+            }
+        }
         if failure.is_some() {
             events.push(EventReport { event, status: EventStatus::Skipped, count: 0 });
             continue;
@@ -719,6 +785,7 @@ struct Scripts<'a> {
     sandbox: &'a Path,
     deployment: &'a Deployment,
     logs: &'a Path,
+    port: u16,
 }
 
 impl Scripts<'_> {
@@ -765,6 +832,7 @@ impl Scripts<'_> {
             .env("DEPLOYMENT_GROUP_NAME", &self.deployment.group_name)
             .env("DEPLOYMENT_GROUP_ID", &self.deployment.group_id)
             .env("VENDING_SANDBOX", self.sandbox)
+            .env("VENDING_LOCAL_PORT", self.port.to_string())
             .process_group(0);
         let log = fs::File::create(&log_path)
             .map_err(|e| failure(5, format!("cannot create its log {}: {e}", log_path.display()), Vec::new()))?;

@@ -7,6 +7,7 @@ pub mod approval;
 pub mod codebuild;
 pub mod config;
 pub mod diag;
+pub mod front_door;
 pub mod lock;
 pub mod names;
 pub mod plan;

@@ -110,7 +110,17 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     assert!(run.stdout.contains("globex/dev: 8 resource(s) changed"), "{run:?}");
     assert!(!w.locked(), "released at the end");
 
-    // Crashed on this machine (its process is gone): taken over at once, and said.
+    // Nothing to change: no lock is needed, so carol's holds nobody up, and nothing is written.
+    w.put_lock("build-server-7", 4242, in_ten_minutes, false);
+    let run = w.run(alice, &infra);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("globex/dev: no changes"), "{run:?}");
+    assert!(w.locked(), "carol's lock is still there");
+    w.put_lock("build-server-7", 4242, in_ten_minutes, true);
+
+    // Crashed on this machine (its process is gone): taken over at once, and said. (A run takes
+    // the lock only when it has something to change.)
+    w.project.edit("customers/globex/dev.toml", "\"development\" }", "\"development\" }\n\n[capacity]\nmax = 3");
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     let pid = gone.id();
     gone.wait().unwrap();
@@ -120,6 +130,7 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     assert!(run.stdout.contains("took over the lock of arn:aws:iam::123456789012:user/carol"), "{run:?}");
     assert!(run.stdout.contains("its process is gone from this host"), "{run:?}");
     // Crashed elsewhere: taken over once it expires.
+    w.project.edit("customers/globex/dev.toml", "max = 3", "max = 4");
     w.put_lock("build-server-7", 4242, SystemTime::now() - Duration::from_secs(1), false);
     let run = w.run(alice, &infra);
     assert_eq!(run.code, 0, "{run:?}");
@@ -161,7 +172,8 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
         assert!(Instant::now() < deadline, "the first deploy never took the lock");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let second = w.run(alice, &["deploy", "globex", "dev", "--local", "--wait-lock", "5m"]);
+    // (--redeploy: with nothing to do, a run needs no lock and does not wait for one.)
+    let second = w.run(alice, &["deploy", "globex", "dev", "--local", "--redeploy", "--wait-lock", "5m"]);
     assert!(first.wait_with_output().unwrap().status.success());
     assert_eq!(second.code, 0, "{second:?}");
     assert!(second.stdout.contains("waiting for the lock"), "{second:?}");

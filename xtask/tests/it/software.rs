@@ -115,8 +115,8 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     // A release whose ValidateService fails: stopped at the first instance, rolled back.
     project.edit(
         "apps/acme-shop/scripts/validate.sh",
-        "    echo \"sandbox: /health answers 200\"\n",
-        "    echo \"deliberately broken\" >&2\n    exit 1\n",
+        "            echo \"sandbox: $url answers 200\"\n",
+        "            echo \"deliberately broken\" >&2\n            exit 1\n",
     );
     // Not committed yet: the build uses the committed ref, and says so.
     let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
@@ -145,8 +145,8 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     // Fixed: the next release goes through, and is the one recorded.
     project.edit(
         "apps/acme-shop/scripts/validate.sh",
-        "    echo \"deliberately broken\" >&2\n    exit 1\n",
-        "    echo \"sandbox: fixed\"\n",
+        "            echo \"deliberately broken\" >&2\n            exit 1\n",
+        "            echo \"sandbox: fixed\"\n",
     );
     project.git(&["commit", "-qam", "Fix ValidateService"]);
     let run = project.run_with(&["deploy", "acme", "dev", "--local", "--software-only"], &env);
@@ -160,8 +160,8 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     // that stop script next: it blocks the automatic rollback, and every later release, until
     // its failures are ignored.
     let broken_stop = "    rm -f \"$ROOT/run/acme-shop.started\"\n    exit 0\n";
-    let fixed = "    echo \"sandbox: fixed\"\n";
-    let broken_validate = "    echo \"deliberately broken\" >&2\n    exit 1\n";
+    let fixed = "            echo \"sandbox: fixed\"\n";
+    let broken_validate = "            echo \"deliberately broken\" >&2\n            exit 1\n";
     project.edit("apps/acme-shop/scripts/stop.sh", broken_stop, "    echo \"cannot stop\" >&2\n    exit 1\n");
     project.edit("apps/acme-shop/scripts/validate.sh", fixed, broken_validate);
     project.git(&["commit", "-qam", "Break ApplicationStop and ValidateService"]);
@@ -193,8 +193,8 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     project.edit("apps/acme-shop/scripts/stop.sh", "    echo \"cannot stop\" >&2\n    exit 1\n", broken_stop);
     project.edit(
         "apps/acme-shop/scripts/validate.sh",
-        "    echo \"sandbox: fixed\"\n",
-        "    echo \"sandbox: fixed\"\n    touch \"$ROOT/../validating-$(basename \"$ROOT\")\"\n    sleep 3\n",
+        "            echo \"sandbox: fixed\"\n",
+        "            echo \"sandbox: fixed\"\n            touch \"$ROOT/../validating-$(basename \"$ROOT\")\"\n            sleep 3\n",
     );
     project.edit("apps/acme-shop/app.py", "\"Anvil XL\"", "\"Anvil XXL\"");
     project.git(&["commit", "-qam", "The biggest anvil, validated slowly"]);

@@ -250,7 +250,7 @@ pub async fn delete_load_balancer(clients: &Clients, arn: &str) -> anyhow::Resul
 }
 
 /// A listener's default action, as the core types it.
-fn action_read(action: &Action) -> ListenerAction {
+pub(crate) fn action_read(action: &Action) -> ListenerAction {
     match action.r#type.as_ref() {
         Some(ActionTypeEnum::Redirect) => {
             let r = action.redirect_config.as_ref();

@@ -9,7 +9,7 @@ mod codebuild;
 pub(crate) mod codedeploy;
 mod compute;
 mod database;
-mod elb;
+pub(crate) mod elb;
 mod notify;
 pub mod pool;
 mod resolve;

@@ -1,0 +1,126 @@
+//! The local fleet really serves: after `deploy --local` each instance's app listens on its
+//! loopback port, and the local front door routes like the load balancers the tool configured
+//! (host rules, the 503 default, the port-80 redirect). During a one-at-a-time release each
+//! instance leaves its target group while its app restarts, so every request still gets an
+//! answer from the other one.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use vending_emulator::Moto;
+
+use crate::{packer_available, repo_root, Project};
+
+/// Stops the front door when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Status line, headers and body of `GET path` with this Host header.
+pub fn get(port: u16, host: &str, path: &str) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+fn door_port(project: &Project, load_balancer: &str, port: u16) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(project.path("target/vending-local/front-door.json")) {
+            let state: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let found = state["doors"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|d| d["load_balancer"] == load_balancer && d["port"] == port);
+            if let Some(door) = found {
+                return door["local_port"].as_u64().unwrap() as u16;
+            }
+        }
+        assert!(Instant::now() < deadline, "the front door never listed {load_balancer}:{port}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_front_door_routes_to_apps_that_really_serve_and_a_release_keeps_them_reachable() {
+    if !packer_available() {
+        return;
+    }
+    let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
+    let project = Project::copy().with_apps();
+    project.edit("customers/acme/dev.toml", "[capacity]\nmin = 1\nmax = 2", "[capacity]\nmin = 2\nmax = 2");
+    project.git_init("Initial");
+    let endpoint = moto.endpoint();
+    let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
+    for args in [
+        &["platform", "deploy", "--local"][..],
+        &["ami", "acme", "dev", "--local"],
+        &["deploy", "acme", "dev", "--local"],
+    ] {
+        let run = project.run_with(args, &env);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+    }
+    let door = project.command(&["local", "front-door"], &env).spawn().unwrap();
+    let _door = Running(door);
+    let https = door_port(&project, "vend-shared", 443);
+    let http = door_port(&project, "vend-shared", 80);
+
+    // The host rule reaches the app, which answers as the environment's build configured it.
+    let (status, head, body) = get(https, "acme-dev.apps.example.com", "/");
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(body.contains("ACME shop (development)"), "{body}");
+    assert_eq!(get(https, "ACME-DEV.apps.example.com:443", "/health").2, "ok");
+    // Anything else: the listener's default answer.
+    let (status, _, body) = get(https, "unknown.example.com", "/");
+    assert_eq!((status, body.as_str()), (503, "host not found"));
+    // Port 80 sends everyone to HTTPS, keeping host, path and query.
+    let (status, head, _) = get(http, "acme-dev.apps.example.com", "/cart?item=anvil");
+    assert_eq!(status, 301, "{head}");
+    assert!(head.contains("Location: https://acme-dev.apps.example.com:443/cart?item=anvil"), "{head}");
+
+    // A new release, one instance at a time, while requests keep coming.
+    project.edit("apps/acme-shop/app.py", "\"Anvil\"", "\"Anvil XL\"");
+    project.git(&["commit", "-qam", "A bigger anvil"]);
+    let mut deploy = project
+        .command(&["deploy", "acme", "dev", "--local", "--software-only"], &env)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = deploy.stdout.take().unwrap();
+    let output = std::thread::spawn(move || {
+        let mut out = String::new();
+        stdout.read_to_string(&mut out).unwrap();
+        out
+    });
+    let mut answers = Vec::new();
+    while deploy.try_wait().unwrap().is_none() {
+        answers.push(get(https, "acme-dev.apps.example.com", "/"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = output.join().unwrap();
+    assert!(deploy.wait().unwrap().success(), "{out}");
+    assert_eq!(out.matches("[codedeploy] BlockTraffic: deregistered from acme-dev-tg").count(), 2, "{out}");
+    assert_eq!(out.matches("[codedeploy] AllowTraffic: registered in acme-dev-tg").count(), 2, "{out}");
+    let failed: Vec<_> = answers.iter().filter(|(status, _, _)| *status != 200).collect();
+    assert!(failed.is_empty(), "{} of {} requests failed during the release: {failed:?}", failed.len(), answers.len());
+    let old = answers.iter().filter(|(_, _, body)| body.contains("Anvil:")).count();
+    let new = answers.iter().filter(|(_, _, body)| body.contains("Anvil XL")).count();
+    assert!(old > 0 && new > 0, "the requests spanned the release: {old} old, {new} new of {}", answers.len());
+    // Afterwards every instance serves the new release.
+    for _ in 0..4 {
+        assert!(get(https, "acme-dev.apps.example.com", "/").2.contains("Anvil XL"));
+    }
+}
