@@ -13,7 +13,7 @@ pub struct Rule {
     /// The host-header condition's values (empty: the rule has no host condition).
     pub hosts: Vec<String>,
     /// Another condition the front door does not evaluate (path, header, …): such a rule never
-    /// matches here, and the front door says so in its log.
+    /// matches here (the tool makes none).
     pub other_conditions: bool,
     pub action: ListenerAction,
 }

@@ -4,6 +4,7 @@
 //! the `packer validate` cache, changes one customer, and times the validate a pull request pays.
 
 mod build;
+mod demo;
 mod deploy;
 mod fleet;
 mod reliability;
@@ -30,6 +31,8 @@ pub struct Bench {
 enum Which {
     /// Time `validate` on a synthetic fleet.
     Validate(BenchValidate),
+    /// `demo`: the first run, reruns that change nothing, and `--clean`.
+    Demo(demo::BenchDemo),
     /// The `ami` command's overhead over a bare `packer build`, against the local emulator.
     Ami(BenchAmi),
     /// A no-op `deploy` against the local emulator beside the same reads with the AWS CLI.
@@ -83,6 +86,7 @@ impl Bench {
             Which::Build(b) => b.run(root),
             Which::Reliability(b) => b.run(root),
             Which::Fleet(b) => b.run(root),
+            Which::Demo(b) => b.run(root),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! README.md's quick start, run exactly as written: the shell lines of its first code block, each
+//! README.md's quick start, run exactly as written: the shell lines of its step-by-step block, each
 //! with `cargo xtask` standing for this binary on a copy of the project (a shell function), the
 //! exit code its comment gives (`(exit N)`, else 0) checked, and the text after `#` checked
 //! where it quotes the output. The README and the tool cannot drift apart.
@@ -10,7 +10,7 @@ use crate::{packer_available, repo_root, Project};
 /// The lines of the quick start's code block, and the exit code each must give.
 fn quick_start() -> Vec<(String, i32, String)> {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let section = &readme[readme.find("## Quick start").expect("a quick start")..];
+    let section = &readme[readme.find("### Step by step").expect("a step-by-step quick start")..];
     let block = &section[section.find("```sh\n").expect("a code block") + 6..];
     let block = &block[..block.find("```").unwrap()];
     block
@@ -38,6 +38,19 @@ impl Drop for Down<'_> {
     fn drop(&mut self) {
         let _ = self.0.run(&["local", "down"]);
     }
+}
+
+/// The quick start opens with the demo and the test command, which is what CI runs.
+#[test]
+fn the_readme_quick_start_opens_with_the_demo_and_the_ci_test_command() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## Quick start").unwrap()..];
+    let block = &section[section.find("```sh\n").unwrap() + 6..];
+    let commands: Vec<&str> =
+        block[..block.find("```").unwrap()].lines().map(|l| l.split(" #").next().unwrap().trim()).collect();
+    assert_eq!(commands, ["cargo xtask demo", "cargo test --workspace --locked"]);
+    let ci = std::fs::read_to_string(repo_root().join(".ci/run")).unwrap();
+    assert!(ci.lines().any(|l| l.trim() == commands[1]), ".ci/run runs README's test command");
 }
 
 #[test]
