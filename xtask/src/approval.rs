@@ -273,6 +273,7 @@ impl Gate<'_> {
         crate::interrupt::set_notes(None, format!("{label}: request {id} stays pending; resume with `{resume}`"));
         let mut said = Instant::now();
         let mut first = true;
+        let mut progress: Option<vending_release::progress::Progress> = None;
         loop {
             let current = self
                 .block_on(self.store().read(&self.scope, &id))?
@@ -320,13 +321,17 @@ impl Gate<'_> {
                 return Ok(Waited::Stop(ExitCode::from(EXIT_PENDING)));
             }
             if first {
-                println!(
-                    "{label} | waiting for a decision on request {id} until {} (Ctrl-C leaves it pending)",
+                let waiting = progress.insert(vending_release::progress::Progress::start(
+                    &label,
+                    &format!("waiting for a decision on request {id}"),
+                ));
+                waiting.line(&format!(
+                    "waiting for a decision on request {id} until {} (Ctrl-C leaves it pending)",
                     request.expires_at
-                );
+                ));
                 first = false;
-            } else if said.elapsed() >= PROGRESS_EVERY {
-                println!("{label} | still waiting for a decision on request {id} (until {})", request.expires_at);
+            } else if let Some(waiting) = progress.as_ref().filter(|_| said.elapsed() >= PROGRESS_EVERY) {
+                waiting.line(&format!("still waiting for a decision on request {id} (until {})", request.expires_at));
                 said = Instant::now();
             }
             let end = Instant::now() + POLL;

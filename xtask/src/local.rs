@@ -21,8 +21,12 @@ enum Action {
     Up,
     /// Stop it.
     Down,
-    /// Say whether it runs, and where.
-    Status,
+    /// Say whether it runs, and where (and the front door's ports).
+    Status {
+        /// Print it as JSON: `{"emulator": {endpoint, pid} | null, "front_door": {pid, doors} | null}`.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the local front door in the foreground (`up` starts it in the background): loopback
     /// ports that route like the emulator's load balancers, to the local fleet's apps.
     FrontDoor,
@@ -57,7 +61,17 @@ impl Local {
                 let (runtime, clients) = crate::infra::connect(root, &fleet, true)?;
                 crate::front_door::serve(root, runtime, clients, &endpoint)?;
             }
-            Action::Status => match vending_emulator::status(root)? {
+            Action::Status { json: true } => {
+                let emulator = vending_emulator::status(root)?;
+                let door = emulator.as_ref().and_then(|_| front_door::State::read(root));
+                let value = serde_json::json!({
+                    "emulator": emulator.as_ref().map(|s| serde_json::json!({ "endpoint": s.endpoint, "pid": s.pid })),
+                    "front_door": door,
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+                return Ok(ExitCode::from(if emulator.is_some() { 0 } else { 1 }));
+            }
+            Action::Status { json: false } => match vending_emulator::status(root)? {
                 Some(state) => {
                     println!("running at {} (pid {})", state.endpoint, state.pid);
                     match front_door::State::read(root) {

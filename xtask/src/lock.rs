@@ -125,6 +125,7 @@ impl Locker<'_> {
         let commit = crate::git::head_commit(self.root).map(|c| c.id).unwrap_or_default();
         let run = format!("{:016x}", entropy());
         let (started, mut said) = (Instant::now(), None::<Instant>);
+        let mut progress: Option<vending_release::progress::Progress> = None;
         loop {
             let lock = Lock::new(&me, &this_process(), &run, command, &commit, SystemTime::now(), ttl());
             let taken = self.runtime.block_on(vending_aws::lock::take(
@@ -152,7 +153,10 @@ impl Locker<'_> {
                     match wait {
                         Some(limit) if waited < limit => {
                             if said.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
-                                println!("{label} | waiting for the lock, held by {}", holder.describe());
+                                let waiting = progress.get_or_insert_with(|| {
+                                    vending_release::progress::Progress::start(&label, "waiting for the lock")
+                                });
+                                waiting.line(&format!("waiting for the lock, held by {}", holder.describe()));
                                 said = Some(Instant::now());
                             }
                             std::thread::sleep(POLL);
@@ -245,6 +249,9 @@ enum LockAction {
     Status {
         #[command(flatten)]
         target: crate::approval::Target,
+        /// Print it as JSON: `{"scope", "locked", "standing", "lock"}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Release it: your own abandoned one, or with --force anyone's (written to the audit log).
     Release {
@@ -258,9 +265,9 @@ enum LockAction {
 
 impl LockCommand {
     pub fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
-        let (target, release, force) = match self.action {
-            LockAction::Status { target } => (target, false, false),
-            LockAction::Release { target, force } => (target, true, force),
+        let (target, release, force, json) = match self.action {
+            LockAction::Status { target, json } => (target, false, false, json),
+            LockAction::Release { target, force } => (target, true, force, false),
         };
         let fleet = match crate::infra::fleet(root, None, None)? {
             Ok(fleet) => fleet,
@@ -271,7 +278,25 @@ impl LockCommand {
         let bucket = &fleet.platform.state_bucket;
         let label = scope.label();
         let found = runtime.block_on(vending_aws::lock::read(&clients.s3, bucket, &scope))?;
-        let Some((lock, etag)) = found.filter(|(lock, _)| !lock.released) else {
+        let found = found.filter(|(lock, _)| !lock.released);
+        if json {
+            let standing = found.as_ref().map(|(lock, _)| {
+                match lock.standing(SystemTime::now(), &this_process().machine, alive) {
+                    Standing::Expired => "expired",
+                    Standing::Stale => "stale",
+                    _ => "held",
+                }
+            });
+            let value = serde_json::json!({
+                "scope": label,
+                "locked": found.is_some(),
+                "standing": standing,
+                "lock": found.as_ref().map(|(lock, _)| lock),
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let Some((lock, etag)) = found else {
             println!("{label}: not locked");
             return Ok(ExitCode::SUCCESS);
         };

@@ -2,12 +2,9 @@
 //! skipping templates whose content already passed with the same Packer version (a cache under
 //! `target/`), so a pull request pays for what it changed.
 
-use std::collections::VecDeque;
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -286,8 +283,10 @@ pub struct BuildOutcome {
 
 const TAIL_LINES: usize = 25;
 
-/// `packer build`, its output streamed line by line behind `prefix`. Runs in `dir` (where the
-/// manifest is written), in its own process group so that Ctrl-C reaches it once, through us.
+/// `packer build`, its output streamed line by line behind `prefix` (under a spinner with the
+/// elapsed time on a terminal). Runs in `dir` (where the manifest is written), in its own
+/// process group so that Ctrl-C reaches it once, through us.
+#[cfg(feature = "aws")]
 pub fn build(
     dir: &Path,
     binary: &Path,
@@ -297,6 +296,11 @@ pub fn build(
     env: &[(&str, &str)],
     prefix: &str,
 ) -> anyhow::Result<BuildOutcome> {
+    use std::collections::VecDeque;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
     crate::interrupt::install()?;
     let sh = shell(dir)?;
     for (name, value) in env {
@@ -309,14 +313,15 @@ pub fn build(
     let mut child = command.spawn().context("cannot start `packer build`")?;
     crate::interrupt::set_child(child.id());
     let tail = std::sync::Mutex::new(VecDeque::with_capacity(TAIL_LINES));
+    let progress = vending_release::progress::Progress::start(prefix, "packer build");
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     std::thread::scope(|scope| {
         let pump = |stream: Box<dyn std::io::Read + Send>| {
-            let tail = &tail;
+            let (tail, progress) = (&tail, &progress);
             move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    println!("{prefix} | {line}");
+                    progress.output(&line);
                     let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
                     if tail.len() == TAIL_LINES {
                         tail.pop_front();
@@ -333,6 +338,7 @@ pub fn build(
         }
     });
     let status = child.wait().context("cannot wait for `packer build`")?;
+    drop(progress);
     crate::interrupt::clear_child();
     let tail = tail.into_inner().unwrap_or_else(|p| p.into_inner()).into_iter().collect();
     Ok(BuildOutcome { status, interrupted: crate::interrupt::interrupted(), tail })

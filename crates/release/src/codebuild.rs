@@ -203,10 +203,12 @@ pub(crate) fn run(release: &Release, site: &Site, pending: &PendingBuild) -> any
     let deadline = Duration::from_secs(u64::from(pending.inputs.timeout_minutes) * 60) + QUEUE_ALLOWANCE;
     let mut source = AwsBuild::new(runtime, clients, id.clone());
     let interrupted = || release.interrupts.interrupted();
+    let progress = crate::progress::Progress::start(&who, &format!("CodeBuild build {id}"));
     let followed =
         core::follow_build(&mut source, &mut release.clock(), deadline, POLL_INTERVAL, &interrupted, &mut |line| {
-            println!("{who} | {line}")
+            progress.line(line)
         });
+    drop(progress);
     let outcome = match followed {
         Ok(outcome) => outcome,
         Err(e) => {

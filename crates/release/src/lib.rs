@@ -9,6 +9,7 @@
 pub mod build;
 pub mod codebuild;
 pub mod local_fleet;
+pub mod progress;
 pub mod ship;
 
 pub use codebuild::BuildMode;

@@ -410,10 +410,12 @@ impl<'a> Release<'a> {
                 .block_on(aws_release::latest_instance_refresh(self.clients, group))
                 .map_err(|e| release::SourceError::from(format!("{e:#}")))
         };
+        let progress = crate::progress::Progress::start(&who, &format!("waiting for the instance refresh of {group}"));
         let waited = release::wait_for_refresh(&mut latest, &mut self.clock(), deadline, POLL_INTERVAL, &mut |line| {
-            println!("{who} | {line}")
+            progress.line(line)
         })
         .map_err(|e| anyhow::anyhow!("{who}: {e}"))?;
+        drop(progress);
         match waited {
             release::RefreshWait::NoneRunning => Ok(()),
             release::RefreshWait::Ended(refresh) => {
@@ -443,11 +445,13 @@ impl<'a> Release<'a> {
             roll_back_on_stop: self.env.deployment.auto_rollback,
         };
         let interrupted = || self.interrupts.interrupted();
+        let progress = crate::progress::Progress::start(&who, &format!("deployment {id}"));
         let outcome =
             release::follow(&mut source, &mut self.clock(), deadline, POLL_INTERVAL, &interrupted, &mut |line| {
-                println!("{who} | {line}")
+                progress.line(line)
             })
             .map_err(|e| anyhow::anyhow!("{who}: following deployment {id}: {e}"))?;
+        drop(progress);
         let (mut snapshot, what) = match outcome {
             Outcome::Succeeded => {
                 println!("{who} | deployment {id} succeeded");
@@ -468,11 +472,13 @@ impl<'a> Release<'a> {
                     roll_back_on_stop: false,
                 };
                 // A rollback is not stopped on Ctrl-C: a second one leaves it to finish.
+                let progress = crate::progress::Progress::start(&who, &format!("rollback {rollback_id}"));
                 let ended =
                     release::follow(&mut source, &mut self.clock(), deadline, POLL_INTERVAL, &|| false, &mut |line| {
-                        println!("{who} | rollback {line}")
+                        progress.line(&format!("rollback {line}"))
                     })
                     .map_err(|e| anyhow::anyhow!("{who}: following rollback {rollback_id}: {e}"))?;
+                drop(progress);
                 snapshot.rollback = Some((rollback_id, outcome_status(&ended)));
             }
         }

@@ -65,6 +65,15 @@ fn the_demo_deploys_two_customers_that_answer_and_a_second_run_changes_nothing()
     assert_eq!((curls[1].0.as_str(), status), ("globex-dev.apps.example.com", 200), "{body}");
     assert!(body.to_lowercase().contains("globex"), "{body}");
 
+    // `local status --json` lists the same doors.
+    let status = project.run(&["local", "status", "--json"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let doors = status["front_door"]["doors"].as_array().unwrap();
+    let acme = doors.iter().find(|d| d["load_balancer"] == "acme-prod-alb" && d["port"] == 443).unwrap();
+    assert_eq!(acme["local_port"].as_u64(), Some(u64::from(curls[0].1)), "{status}");
+    assert!(status["emulator"]["endpoint"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{status}");
+
     let again = project.run(&["demo"]);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("nothing changed: "), "{again:?}");

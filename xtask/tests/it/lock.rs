@@ -116,6 +116,10 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("globex/dev: no changes"), "{run:?}");
     assert!(w.locked(), "carol's lock is still there");
+    let run = w.run(alice, &["lock", "status", "globex", "dev", "--local", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    assert_eq!((status["locked"].as_bool(), status["standing"].as_str()), (Some(true), Some("held")), "{status}");
+    assert_eq!(status["lock"]["holder"], "arn:aws:iam::123456789012:user/carol", "{status}");
     w.put_lock("build-server-7", 4242, in_ten_minutes, true);
 
     // Crashed on this machine (its process is gone): taken over at once, and said. (A run takes
