@@ -184,15 +184,18 @@ impl Run<'_> {
             .spawn()
             .with_context(|| format!("cannot run cargo xtask {}", args.join(" ")))?;
         let mut stdout = String::new();
+        let step = format!("[{}/{STEPS}] cargo xtask {}", self.step, args.join(" "));
+        let progress = vending_release::progress::Progress::start("demo", &step);
         if let Some(out) = child.stdout.take() {
             for line in BufReader::new(out).lines() {
                 let line = line?;
-                println!("  {line}");
+                progress.println(&format!("  {line}"));
                 stdout.push_str(&line);
                 stdout.push('\n');
             }
         }
         let status = child.wait()?;
+        drop(progress);
         let code = status.code().unwrap_or(-1);
         if !expected.contains(&code) {
             bail!(

@@ -63,7 +63,15 @@ impl Progress {
         }
     }
 
-    /// ` [12:03:55, 14 s]`: when, and how long into the wait.
+    /// A line printed as it is (above the spinner on a terminal).
+    pub fn println(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
+        }
+    }
+
+    /// ` [12:03:55 UTC, 14 s]`: when, and how long into the wait.
     fn stamp(&self) -> String {
         let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let clock = now.get(11..19).unwrap_or(&now).to_string();

@@ -107,6 +107,9 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     let run = Run::from(waiting.wait_with_output().unwrap());
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("waiting for the lock, held by arn:aws:iam::123456789012:user/carol"), "{run:?}");
+    // Not on a terminal: plain lines, each with the time and how long the wait has lasted.
+    let waiting = run.stdout.lines().find(|l| l.contains("waiting for the lock")).unwrap();
+    assert!(waiting.starts_with("globex/dev | ") && waiting.contains(" UTC, 0 s]"), "{waiting}");
     assert!(run.stdout.contains("globex/dev: 8 resource(s) changed"), "{run:?}");
     assert!(!w.locked(), "released at the end");
 
