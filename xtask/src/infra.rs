@@ -405,6 +405,17 @@ impl<'a> Run<'a> {
         locker.acquire(&self.scope, command, wait)
     }
 
+    /// Whether another run holds the scope's lock (read only).
+    fn lock_held(&self) -> anyhow::Result<bool> {
+        let locker = Locker {
+            runtime: self.runtime,
+            clients: self.clients,
+            bucket: &self.platform.state_bucket,
+            root: self.root,
+        };
+        locker.held(&self.scope)
+    }
+
     /// The lock of a gated run, taken when its approval arrives (into `guard`); `Some(code)` when
     /// another run holds it.
     fn lock_into(
@@ -793,8 +804,12 @@ impl DeployCommand {
                 Prepared::Ship(revision) => Some(revision),
             },
         };
-        let to_do = planned.as_ref().is_some_and(|p| p.plan.has_changes()) || prepared.is_some();
-        if !env.approval.required && (to_do || options.apply_immediately) {
+        let pending_now = options.apply_immediately
+            && planned.as_ref().is_some_and(|p| p.plan.changes.iter().any(|c| !c.pending.is_empty()));
+        let to_do = planned.as_ref().is_some_and(|p| p.plan.has_changes()) || prepared.is_some() || pending_now;
+        // Nothing to do: no lock, unless another run holds it (it may be changing what this run
+        // just read; the lock then refuses, or waits with --wait-lock, and the plan is made again).
+        if !env.approval.required && (to_do || run.lock_held()?) {
             if let Some(code) = run.lock_into(&mut guard, &command, self.wait_lock.wait_lock)? {
                 return Ok(code);
             }
@@ -960,14 +975,17 @@ impl PlatformCommand {
                 // made first, exactly as this deploy would make it (as `ami` does).
                 let made = runtime.block_on(vending_aws::s3::ensure_state_bucket(&clients.s3, &fleet.platform))?;
                 let mut guard = None;
-                // Ungated, the lock is taken when there is something to change (as in `deploy`).
-                if !run.approval.required && planned.plan.has_changes() {
+                // Read again what the bucket's creation changed.
+                let planned = if made { replan()? } else { planned };
+                // Ungated, the lock is taken when there is something to change, or when another
+                // run holds it (as in `deploy`).
+                if !run.approval.required && (planned.plan.has_changes() || run.lock_held()?) {
                     if let Some(code) = run.lock_into(&mut guard, "platform deploy", wait_lock.wait_lock)? {
                         return Ok(code);
                     }
                 }
-                // Read again what the bucket's creation or the lock's wait may have changed.
-                let planned = if made || guard.is_some() { replan()? } else { planned };
+                // Read again what the lock's wait may have changed.
+                let planned = if guard.is_some() { replan()? } else { planned };
                 print_plan(&planned, false)?;
                 infra::check(&planned, &options)?;
                 let mut planned = run.topic_first(planned, &replan)?;

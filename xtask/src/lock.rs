@@ -114,6 +114,15 @@ pub struct Locker<'a> {
 impl Locker<'_> {
     /// Takes the scope's lock for `command`, waiting up to `wait` for a holder to finish;
     /// `Err(code)` when it is held (exit 6).
+    /// Whether another run holds the scope's lock now (a read only). A run with nothing to do
+    /// takes no lock, but it does not report "no changes" past a run that may be changing things.
+    pub fn held(&self, scope: &Scope) -> anyhow::Result<bool> {
+        let found = self.runtime.block_on(vending_aws::lock::read(&self.clients.s3, self.bucket, scope))?;
+        Ok(found.is_some_and(|(lock, _)| {
+            !lock.released && lock.standing(SystemTime::now(), &this_process().machine, alive) == Standing::Held
+        }))
+    }
+
     pub fn acquire(
         &self,
         scope: &Scope,

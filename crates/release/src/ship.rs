@@ -204,6 +204,15 @@ impl<'a> Release<'a> {
     /// output said why).
     pub fn ship(&self, revision: &PlannedRevision) -> anyhow::Result<Shipped> {
         let Some(pending) = &revision.pending else {
+            // Checked again now that the lock is held: another run may have deployed it since
+            // `prepare` looked.
+            if !revision.rollback {
+                let group = self.deployment_group()?;
+                if let Some(why) = self.already_deployed(Some(&group), &revision.sha256)? {
+                    println!("{why}");
+                    return Ok(Shipped { succeeded: true, built: None });
+                }
+            }
             return Ok(Shipped { succeeded: self.ship_built(revision)?, built: None });
         };
         let Some(record) = crate::codebuild::run(self, &self.site(), pending)? else {

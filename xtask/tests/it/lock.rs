@@ -113,11 +113,17 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     assert!(run.stdout.contains("globex/dev: 8 resource(s) changed"), "{run:?}");
     assert!(!w.locked(), "released at the end");
 
-    // Nothing to change: no lock is needed, so carol's holds nobody up, and nothing is written.
-    w.put_lock("build-server-7", 4242, in_ten_minutes, false);
-    let run = w.run(alice, &infra);
+    // Nothing to change and nobody holds the lock: no lock is taken, nothing is written.
+    let (run, calls) = w.run_logged(alice, &infra);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("globex/dev: no changes"), "{run:?}");
+    assert!(calls.iter().any(|c| c == "S3.GetObject"), "the lock is read: {calls:?}");
+    assert!(calls.iter().all(|c| c != "S3.PutObject"), "and not written: {calls:?}");
+    // Nothing to change, but carol's run holds the lock (it may be changing what this run read):
+    // refused as any run is, not reported as "no changes".
+    w.put_lock("build-server-7", 4242, in_ten_minutes, false);
+    let run = w.run(alice, &infra);
+    assert_eq!(run.code, 6, "{run:?}");
     assert!(w.locked(), "carol's lock is still there");
     let run = w.run(alice, &["lock", "status", "globex", "dev", "--local", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
@@ -173,17 +179,23 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     assert!(loser.stderr.contains("`deploy globex dev`"), "{loser:?}");
 
     // And with --wait-lock, the second runs after the first.
-    let first = w.project.command(&["deploy", "globex", "dev", "--local", "--redeploy"], &env).spawn().unwrap();
+    // A new revision: the second run sees it not yet deployed, waits for the lock, and finds it
+    // deployed by then (checked again under the lock): nothing is deployed twice.
+    w.project.edit("apps/globex-site/site/index.html", "<title>", "<title>New: ");
+    // Slow enough that the second run's build ends while the first still deploys.
+    w.project.edit("apps/globex-site/scripts/validate.sh", "    url=", "    sleep 5\n    url=");
+    w.project.git(&["commit", "-qam", "A new title"]);
+    let first = w.project.command(&["deploy", "globex", "dev", "--local"], &env).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !w.locked() {
         assert!(Instant::now() < deadline, "the first deploy never took the lock");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // (--redeploy: with nothing to do, a run needs no lock and does not wait for one.)
-    let second = w.run(alice, &["deploy", "globex", "dev", "--local", "--redeploy", "--wait-lock", "5m"]);
+    let second = w.run(alice, &["deploy", "globex", "dev", "--local", "--wait-lock", "5m"]);
     assert!(first.wait_with_output().unwrap().status.success());
     assert_eq!(second.code, 0, "{second:?}");
     assert!(second.stdout.contains("waiting for the lock"), "{second:?}");
+    assert!(!second.stdout.contains("local agent on"), "deployed once only: {second:?}");
 }
 
 /// Eight customers deploy at once onto the shared load balancer: each rule exactly once, no two
