@@ -26,7 +26,7 @@ pub struct Demo {
     clean: bool,
 }
 
-/// The environments the demo deploys, and whether production's approval is part of it.
+/// The environments the demo deploys (acme prod needs its production approval).
 const ENVIRONMENTS: [(&str, &str); 2] = [("acme", "prod"), ("globex", "dev")];
 const REQUESTER: &str = "demo-requester";
 const APPROVER: &str = "demo-approver";
@@ -188,13 +188,13 @@ impl Run<'_> {
         let progress = vending_release::progress::Progress::start("demo", &step);
         if let Some(out) = child.stdout.take() {
             for line in BufReader::new(out).lines() {
-                let line = line?;
+                let line = line.with_context(|| format!("cannot read the output of cargo xtask {}", args.join(" ")))?;
                 progress.println(&format!("  {line}"));
                 stdout.push_str(&line);
                 stdout.push('\n');
             }
         }
-        let status = child.wait()?;
+        let status = child.wait().with_context(|| format!("cannot wait for cargo xtask {}", args.join(" ")))?;
         drop(progress);
         let code = status.code().unwrap_or(-1);
         if !expected.contains(&code) {
@@ -219,7 +219,8 @@ fn person(root: &Path, endpoint: &str, name: &str) -> anyhow::Result<Person> {
         access_key_id: identity.access_key_id,
         secret_access_key: identity.secret_access_key,
     };
-    std::fs::create_dir_all(path.parent().context("no parent")?)?;
+    let folder = root.join(crate::local::DEMO_STATE);
+    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
     vending::project::write_atomic(&path, &serde_json::to_vec(&person)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(person)
@@ -264,7 +265,9 @@ fn ensure_packer() -> anyhow::Result<PathBuf> {
     }
     let workspace = crate::project_root();
     let download = workspace.join("target/packer-download");
-    std::fs::create_dir_all(&download)?;
+    // Only what this download brings: no older package left from before.
+    let _ = std::fs::remove_dir_all(&download);
+    std::fs::create_dir_all(&download).with_context(|| format!("cannot create {}", download.display()))?;
     println!(
         "demo |   no packer on PATH: Debian's package, unpacked into target/packer (nothing installed on the system)"
     );
@@ -272,7 +275,8 @@ fn ensure_packer() -> anyhow::Result<PathBuf> {
     cmd!(sh, "apt-get download packer").quiet().run().context(
         "`apt-get download packer` failed: refresh the package lists (`sudo apt-get update`) or install it (`sudo apt-get install packer`)",
     )?;
-    let deb = std::fs::read_dir(&download)?
+    let deb = std::fs::read_dir(&download)
+        .with_context(|| format!("cannot read {}", download.display()))?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
@@ -287,8 +291,8 @@ fn request_id(stdout: &str) -> Option<String> {
     Some(line.split("request ").nth(1)?.split_whitespace().next()?.to_string())
 }
 
-/// The environment's AMI id and commit, from `status --json`.
-fn ami_of(run: &Run, customer: &str, env: &str, who: &Person) -> anyhow::Result<Option<(String, String)>> {
+/// The environment's row of `status --json`.
+fn status_row(run: &Run, customer: &str, env: &str, who: &Person) -> anyhow::Result<serde_json::Value> {
     let out = Command::new(&run.exe)
         .arg("--root")
         .arg(run.root)
@@ -298,10 +302,21 @@ fn ami_of(run: &Run, customer: &str, env: &str, who: &Person) -> anyhow::Result<
         .env("AWS_SECRET_ACCESS_KEY", &who.secret_access_key)
         .env("VENDING_CALL_LOG", &run.calls)
         .stderr(Stdio::inherit())
-        .output()?;
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("`status {customer} {env} --json` printed no JSON"))?;
-    let ami = &rows[0]["ami"];
+        .output()
+        .with_context(|| format!("cannot run `cargo xtask status {customer} {env} --local --json`"))?;
+    let mut rows: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "`cargo xtask status {customer} {env} --local --json` printed no JSON (exit {:?}; its errors are above)",
+            out.status.code()
+        )
+    })?;
+    Ok(rows[0].take())
+}
+
+/// The environment's AMI id and commit.
+fn ami_of(run: &Run, customer: &str, env: &str, who: &Person) -> anyhow::Result<Option<(String, String)>> {
+    let row = status_row(run, customer, env, who)?;
+    let ami = &row["ami"];
     Ok(ami["id"].as_str().zip(ami["commit"].as_str()).map(|(id, commit)| (id.to_string(), commit.to_string())))
 }
 
@@ -321,18 +336,7 @@ fn wait_for_front_door(root: &Path) -> anyhow::Result<front_door::State> {
 /// Prints one environment: AMI, hosts, the revision on each local instance, and the curl line
 /// (tried here first). False when the front door did not answer 200.
 fn summary(run: &Run, door: &front_door::State, customer: &str, env: &str, who: &Person) -> anyhow::Result<bool> {
-    let out = Command::new(&run.exe)
-        .arg("--root")
-        .arg(run.root)
-        .args(["status", customer, env, "--local", "--json"])
-        .env("AWS_ENDPOINT_URL", &run.endpoint)
-        .env("AWS_ACCESS_KEY_ID", &who.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &who.secret_access_key)
-        .env("VENDING_CALL_LOG", &run.calls)
-        .stderr(Stdio::inherit())
-        .output()?;
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).context("`status --json` printed no JSON")?;
-    let row = &rows[0];
+    let row = &status_row(run, customer, env, who)?;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("none").to_string();
     let hosts: Vec<String> = row["hosts"].as_array().into_iter().flatten().map(text).collect();
     let load_balancer = match row["shared_load_balancer"].as_str() {
@@ -341,7 +345,7 @@ fn summary(run: &Run, door: &front_door::State, customer: &str, env: &str, who: 
             Ok(fleet) => {
                 fleet.environment(customer, env).map(|(_, e)| e.names.load_balancer.clone()).unwrap_or_default()
             }
-            Err(_) => bail!("the config has errors"),
+            Err(_) => bail!("the config has errors (above): fix them, then run the demo again"),
         },
     };
     let commit = text(&row["ami"]["commit"]);
@@ -350,7 +354,7 @@ fn summary(run: &Run, door: &front_door::State, customer: &str, env: &str, who: 
     println!("demo |   hosts {} on load balancer {load_balancer}", hosts.join(", "));
     let fleet = run.root.join("target/vending-local/fleet").join(format!("{customer}-{env}"));
     for (instance, revision, port) in vending_release::local_fleet::running(&fleet) {
-        println!("demo |   {instance}: revision {} answers on 127.0.0.1:{port}", &revision[..16.min(revision.len())]);
+        println!("demo |   {instance}: revision {}, its app on 127.0.0.1:{port}", &revision[..16.min(revision.len())]);
     }
     let (Some(port), Some(host)) = (door.port_of(&load_balancer, 443), hosts.first()) else {
         println!("demo |   (the front door has no port for {load_balancer}:443 yet: `cargo xtask local status`)");

@@ -12,7 +12,8 @@
 //! Where it is not an ALB: an HTTPS listener is served as plain HTTP on its loopback port (no
 //! certificate is presented); there are no health checks (a registered instance whose app does
 //! not answer gets the request, and the client a 502, as from an ALB whose targets all fail);
-//! one request per connection.
+//! one request per connection; a listener whose load balancer was deleted answers 500 until the
+//! front door restarts.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -38,6 +39,10 @@ pub const LOG: &str = "target/vending-local/front-door.log";
 const GIVE_UP_AFTER: u32 = 10;
 /// The largest request head it reads.
 const MAX_HEAD: usize = 64 * 1024;
+/// How long a connection to an app may take (an ALB's is 10 s), and how long an app may stay
+/// silent (an ALB's idle timeout, 60 s by default) before the client gets a 504.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct State {
@@ -61,9 +66,10 @@ impl State {
     /// The running front door's state, when one runs.
     pub fn read(root: &Path) -> Option<State> {
         let state: State = serde_json::from_slice(&std::fs::read(root.join(STATE)).ok()?).ok()?;
-        // SAFETY: kill with signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(i32::try_from(state.pid).ok()?, 0) } == 0;
-        alive.then_some(state)
+        // The recorded pid is trusted while it is still a front door (pids are reused).
+        let command = std::fs::read(format!("/proc/{}/cmdline", state.pid)).ok()?;
+        let ours = command.split(|b| *b == 0).any(|arg| arg == b"front-door");
+        ours.then_some(state)
     }
 
     pub fn port_of(&self, load_balancer: &str, port: u16) -> Option<u16> {
@@ -178,67 +184,107 @@ fn handle(mut client: TcpStream, door: &Door, shared: &Shared) -> anyhow::Result
     if !matches!(request.parse(&buffer[..head_length]), Ok(httparse::Status::Complete(_))) {
         return respond(&mut client, 400, "text/plain", "bad request", &[]);
     }
-    let host = request
+    let Some(host) = request
         .headers
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("host"))
         .map(|h| String::from_utf8_lossy(h.value).into_owned())
-        .unwrap_or_default();
+    else {
+        // As an ALB answers an HTTP/1.1 request without a Host header.
+        return respond(&mut client, 400, "text/plain", "400 Bad Request: no Host header", &[]);
+    };
+    let head_only = request.method == Some("HEAD");
+    let respond = |client: &mut TcpStream, status: u16, body: &str, extra: &[(&str, &str)]| {
+        respond(client, status, "text/plain", if head_only { "" } else { body }, extra)
+    };
     let path = request.path.unwrap_or("/").to_string();
-    let listener = shared.runtime.block_on(read::listener(&shared.clients, door))?;
-    match route(&listener, &host, &path) {
-        Answer::Fixed { status, content_type, body } => respond(&mut client, status, &content_type, &body, &[]),
-        Answer::Redirect { status, location } => {
-            respond(&mut client, status, "text/plain", "", &[("Location", &location)])
-        }
-        Answer::Forward(target_group) => {
-            let targets = shared.runtime.block_on(read::targets(&shared.clients, &target_group))?;
-            if targets.is_empty() {
-                return respond(
-                    &mut client,
-                    503,
-                    "text/plain",
-                    "503 Service Temporarily Unavailable: no registered targets",
-                    &[],
-                );
-            }
-            let turn = Arc::clone(
-                shared.turns.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.entry(target_group).or_default(),
+    let listener = match shared.runtime.block_on(read::listener(&shared.clients, door)) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("{}:{}: {e:#}", door.load_balancer, door.port);
+            let body = format!(
+                "500 Internal Server Error: the local front door cannot read this listener from the emulator ({e:#})"
             );
-            let instance = &targets[turn.fetch_add(1, Ordering::SeqCst) % targets.len()];
-            let Some(port) = instance_port(&shared.fleet, instance) else {
-                return respond(
-                    &mut client,
-                    502,
-                    "text/plain",
-                    &format!("502 Bad Gateway: {instance} has no app deployed by the local agent"),
-                    &[],
-                );
-            };
-            let Ok(mut target) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))
-            else {
-                return respond(
-                    &mut client,
-                    502,
-                    "text/plain",
-                    &format!("502 Bad Gateway: {instance} does not answer"),
-                    &[],
-                );
-            };
-            let head = forwarded_head(&request, door, &client);
-            target.write_all(&head)?;
-            target.write_all(&buffer[head_length..])?;
-            // The rest of the body, if any, goes on by itself; the answer ends when the app
-            // closes (the request said `Connection: close`).
-            let mut upload = (client.try_clone()?, target.try_clone()?);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut upload.0, &mut upload.1);
-            });
-            std::io::copy(&mut target, &mut client)?;
-            let _ = client.shutdown(Shutdown::Both);
-            Ok(())
+            return respond(&mut client, 500, &body, &[]);
+        }
+    };
+    let target_group = match route(&listener, &host, &path) {
+        Answer::Fixed { status, content_type, body } => {
+            let body = if head_only { "" } else { body.as_str() };
+            return self::respond(&mut client, status, &content_type, body, &[]);
+        }
+        Answer::Redirect { status, location } => return respond(&mut client, status, "", &[("Location", &location)]),
+        Answer::Forward(target_group) => target_group,
+    };
+    let targets = match shared.runtime.block_on(read::targets(&shared.clients, &target_group)) {
+        Ok(targets) => targets,
+        Err(e) => {
+            eprintln!("{}:{}: {e:#}", door.load_balancer, door.port);
+            let body = format!("500 Internal Server Error: the local front door cannot read the target group ({e:#})");
+            return respond(&mut client, 500, &body, &[]);
+        }
+    };
+    if targets.is_empty() {
+        return respond(&mut client, 503, "503 Service Temporarily Unavailable: no registered targets", &[]);
+    }
+    let turn = {
+        let mut turns = shared.turns.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(turns.entry(target_group).or_default())
+    };
+    let instance = &targets[turn.fetch_add(1, Ordering::SeqCst) % targets.len()];
+    let Some(port) = instance_port(&shared.fleet, instance) else {
+        let body = format!("502 Bad Gateway: {instance} has no app deployed by the local agent");
+        return respond(&mut client, 502, &body, &[]);
+    };
+    // As an ALB: a refused connection is a 502, one not made within 10 s a 504.
+    let mut target = match TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), CONNECT_TIMEOUT) {
+        Ok(target) => target,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            return respond(
+                &mut client,
+                504,
+                &format!("504 Gateway Timeout: {instance} did not accept a connection"),
+                &[],
+            );
+        }
+        Err(_) => return respond(&mut client, 502, &format!("502 Bad Gateway: {instance} does not answer"), &[]),
+    };
+    target.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    let head = forwarded_head(&request, door, &client);
+    if target.write_all(&head).and_then(|()| target.write_all(&buffer[head_length..])).is_err() {
+        return respond(&mut client, 502, &format!("502 Bad Gateway: {instance} closed the connection"), &[]);
+    }
+    // The rest of the body, if any, goes on by itself; the answer ends when the app closes (the
+    // request said `Connection: close`), or after the idle timeout.
+    let mut upload = (client.try_clone()?, target.try_clone()?);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut upload.0, &mut upload.1);
+    });
+    let mut sent = 0usize;
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match target.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                if client.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+                sent += n;
+            }
+            Err(e)
+                if sent == 0 && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                let _ =
+                    respond(&mut client, 504, &format!("504 Gateway Timeout: {instance} did not answer in time"), &[]);
+                break;
+            }
+            Err(_) => break,
         }
     }
+    // Both ends closed: the upload thread's copy ends with them.
+    let _ = client.shutdown(Shutdown::Both);
+    let _ = target.shutdown(Shutdown::Both);
+    Ok(())
 }
 
 /// The request head as the load balancer sends it on: `Connection: close`, and the
@@ -262,9 +308,16 @@ fn forwarded_head(request: &httparse::Request, door: &Door, client: &TcpStream) 
         head.extend_from_slice(b"\r\n");
     }
     let peer = client.peer_addr().map(|a| a.ip().to_string()).unwrap_or_default();
+    // An ALB appends the client's address to an X-Forwarded-For the request brings.
+    let forwarded_for = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+        .map(|h| format!("{}, {peer}", String::from_utf8_lossy(h.value)))
+        .unwrap_or(peer);
     let proto = if door.protocol == "HTTPS" { "https" } else { "http" };
     head.extend_from_slice(
-        format!("X-Forwarded-For: {peer}\r\nX-Forwarded-Proto: {proto}\r\nX-Forwarded-Port: {}\r\nConnection: close\r\n\r\n", door.port)
+        format!("X-Forwarded-For: {forwarded_for}\r\nX-Forwarded-Proto: {proto}\r\nX-Forwarded-Port: {}\r\nConnection: close\r\n\r\n", door.port)
             .as_bytes(),
     );
     head

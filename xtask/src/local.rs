@@ -53,12 +53,19 @@ impl Local {
                 println!("export AWS_SECRET_ACCESS_KEY={}", identity.secret_access_key);
             }
             Action::FrontDoor => {
+                if let Some(running) = front_door::State::read(root) {
+                    anyhow::bail!(
+                        "a local front door already runs (pid {}); `cargo xtask local down` stops it",
+                        running.pid
+                    );
+                }
                 let endpoint = vending_emulator::local_endpoint(root)?;
-                let fleet = match crate::infra::fleet(root, None, None)? {
-                    Ok(fleet) => fleet,
-                    Err(code) => return Ok(code),
-                };
-                let (runtime, clients) = crate::infra::connect(root, &fleet, true)?;
+                // Only the region is needed: a customer's config error does not stop the front door.
+                let region = platform_region(root)?;
+                let runtime = vending_aws::runtime()?;
+                let target = vending_aws::Target::Local { endpoint: endpoint.clone() };
+                let config = runtime.block_on(vending_aws::sdk_config(&region, &target));
+                let clients = vending_aws::infra::Clients::new(&config, true, None);
                 crate::front_door::serve(root, runtime, clients, &endpoint)?;
             }
             Action::Status { json: true } => {
@@ -98,6 +105,20 @@ impl Local {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `[aws] region` of `customers/platform.toml`, read on its own.
+fn platform_region(root: &Path) -> anyhow::Result<String> {
+    let path = root.join(vending::project::CUSTOMERS_DIR).join("platform.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("{} is not valid TOML: `cargo xtask validate` says where", path.display()))?;
+    doc.get("aws")
+        .and_then(|aws| aws.get("region"))
+        .and_then(|region| region.as_str())
+        .map(str::to_string)
+        .with_context(|| format!("{} has no [aws] region: set it (e.g. region = \"eu-west-1\")", path.display()))
 }
 
 /// Starts the emulator and the front door, or says that they run.
@@ -145,7 +166,8 @@ fn start_front_door(root: &Path, endpoint: &str) -> anyhow::Result<front_door::S
     }
     let _ = std::fs::remove_file(root.join(front_door::STATE));
     let log_path = root.join(front_door::LOG);
-    std::fs::create_dir_all(log_path.parent().context("no parent")?)?;
+    let folder = root.join("target/vending-local");
+    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find this program to start the front door")?;
     let mut command = std::process::Command::new(exe);
@@ -155,7 +177,7 @@ fn start_front_door(root: &Path, endpoint: &str) -> anyhow::Result<front_door::S
         .args(["local", "front-door"])
         .env("AWS_ENDPOINT_URL", endpoint)
         .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
+        .stdout(log.try_clone().with_context(|| format!("cannot share {}", log_path.display()))?)
         .stderr(log);
     // Its own process group: Ctrl-C in this terminal is not for it.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);

@@ -11,20 +11,27 @@ if [ -n "$ROOT" ]; then
     # in a log so that this hook's output closes. It stops when its pid file goes (stop.sh, or
     # the sandbox removed).
     mkdir -p "$ROOT/run" "$ROOT/var/log"
-    # An app that a failed stop left running goes first (its port is this one's).
+    # An app that a failed stop left running goes first (its port is this one's); the pid is
+    # only trusted while it is still this app.
     if [ -f "$ROOT/run/globex-site.pid" ]; then
         old=$(cat "$ROOT/run/globex-site.pid")
         rm -f "$ROOT/run/globex-site.pid"
-        kill "$old" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$old" 2>/dev/null || break
-            sleep 0.1
-        done
+        if tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null | grep -q "python3 server.py"; then
+            kill "$old" 2>/dev/null || true
+            for _ in $(seq 1 50); do
+                kill -0 "$old" 2>/dev/null || break
+                sleep 0.1
+            done
+        fi
     fi
     (
-        set -a
-        if [ -f "$ROOT/opt/globex-site/site.env" ]; then . "$ROOT/opt/globex-site/site.env"; fi
-        set +a
+        # The environment file as systemd reads it: KEY=VALUE lines, values as data.
+        if [ -f "$ROOT/opt/globex-site/site.env" ]; then
+            while IFS='=' read -r key value; do
+                case "$key" in '' | '#'*) continue ;; esac
+                export "$key=$value"
+            done <"$ROOT/opt/globex-site/site.env"
+        fi
         cd "$ROOT/opt/globex-site"
         export PORT="$VENDING_LOCAL_PORT" BIND=127.0.0.1 PIDFILE="$ROOT/run/globex-site.pid"
         nohup python3 server.py >>"$ROOT/var/log/globex-site.log" 2>&1 </dev/null &

@@ -7,11 +7,15 @@ if [ -n "$ROOT" ]; then
     if [ -f "$ROOT/run/globex-site.pid" ]; then
         pid=$(cat "$ROOT/run/globex-site.pid")
         rm -f "$ROOT/run/globex-site.pid"
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
+        # Only while the pid is still this app's (a pid file can outlive its process).
+        if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "python3 server.py"; then
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 1 50); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -9 "$pid" 2>/dev/null || true
+        fi
     fi
     rm -f "$ROOT/run/globex-site.started"
     exit 0

@@ -123,6 +123,11 @@ mod tests {
 /// customer's secrets on the emulator); true when it made it.
 pub async fn put_parameter_if_absent(config: &SdkConfig, name: &str, value: &str) -> anyhow::Result<bool> {
     let ssm = aws_sdk_ssm::Client::new(config);
+    match ssm.get_parameter().name(name).send().await {
+        Ok(_) => return Ok(false),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => {}
+        Err(e) => bail!("cannot read the parameter {name}: {}", describe_error(&e)),
+    }
     let put = ssm
         .put_parameter()
         .name(name)

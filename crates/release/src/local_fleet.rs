@@ -25,6 +25,9 @@ pub struct LocalFleet<'a> {
     pub group_id: &'a str,
 }
 
+/// How long an instance drains after BlockTraffic before its app is stopped.
+const LOCAL_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How many successful deployments the local fleet remembers.
 const HISTORY_LIMIT: usize = 20;
 
@@ -162,6 +165,11 @@ impl LocalFleet<'_> {
                 self.release.runtime.block_on(call)?;
                 let done = if serve { "AllowTraffic: registered in" } else { "BlockTraffic: deregistered from" };
                 println!("{who} | {instance} | [codedeploy] {done} {target_group}");
+                if !serve {
+                    // Requests already on their way to it finish before its app stops: on AWS
+                    // the target group's deregistration delay, here a short drain.
+                    std::thread::sleep(LOCAL_DRAIN);
+                }
                 Ok(())
             };
             let report = agent::deploy_with_traffic(

@@ -56,6 +56,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use sha2::Digest;
 use vending::config::model::{Hook, Permission, PermissionKind};
 use vending::spec::appspec::AppSpec;
 use vending::SourceFile;
@@ -324,15 +325,24 @@ pub fn local_port(sandbox: &Path) -> Option<u16> {
 
 const PORT_FILE: &str = "local-port";
 
-/// The sandbox's port, chosen free on loopback the first time and then kept.
+/// Where sandboxes' ports come from: below Linux's ephemeral range (32768 and up by default),
+/// which outgoing connections and port-0 listeners (the front door's) draw from, so that the
+/// port stays free while the app restarts.
+const PORTS: std::ops::Range<u16> = 20000..30000;
+
+/// The sandbox's port, chosen free on loopback the first time (starting from a place its path
+/// decides, so sandboxes spread out) and then kept.
 fn assign_port(sandbox: &Path) -> anyhow::Result<u16> {
     if let Some(port) = local_port(sandbox) {
         return Ok(port);
     }
-    let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .context("cannot find a free loopback port for the sandbox's app")?
-        .port();
+    let digest = sha2::Sha256::digest(sandbox.as_os_str().as_encoded_bytes());
+    let span = PORTS.end - PORTS.start;
+    let start = u16::from_be_bytes([digest[0], digest[1]]) % span;
+    let port = (0..span)
+        .map(|i| PORTS.start + (start + i) % span)
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .with_context(|| format!("no free loopback port in {}..{} for the sandbox's app", PORTS.start, PORTS.end))?;
     let path = sandbox.join(AGENT_DIR).join(PORT_FILE);
     vending::project::write_atomic(&path, format!("{port}\n").as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;

@@ -86,6 +86,12 @@ fn the_front_door_routes_to_apps_that_really_serve_and_a_release_keeps_them_reac
     // Anything else: the listener's default answer.
     let (status, _, body) = get(https, "unknown.example.com", "/");
     assert_eq!((status, body.as_str()), (503, "host not found"));
+    // No Host header: refused, as an ALB refuses it.
+    let mut stream = TcpStream::connect(("127.0.0.1", https)).unwrap();
+    write!(stream, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     // Port 80 sends everyone to HTTPS, keeping host, path and query.
     let (status, head, _) = get(http, "acme-dev.apps.example.com", "/cart?item=anvil");
     assert_eq!(status, 301, "{head}");
