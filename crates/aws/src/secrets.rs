@@ -103,22 +103,6 @@ pub async fn fetch(
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_secret_ref;
-
-    #[test]
-    fn secret_references() {
-        let r = parse_secret_ref("prod/db:password").unwrap();
-        assert_eq!((r.id.as_str(), r.json_key.as_deref()), ("prod/db", Some("password")));
-        let r = parse_secret_ref("arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf:user::v1").unwrap();
-        assert_eq!(r.id, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf");
-        assert_eq!((r.json_key.as_deref(), r.version_stage, r.version_id.as_deref()), (Some("user"), None, Some("v1")));
-        assert!(parse_secret_ref("x::AWSCURRENT:v1").is_err());
-        assert!(parse_secret_ref(":key").is_err());
-    }
-}
-
 /// Puts a SecureString parameter unless one by that name exists (the demo's stand-ins for a
 /// customer's secrets on the emulator); true when it made it.
 pub async fn put_parameter_if_absent(config: &SdkConfig, name: &str, value: &str) -> anyhow::Result<bool> {
@@ -140,5 +124,22 @@ pub async fn put_parameter_if_absent(config: &SdkConfig, name: &str, value: &str
         Ok(_) => Ok(true),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_already_exists()) => Ok(false),
         Err(e) => bail!("cannot put the parameter {name}: {}", describe_error(&e)),
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::parse_secret_ref;
+
+    #[test]
+    fn secret_references() {
+        let r = parse_secret_ref("prod/db:password").unwrap();
+        assert_eq!((r.id.as_str(), r.json_key.as_deref()), ("prod/db", Some("password")));
+        let r = parse_secret_ref("arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf:user::v1").unwrap();
+        assert_eq!(r.id, "arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf");
+        assert_eq!((r.json_key.as_deref(), r.version_stage, r.version_id.as_deref()), (Some("user"), None, Some("v1")));
+        assert!(parse_secret_ref("x::AWSCURRENT:v1").is_err());
+        assert!(parse_secret_ref(":key").is_err());
     }
 }
