@@ -279,6 +279,10 @@ impl Gate<'_> {
                 .block_on(self.store().read(&self.scope, &id))?
                 .with_context(|| format!("{label}: approval request {id} is gone from the state bucket"))?;
             let request = &current.request;
+            if request.state != State::Pending {
+                // Decided: the spinner goes before what is said about it.
+                progress = None;
+            }
             match request.state {
                 State::Approved => return Ok(Waited::Approved(Box::new(current))),
                 State::Rejected => {
@@ -315,6 +319,7 @@ impl Gate<'_> {
                 return Ok(Waited::Stop(ExitCode::from(EXIT_PENDING)));
             }
             if crate::interrupt::presses() > presses {
+                drop(progress.take());
                 eprintln!(
                     "{label}: interrupted: request {id} stays pending and nothing was changed; resume with `{resume}`"
                 );

@@ -405,15 +405,19 @@ impl<'a> Run<'a> {
         locker.acquire(&self.scope, command, wait)
     }
 
+    fn locker(&self) -> Locker<'_> {
+        Locker { runtime: self.runtime, clients: self.clients, bucket: &self.platform.state_bucket, root: self.root }
+    }
+
     /// Whether another run holds the scope's lock (read only).
     fn lock_held(&self) -> anyhow::Result<bool> {
-        let locker = Locker {
-            runtime: self.runtime,
-            clients: self.clients,
-            bucket: &self.platform.state_bucket,
-            root: self.root,
-        };
-        locker.held(&self.scope)
+        Ok(self.locker().holder(&self.scope)?.is_some())
+    }
+
+    /// Waits until no other run holds the scope's lock (without taking it); `Some(code)` when
+    /// it is still held.
+    fn wait_free(&self, wait: Option<std::time::Duration>) -> anyhow::Result<Option<ExitCode>> {
+        self.locker().wait_free(&self.scope, wait)
     }
 
     /// The lock of a gated run, taken when its approval arrives (into `guard`); `Some(code)` when
@@ -766,7 +770,18 @@ impl DeployCommand {
             Ok(fleet) => fleet,
             Err(code) => return Ok(code),
         };
-        let (runtime, clients) = connect(root, &fleet, self.local)?;
+        // Read, planned and decided again after waiting for another run that held the lock.
+        loop {
+            if let Some(code) = self.deploy_one(root, &fleet)? {
+                return Ok(code);
+            }
+        }
+    }
+
+    /// One attempt of a single environment's deploy; `None`: another run held the lock while
+    /// this one had nothing to do, and has let it go: read everything again.
+    fn deploy_one(&self, root: &Path, fleet: &Fleet) -> anyhow::Result<Option<ExitCode>> {
+        let (runtime, clients) = connect(root, fleet, self.local)?;
         let target = crate::local::target(root, self.local)?;
         let (customer, env) = fleet.environment(self.customer(), self.env()).context("not in the fleet")?;
         let run = Run::environment(&runtime, &clients, root, &fleet.platform, customer, env, self.local);
@@ -774,7 +789,7 @@ impl DeployCommand {
             redeploy: self.redeploy,
             ignore_application_stop_failures: self.ignore_application_stop_failures,
             build_mode: BuildMode::chosen(self.build.map(BuildWhere::mode), &fleet.platform, &target)?,
-            ..Release::of(root, &runtime, &clients, &fleet, self.customer(), self.env(), &target, &CtrlC)?
+            ..Release::of(root, &runtime, &clients, fleet, self.customer(), self.env(), &target, &CtrlC)?
         };
         let options = ApplyOptions {
             allow_destructive: self.allow_destructive,
@@ -786,7 +801,7 @@ impl DeployCommand {
         // the approval arrives (a request may wait an hour, and nobody else is kept out meanwhile).
         let command = format!("deploy {} {}", customer.name, env.name);
         let mut guard = None;
-        let replan = || plan_environment(&runtime, &clients, &fleet, self.customer(), self.env(), self.local);
+        let replan = || plan_environment(&runtime, &clients, fleet, self.customer(), self.env(), self.local);
         let mut planned = match self.software_only {
             true => None,
             false => {
@@ -799,7 +814,7 @@ impl DeployCommand {
         let prepared = match self.infra_only {
             true => None,
             false => match release.prepare(!self.software_only)? {
-                Prepared::BuildFailed => return Ok(ExitCode::from(output::EXIT_PROBLEMS)),
+                Prepared::BuildFailed => return Ok(Some(ExitCode::from(output::EXIT_PROBLEMS))),
                 Prepared::Nothing(why) => nothing_to_release(&why),
                 Prepared::Ship(revision) => Some(revision),
             },
@@ -807,11 +822,18 @@ impl DeployCommand {
         let pending_now = options.apply_immediately
             && planned.as_ref().is_some_and(|p| p.plan.changes.iter().any(|c| !c.pending.is_empty()));
         let to_do = planned.as_ref().is_some_and(|p| p.plan.has_changes()) || prepared.is_some() || pending_now;
-        // Nothing to do: no lock, unless another run holds it (it may be changing what this run
-        // just read; the lock then refuses, or waits with --wait-lock, and the plan is made again).
-        if !env.approval.required && (to_do || run.lock_held()?) {
+        // Nothing to do: no lock, and nobody asked. Unless another run holds the lock: it may be
+        // changing what this run just read, so this one waits for it (--wait-lock) and reads
+        // everything again, or is refused.
+        if !to_do && run.lock_held()? {
+            return match run.wait_free(self.wait_lock.wait_lock)? {
+                Some(code) => Ok(Some(code)),
+                None => Ok(None),
+            };
+        }
+        if !env.approval.required && to_do {
             if let Some(code) = run.lock_into(&mut guard, &command, self.wait_lock.wait_lock)? {
-                return Ok(code);
+                return Ok(Some(code));
             }
             // Another run may have changed things before this one had the lock: plan again.
             if let Some(printed) = planned.take() {
@@ -847,7 +869,7 @@ impl DeployCommand {
         let used = match gate.pass(proposal, &mut take_lock, &mut again)? {
             Pass::Open => None,
             Pass::Approved(used) => Some(used),
-            Pass::Stop(code) => return Ok(code),
+            Pass::Stop(code) => return Ok(Some(code)),
         };
         if replanned.is_some() {
             planned = replanned;
@@ -869,7 +891,7 @@ impl DeployCommand {
         if let Some(used) = &used {
             gate.finish(used, &outcome);
         }
-        outcome
+        outcome.map(Some)
     }
 }
 
@@ -901,14 +923,24 @@ impl RollbackCommand {
             let release = revision.map(|r| binding(r, ami.clone(), ignore));
             run.proposal("rollback", None, release, None, &ApplyOptions::default())
         };
-        let proposal = proposal_of(Some(&revision));
         let command = format!("rollback {} {}", customer.name, env.name);
         let mut guard = None;
+        let mut revision = revision;
         if !env.approval.required {
             if let Some(code) = run.lock_into(&mut guard, &command, self.wait_lock.wait_lock)? {
                 return Ok(code);
             }
+            // Found again under the lock: another release or rollback may have run meanwhile.
+            revision = match release.prepare_rollback(self.to.as_deref())? {
+                Prepared::Ship(revision) => revision,
+                Prepared::Nothing(why) => {
+                    println!("{why}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Prepared::BuildFailed => return Ok(ExitCode::from(output::EXIT_PROBLEMS)),
+            };
         }
+        let proposal = proposal_of(Some(&revision));
         let to = self.to.as_deref().map(|t| format!(" --to {t}")).unwrap_or_default();
         let command_line = format!("cargo xtask rollback {} {}{}{to}", customer.name, env.name, local_flag(run.local));
         let gate = run.gate(command_line, &self.approval);
@@ -976,10 +1008,17 @@ impl PlatformCommand {
                 let made = runtime.block_on(vending_aws::s3::ensure_state_bucket(&clients.s3, &fleet.platform))?;
                 let mut guard = None;
                 // Read again what the bucket's creation changed.
-                let planned = if made { replan()? } else { planned };
-                // Ungated, the lock is taken when there is something to change, or when another
-                // run holds it (as in `deploy`).
-                if !run.approval.required && (planned.plan.has_changes() || run.lock_held()?) {
+                let mut planned = if made { replan()? } else { planned };
+                // Nothing to change while another run holds the lock: wait for it (or be
+                // refused) and plan again, as `deploy` does.
+                while !planned.plan.has_changes() && run.lock_held()? {
+                    if let Some(code) = run.wait_free(wait_lock.wait_lock)? {
+                        return Ok(code);
+                    }
+                    planned = replan()?;
+                }
+                // Ungated, the lock is taken when there is something to change.
+                if !run.approval.required && planned.plan.has_changes() {
                     if let Some(code) = run.lock_into(&mut guard, "platform deploy", wait_lock.wait_lock)? {
                         return Ok(code);
                     }

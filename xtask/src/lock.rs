@@ -112,17 +112,57 @@ pub struct Locker<'a> {
 }
 
 impl Locker<'_> {
-    /// Takes the scope's lock for `command`, waiting up to `wait` for a holder to finish;
-    /// `Err(code)` when it is held (exit 6).
-    /// Whether another run holds the scope's lock now (a read only). A run with nothing to do
-    /// takes no lock, but it does not report "no changes" past a run that may be changing things.
-    pub fn held(&self, scope: &Scope) -> anyhow::Result<bool> {
+    /// The run that holds the scope's lock now, if another does (a read only). A run with nothing
+    /// to do takes no lock, but it does not report "no changes" past a run that may be changing
+    /// things.
+    pub fn holder(&self, scope: &Scope) -> anyhow::Result<Option<Lock>> {
         let found = self.runtime.block_on(vending_aws::lock::read(&self.clients.s3, self.bucket, scope))?;
-        Ok(found.is_some_and(|(lock, _)| {
+        Ok(found.map(|(lock, _)| lock).filter(|lock| {
             !lock.released && lock.standing(SystemTime::now(), &this_process().machine, alive) == Standing::Held
         }))
     }
 
+    /// Waits, up to `wait`, until no other run holds the scope's lock, without taking it;
+    /// `Some(code)` when it is still held (exit 6, said as `acquire` says it).
+    pub fn wait_free(&self, scope: &Scope, wait: Option<Duration>) -> anyhow::Result<Option<ExitCode>> {
+        let label = scope.label();
+        let started = Instant::now();
+        let mut progress: Option<vending_release::progress::Progress> = None;
+        loop {
+            let Some(holder) = self.holder(scope)? else { return Ok(None) };
+            if crate::interrupt::interrupted() {
+                drop(progress);
+                eprintln!("{label}: interrupted while waiting for the lock: nothing was changed");
+                return Ok(Some(ExitCode::from(130)));
+            }
+            match wait {
+                Some(limit) if started.elapsed() < limit => {
+                    if progress.is_none() {
+                        let waiting =
+                            progress.insert(vending_release::progress::Progress::start(&label, "waiting for the lock"));
+                        waiting.line(&format!(
+                            "nothing to change here, but another run holds the lock: waiting for the lock, held by {}, then reading again",
+                            holder.describe()
+                        ));
+                    }
+                    std::thread::sleep(POLL);
+                }
+                _ => {
+                    drop(progress);
+                    let waited = if wait.is_some() { " (waited as long as --wait-lock allows)" } else { "" };
+                    eprintln!(
+                        "error: {label} is locked{waited} by {}: it may be changing what this run read, so nothing is reported or changed. Wait for it with --wait-lock 15m, or see `cargo xtask lock status {}`",
+                        holder.describe(),
+                        scope.arguments()
+                    );
+                    return Ok(Some(ExitCode::from(EXIT_LOCKED)));
+                }
+            }
+        }
+    }
+
+    /// Takes the scope's lock for `command`, waiting up to `wait` for a holder to finish;
+    /// `Err(code)` when it is held (exit 6).
     pub fn acquire(
         &self,
         scope: &Scope,
@@ -147,6 +187,7 @@ impl Locker<'_> {
             ))?;
             match taken {
                 Taken::Taken { etag, replaced } => {
+                    drop(progress.take());
                     if let Some((old, standing)) = replaced {
                         self.took_over(scope, &me, &old, &standing)?;
                     }
@@ -155,6 +196,7 @@ impl Locker<'_> {
                 Taken::Busy(holder) => {
                     // Ctrl-C while waiting (after an approval, Ctrl-C is handled): stop here.
                     if crate::interrupt::interrupted() {
+                        drop(progress.take());
                         eprintln!("{label}: interrupted while waiting for the lock: nothing was changed");
                         return Ok(Err(ExitCode::from(130)));
                     }
@@ -171,6 +213,7 @@ impl Locker<'_> {
                             std::thread::sleep(POLL);
                         }
                         _ => {
+                            drop(progress.take());
                             let waited = if wait.is_some() { " (waited as long as --wait-lock allows)" } else { "" };
                             eprintln!(
                                 "error: {label} is locked{waited} by {}: nothing was changed. Wait for it with --wait-lock 15m, or see `cargo xtask lock status {}`",

@@ -12,7 +12,8 @@ if [ -n "$ROOT" ]; then
     if [ -f "$ROOT/run/acme-shop.pid" ]; then
         old=$(cat "$ROOT/run/acme-shop.pid")
         rm -f "$ROOT/run/acme-shop.pid"
-        if tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null | grep -q "python3 app.py"; then
+        command=$(tr '\0' ' ' 2>/dev/null <"/proc/$old/cmdline" || true)
+        if [ "${command% }" = "python3 app.py" ]; then
             kill "$old" 2>/dev/null || true
             for _ in $(seq 1 50); do
                 kill -0 "$old" 2>/dev/null || break
@@ -23,8 +24,12 @@ if [ -n "$ROOT" ]; then
     (
         # The environment file as systemd reads it: KEY=VALUE lines, values as data.
         if [ -f "$ROOT/opt/acme-shop/app.env" ]; then
-            while IFS='=' read -r key value; do
-                case "$key" in '' | '#'*) continue ;; esac
+            while IFS= read -r line || [ -n "$line" ]; do
+                line="${line#"${line%%[![:space:]]*}"}"
+                case "$line" in '' | '#'* | ';'*) continue ;; esac
+                key="${line%%=*}"
+                value="${line#*=}"
+                case "$value" in \"*\") value="${value#\"}" value="${value%\"}" ;; esac
                 export "$key=$value"
             done <"$ROOT/opt/acme-shop/app.env"
         fi

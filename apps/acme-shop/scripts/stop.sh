@@ -9,7 +9,8 @@ if [ -n "$ROOT" ]; then
         pid=$(cat "$ROOT/run/acme-shop.pid")
         rm -f "$ROOT/run/acme-shop.pid"
         # Only while the pid is still this app's (a pid file can outlive its process).
-        if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "python3 app.py"; then
+        command=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)
+        if [ "${command% }" = "python3 app.py" ]; then
             kill "$pid" 2>/dev/null || true
             for _ in $(seq 1 50); do
                 kill -0 "$pid" 2>/dev/null || break

@@ -7,7 +7,7 @@ if [ -n "$ROOT" ]; then
     test -f "$ROOT/run/acme-shop.started" || { echo "acme-shop was not started" >&2; exit 1; }
     url="http://127.0.0.1:$VENDING_LOCAL_PORT/health"
     for _ in $(seq 1 50); do
-        # The app this deployment started answers (not another process on its port).
+        # The app this deployment started is alive, and its port answers.
         pid=$(cat "$ROOT/run/acme-shop.pid" 2>/dev/null || true)
         if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
             python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$url" 2>/dev/null; then

@@ -16,7 +16,8 @@ if [ -n "$ROOT" ]; then
     if [ -f "$ROOT/run/globex-site.pid" ]; then
         old=$(cat "$ROOT/run/globex-site.pid")
         rm -f "$ROOT/run/globex-site.pid"
-        if tr '\0' ' ' <"/proc/$old/cmdline" 2>/dev/null | grep -q "python3 server.py"; then
+        command=$(tr '\0' ' ' 2>/dev/null <"/proc/$old/cmdline" || true)
+        if [ "${command% }" = "python3 server.py" ]; then
             kill "$old" 2>/dev/null || true
             for _ in $(seq 1 50); do
                 kill -0 "$old" 2>/dev/null || break
@@ -27,8 +28,12 @@ if [ -n "$ROOT" ]; then
     (
         # The environment file as systemd reads it: KEY=VALUE lines, values as data.
         if [ -f "$ROOT/opt/globex-site/site.env" ]; then
-            while IFS='=' read -r key value; do
-                case "$key" in '' | '#'*) continue ;; esac
+            while IFS= read -r line || [ -n "$line" ]; do
+                line="${line#"${line%%[![:space:]]*}"}"
+                case "$line" in '' | '#'* | ';'*) continue ;; esac
+                key="${line%%=*}"
+                value="${line#*=}"
+                case "$value" in \"*\") value="${value#\"}" value="${value%\"}" ;; esac
                 export "$key=$value"
             done <"$ROOT/opt/globex-site/site.env"
         fi

@@ -8,7 +8,8 @@ if [ -n "$ROOT" ]; then
         pid=$(cat "$ROOT/run/globex-site.pid")
         rm -f "$ROOT/run/globex-site.pid"
         # Only while the pid is still this app's (a pid file can outlive its process).
-        if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "python3 server.py"; then
+        command=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" || true)
+        if [ "${command% }" = "python3 server.py" ]; then
             kill "$pid" 2>/dev/null || true
             for _ in $(seq 1 50); do
                 kill -0 "$pid" 2>/dev/null || break

@@ -127,7 +127,6 @@ pub async fn put_parameter_if_absent(config: &SdkConfig, name: &str, value: &str
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::parse_secret_ref;

@@ -336,12 +336,25 @@ fn assign_port(sandbox: &Path) -> anyhow::Result<u16> {
     if let Some(port) = local_port(sandbox) {
         return Ok(port);
     }
+    // The ports other sandboxes of the same fleet keep (their apps may be stopped just now).
+    let fleet = sandbox.parent().and_then(Path::parent);
+    let kept: BTreeSet<u16> = fleet
+        .and_then(|fleet| fs::read_dir(fleet).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|environment| fs::read_dir(environment.path()).ok())
+        .flatten()
+        .flatten()
+        .take(10_000)
+        .filter_map(|other| local_port(&other.path()))
+        .collect();
     let digest = sha2::Sha256::digest(sandbox.as_os_str().as_encoded_bytes());
     let span = PORTS.end - PORTS.start;
     let start = u16::from_be_bytes([digest[0], digest[1]]) % span;
     let port = (0..span)
         .map(|i| PORTS.start + (start + i) % span)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .find(|port| !kept.contains(port) && std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .with_context(|| format!("no free loopback port in {}..{} for the sandbox's app", PORTS.start, PORTS.end))?;
     let path = sandbox.join(AGENT_DIR).join(PORT_FILE);
     vending::project::write_atomic(&path, format!("{port}\n").as_bytes())

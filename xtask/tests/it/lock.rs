@@ -117,19 +117,37 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     let (run, calls) = w.run_logged(alice, &infra);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("globex/dev: no changes"), "{run:?}");
-    assert!(calls.iter().any(|c| c == "S3.GetObject"), "the lock is read: {calls:?}");
     assert!(calls.iter().all(|c| c != "S3.PutObject"), "and not written: {calls:?}");
     // Nothing to change, but carol's run holds the lock (it may be changing what this run read):
     // refused as any run is, not reported as "no changes".
     w.put_lock("build-server-7", 4242, in_ten_minutes, false);
     let run = w.run(alice, &infra);
     assert_eq!(run.code, 6, "{run:?}");
+    assert!(run.stderr.contains("it may be changing what this run read"), "{run:?}");
     assert!(w.locked(), "carol's lock is still there");
     let run = w.run(alice, &["lock", "status", "globex", "dev", "--local", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
     assert_eq!((status["locked"].as_bool(), status["standing"].as_str()), (Some(true), Some("held")), "{status}");
     assert_eq!(status["lock"]["holder"], "arn:aws:iam::123456789012:user/carol", "{status}");
+    // With --wait-lock it waits for carol's run to end, then reads everything again.
+    let waiting = w
+        .project
+        .command(&[&infra[..], &["--wait-lock", "2m"]].concat(), &env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
     w.put_lock("build-server-7", 4242, in_ten_minutes, true);
+    let run = Run::from(waiting.wait_with_output().unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("another run holds the lock: waiting for the lock, held by arn:aws:iam::123456789012:user/carol"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("then reading again"), "{run:?}");
+    assert_eq!(run.stdout.matches("plan for globex/dev:").count(), 2, "planned again after the wait: {run:?}");
 
     // Crashed on this machine (its process is gone): taken over at once, and said. (A run takes
     // the lock only when it has something to change.)
@@ -178,12 +196,14 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     assert!(loser.stderr.contains("locked by arn:aws:iam::123456789012:user/alice"), "{loser:?}");
     assert!(loser.stderr.contains("`deploy globex dev`"), "{loser:?}");
 
-    // And with --wait-lock, the second runs after the first.
-    // A new revision: the second run sees it not yet deployed, waits for the lock, and finds it
-    // deployed by then (checked again under the lock): nothing is deployed twice.
+    // And with --wait-lock, the second runs after the first. A new revision: the second run sees
+    // it not yet deployed, waits for the lock, and finds it deployed by then (checked again under
+    // the lock): nothing is deployed twice. The first run's ValidateService waits until the
+    // second says it waits.
+    let marker = w.project.path("target/second-waits");
     w.project.edit("apps/globex-site/site/index.html", "<title>", "<title>New: ");
-    // Slow enough that the second run's build ends while the first still deploys.
-    w.project.edit("apps/globex-site/scripts/validate.sh", "    url=", "    sleep 5\n    url=");
+    let hold = format!("    while [ ! -f '{}' ]; do sleep 0.1; done\n    url=", marker.display());
+    w.project.edit("apps/globex-site/scripts/validate.sh", "    url=", &hold);
     w.project.git(&["commit", "-qam", "A new title"]);
     let first = w.project.command(&["deploy", "globex", "dev", "--local"], &env).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -191,11 +211,39 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
         assert!(Instant::now() < deadline, "the first deploy never took the lock");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let second = w.run(alice, &["deploy", "globex", "dev", "--local", "--wait-lock", "5m"]);
+    let mut second = w
+        .project
+        .command(&["deploy", "globex", "dev", "--local", "--wait-lock", "5m"], &env)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stdout = second.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let line =
+            seen.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the second run never waited");
+        if line.contains("waiting for the lock") {
+            break;
+        }
+    }
+    std::fs::write(&marker, "").unwrap();
     assert!(first.wait_with_output().unwrap().status.success());
-    assert_eq!(second.code, 0, "{second:?}");
-    assert!(second.stdout.contains("waiting for the lock"), "{second:?}");
-    assert!(!second.stdout.contains("local agent on"), "deployed once only: {second:?}");
+    let status = second.wait().unwrap();
+    let second = reader.join().unwrap();
+    assert!(status.success(), "{second}");
+    assert!(second.contains("deployed last: nothing to release"), "found deployed under the lock: {second}");
+    assert!(!second.contains("local agent on"), "deployed once only: {second}");
 }
 
 /// Eight customers deploy at once onto the shared load balancer: each rule exactly once, no two
