@@ -24,6 +24,33 @@ pub struct Demo {
     /// fleet and the AMI builds' folders (the installed emulator and Packer stay).
     #[arg(long)]
     clean: bool,
+    /// Print the summary as JSON on stdout (everything else goes to stderr): per environment the
+    /// AMI, hosts, load balancer, instances, the front door's URL and its answer; and whether the
+    /// run changed anything.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One environment as the summary shows it.
+#[derive(Debug, Serialize)]
+struct Summary {
+    environment: String,
+    ami: Option<String>,
+    ami_commit: Option<String>,
+    hosts: Vec<String>,
+    load_balancer: String,
+    instances: Vec<Instance>,
+    /// The front door's URL for the HTTPS listener (send the Host header), and its answer.
+    url: Option<String>,
+    redirect_url: Option<String>,
+    status: Option<u16>,
+}
+
+#[derive(Debug, Serialize)]
+struct Instance {
+    id: String,
+    revision_sha256: String,
+    local_port: u16,
 }
 
 /// The environments the demo deploys (acme prod needs its production approval).
@@ -54,6 +81,9 @@ impl Demo {
         if self.clean {
             return clean(root);
         }
+        // With --json everything the demo and its commands say goes to stderr; stdout keeps
+        // the summary alone.
+        let json_out = if self.json { Some(stdout_to_stderr()?) } else { None };
         let started = Instant::now();
         if !root.join(".git").exists() {
             bail!("{} is not a git checkout: the demo builds AMIs and apps from commits; run it in a clone of the project", root.display());
@@ -125,10 +155,11 @@ impl Demo {
 
         run.next("what runs where");
         let door = wait_for_front_door(root)?;
-        let mut all_answer = true;
+        let mut summaries = Vec::new();
         for (customer, env) in ENVIRONMENTS {
-            all_answer &= summary(&run, &door, customer, env, &requester)?;
+            summaries.push(summary(&run, &door, customer, env, &requester)?);
         }
+        let all_answer = summaries.iter().all(|s| s.status == Some(200));
 
         let log = std::fs::read_to_string(&run.calls).unwrap_or_default();
         let total = log.lines().count();
@@ -149,6 +180,18 @@ impl Demo {
             );
         }
         println!("demo | `cargo xtask status --local` shows the fleet; `cargo xtask demo --clean` removes it all");
+        if let Some(mut out) = json_out {
+            use std::io::Write;
+            let value = serde_json::json!({
+                "environments": summaries,
+                "changed": !(mutating.is_empty() && built == 0),
+                "amis_built": built,
+                "aws_calls": total,
+                "mutating_calls": mutating,
+                "seconds": elapsed,
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&value)?).context("cannot write the summary")?;
+        }
         Ok(if all_answer { ExitCode::SUCCESS } else { ExitCode::from(crate::output::EXIT_CANNOT_RUN) })
     }
 }
@@ -335,7 +378,7 @@ fn wait_for_front_door(root: &Path) -> anyhow::Result<front_door::State> {
 
 /// Prints one environment: AMI, hosts, the revision on each local instance, and the curl line
 /// (tried here first). False when the front door did not answer 200.
-fn summary(run: &Run, door: &front_door::State, customer: &str, env: &str, who: &Person) -> anyhow::Result<bool> {
+fn summary(run: &Run, door: &front_door::State, customer: &str, env: &str, who: &Person) -> anyhow::Result<Summary> {
     let row = &status_row(run, customer, env, who)?;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("none").to_string();
     let hosts: Vec<String> = row["hosts"].as_array().into_iter().flatten().map(text).collect();
@@ -353,22 +396,54 @@ fn summary(run: &Run, door: &front_door::State, customer: &str, env: &str, who: 
     println!("demo |   AMI {} (commit {})", text(&row["ami"]["id"]), &commit[..12.min(commit.len())]);
     println!("demo |   hosts {} on load balancer {load_balancer}", hosts.join(", "));
     let fleet = run.root.join("target/vending-local/fleet").join(format!("{customer}-{env}"));
+    let mut instances = Vec::new();
     for (instance, revision, port) in vending_release::local_fleet::running(&fleet) {
         println!("demo |   {instance}: revision {}, its app on 127.0.0.1:{port}", &revision[..16.min(revision.len())]);
+        instances.push(Instance { id: instance, revision_sha256: revision, local_port: port });
     }
+    let mut summary = Summary {
+        environment: format!("{customer}/{env}"),
+        ami: row["ami"]["id"].as_str().map(str::to_string),
+        ami_commit: row["ami"]["commit"].as_str().map(str::to_string),
+        hosts: hosts.clone(),
+        load_balancer: load_balancer.clone(),
+        instances,
+        url: None,
+        redirect_url: None,
+        status: None,
+    };
     let (Some(port), Some(host)) = (door.port_of(&load_balancer, 443), hosts.first()) else {
         println!("demo |   (the front door has no port for {load_balancer}:443 yet: `cargo xtask local status`)");
-        return Ok(false);
+        return Ok(summary);
     };
     let status = http_status(port, host);
     println!(
         "demo |   curl -H 'Host: {host}' http://127.0.0.1:{port}/    # {}",
         status.map_or("no answer".to_string(), |s| format!("answers {s}"))
     );
+    summary.url = Some(format!("http://127.0.0.1:{port}/"));
+    summary.status = status;
     if let Some(redirect) = door.port_of(&load_balancer, 80) {
         println!("demo |   curl -I -H 'Host: {host}' http://127.0.0.1:{redirect}/  # port 80: 301 to https");
+        summary.redirect_url = Some(format!("http://127.0.0.1:{redirect}/"));
     }
-    Ok(status == Some(200))
+    Ok(summary)
+}
+
+/// Points this process's stdout at stderr and returns the original stdout, for `--json`.
+fn stdout_to_stderr() -> anyhow::Result<std::fs::File> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    std::io::stdout().flush()?;
+    // SAFETY: dup and dup2 only copy file descriptors this process owns (0, 1, 2 are open for
+    // a command line program); the duplicate is owned by the File returned, and closed with it.
+    unsafe {
+        let saved = libc::dup(1);
+        if saved < 0 || libc::dup2(2, 1) < 0 {
+            anyhow::bail!("cannot send the demo's output to stderr: {}", std::io::Error::last_os_error());
+        }
+        Ok(std::fs::File::from_raw_fd(saved))
+    }
 }
 
 /// The status code of `GET /` through the front door.

@@ -126,7 +126,7 @@ enum Command {
     /// The whole product on the local emulator: platform, validate, AMIs, acme prod (with its
     /// approval by a second person) and globex dev, then what runs where and a curl line for each.
     #[command(
-        after_help = "Exit codes: 0 done, and every environment answers through the local front door; 2 a step failed or an environment does not answer.\n\nExamples:\n  cargo xtask demo\n  cargo xtask demo --clean"
+        after_help = "Exit codes: 0 done, and every environment answers through the local front door; 2 a step failed or an environment does not answer.\n\nExamples:\n  cargo xtask demo\n  cargo xtask demo --json | jq '.environments[].url'\n  cargo xtask demo --clean"
     )]
     Demo(aws_args::Demo),
     /// Start, stop or show the local AWS emulator (moto's server on a loopback port).

@@ -82,6 +82,20 @@ fn the_demo_deploys_two_customers_that_answer_and_a_second_run_changes_nothing()
     assert!(again.stdout.contains("nothing to change in acme/prod: nobody was asked"), "{again:?}");
     assert_eq!(curl_lines(&again.stdout), curls, "the same ports");
 
+    // --json: the summary alone on stdout, everything else on stderr.
+    let json = project.run(&["demo", "--json"]);
+    assert_eq!(json.code, 0, "{json:?}");
+    let summary: serde_json::Value = serde_json::from_str(&json.stdout).unwrap_or_else(|e| panic!("{e}: {json:?}"));
+    assert!(json.stderr.contains("demo | [7/7]"), "{json:?}");
+    assert_eq!(summary["changed"], false, "{summary}");
+    let acme = &summary["environments"][0];
+    assert_eq!(acme["environment"], "acme/prod", "{summary}");
+    assert_eq!(acme["status"], 200, "{summary}");
+    assert_eq!(acme["url"], format!("http://127.0.0.1:{}/", curls[0].1), "{summary}");
+    assert_eq!(acme["instances"].as_array().unwrap().len(), 2, "{summary}");
+    assert!(acme["ami"].as_str().unwrap().starts_with("ami-"), "{summary}");
+    assert_eq!(summary["environments"][1]["load_balancer"], "vend-shared", "{summary}");
+
     let clean = project.run(&["demo", "--clean"]);
     assert_eq!(clean.code, 0, "{clean:?}");
     assert!(clean.stdout.contains("local AWS emulator stopped"), "{clean:?}");
