@@ -154,10 +154,9 @@ impl Demo {
         run.xtask(&["deploy", "globex", "dev", "--local"], &requester, &[0])?;
 
         run.next("what runs where");
-        let door = wait_for_front_door(root)?;
         let mut summaries = Vec::new();
         for (customer, env) in ENVIRONMENTS {
-            summaries.push(summary(&run, &door, customer, env, &requester)?);
+            summaries.push(summary(&run, customer, env, &requester)?);
         }
         let all_answer = summaries.iter().all(|s| s.status == Some(200));
 
@@ -208,11 +207,10 @@ impl Run<'_> {
         println!("demo | [{}/{STEPS}] {what} (at {:.1} s)", self.step, self.started.elapsed().as_secs_f64());
     }
 
-    /// Runs `cargo xtask ARGS` as `who`, its output shown as it comes; fails unless it ends with
-    /// one of `expected`.
-    fn xtask(&self, args: &[&str], who: &Person, expected: &[i32]) -> anyhow::Result<Done> {
-        println!("demo | $ cargo xtask {}", args.join(" "));
-        let mut child = Command::new(&self.exe)
+    /// `cargo xtask ARGS` as `who`, on the demo's emulator, its AWS calls in the demo's log.
+    fn command(&self, args: &[&str], who: &Person) -> Command {
+        let mut command = Command::new(&self.exe);
+        command
             .arg("--root")
             .arg(self.root)
             .args(args)
@@ -221,7 +219,16 @@ impl Run<'_> {
             .env("AWS_SECRET_ACCESS_KEY", &who.secret_access_key)
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_PROFILE")
-            .env("VENDING_CALL_LOG", &self.calls)
+            .env("VENDING_CALL_LOG", &self.calls);
+        command
+    }
+
+    /// Runs `cargo xtask ARGS` as `who`, its output shown as it comes; fails unless it ends with
+    /// one of `expected`.
+    fn xtask(&self, args: &[&str], who: &Person, expected: &[i32]) -> anyhow::Result<Done> {
+        println!("demo | $ cargo xtask {}", args.join(" "));
+        let mut child = self
+            .command(args, who)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -336,14 +343,8 @@ fn request_id(stdout: &str) -> Option<String> {
 
 /// The environment's row of `status --json`.
 fn status_row(run: &Run, customer: &str, env: &str, who: &Person) -> anyhow::Result<serde_json::Value> {
-    let out = Command::new(&run.exe)
-        .arg("--root")
-        .arg(run.root)
-        .args(["status", customer, env, "--local", "--json"])
-        .env("AWS_ENDPOINT_URL", &run.endpoint)
-        .env("AWS_ACCESS_KEY_ID", &who.access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", &who.secret_access_key)
-        .env("VENDING_CALL_LOG", &run.calls)
+    let out = run
+        .command(&["status", customer, env, "--local", "--json"], who)
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("cannot run `cargo xtask status {customer} {env} --local --json`"))?;
@@ -363,14 +364,16 @@ fn ami_of(run: &Run, customer: &str, env: &str, who: &Person) -> anyhow::Result<
     Ok(ami["id"].as_str().zip(ami["commit"].as_str()).map(|(id, commit)| (id.to_string(), commit.to_string())))
 }
 
-fn wait_for_front_door(root: &Path) -> anyhow::Result<front_door::State> {
-    // It binds new load balancers within a second of their creation.
+/// The front door's loopback port for `load_balancer:port`: it binds a new load balancer within
+/// a second of its creation, so a just-deployed one gets a few seconds.
+fn door_port(root: &Path, load_balancer: &str, port: u16) -> anyhow::Result<Option<u16>> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let state = front_door::State::read(root)
             .context("the local front door is not running: `cargo xtask local up` starts it")?;
-        if state.doors.len() >= 4 || Instant::now() > deadline {
-            return Ok(state);
+        let found = state.port_of(load_balancer, port);
+        if found.is_some() || Instant::now() > deadline {
+            return Ok(found);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -378,7 +381,7 @@ fn wait_for_front_door(root: &Path) -> anyhow::Result<front_door::State> {
 
 /// Prints one environment: AMI, hosts, the revision on each local instance, and the curl line
 /// (tried here first). False when the front door did not answer 200.
-fn summary(run: &Run, door: &front_door::State, customer: &str, env: &str, who: &Person) -> anyhow::Result<Summary> {
+fn summary(run: &Run, customer: &str, env: &str, who: &Person) -> anyhow::Result<Summary> {
     let row = &status_row(run, customer, env, who)?;
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("none").to_string();
     let hosts: Vec<String> = row["hosts"].as_array().into_iter().flatten().map(text).collect();
@@ -412,7 +415,7 @@ fn summary(run: &Run, door: &front_door::State, customer: &str, env: &str, who: 
         redirect_url: None,
         status: None,
     };
-    let (Some(port), Some(host)) = (door.port_of(&load_balancer, 443), hosts.first()) else {
+    let (Some(port), Some(host)) = (door_port(run.root, &load_balancer, 443)?, hosts.first()) else {
         println!("demo |   (the front door has no port for {load_balancer}:443 yet: `cargo xtask local status`)");
         return Ok(summary);
     };
@@ -423,7 +426,7 @@ fn summary(run: &Run, door: &front_door::State, customer: &str, env: &str, who: 
     );
     summary.url = Some(format!("http://127.0.0.1:{port}/"));
     summary.status = status;
-    if let Some(redirect) = door.port_of(&load_balancer, 80) {
+    if let Some(redirect) = door_port(run.root, &load_balancer, 80)? {
         println!("demo |   curl -I -H 'Host: {host}' http://127.0.0.1:{redirect}/  # port 80: 301 to https");
         summary.redirect_url = Some(format!("http://127.0.0.1:{redirect}/"));
     }

@@ -396,13 +396,7 @@ impl<'a> Run<'a> {
 
     /// Takes the scope's lock for `command`; `Err(code)` when another run holds it.
     fn lock(&self, command: &str, wait: Option<std::time::Duration>) -> anyhow::Result<Result<Guard, ExitCode>> {
-        let locker = Locker {
-            runtime: self.runtime,
-            clients: self.clients,
-            bucket: &self.platform.state_bucket,
-            root: self.root,
-        };
-        locker.acquire(&self.scope, command, wait)
+        self.locker().acquire(&self.scope, command, wait)
     }
 
     fn locker(&self) -> Locker<'_> {
