@@ -35,9 +35,15 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def stop_when_pid_file_goes(path):
-    """Locally (the sandbox's pid file): exit once the file no longer names this process, because
-    stop.sh removed it or the sandbox itself is gone; nothing is left running behind."""
+def announce_and_watch(path):
+    """Locally (the sandbox's pid file): written once the port is bound, so that the file names the
+    process that really listens (one that could not bind never writes it); then exit once the file
+    no longer names this process, because stop.sh removed it or the sandbox itself is gone, so that
+    nothing is left running behind."""
+    with open(path + ".tmp", "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(path + ".tmp", path)
+
     def watch():
         while True:
             time.sleep(1)
@@ -54,6 +60,7 @@ def stop_when_pid_file_goes(path):
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", "8080"))
     bind = os.environ.get("BIND", "0.0.0.0")
+    server = ThreadingHTTPServer((bind, port), Handler)
     if os.environ.get("PIDFILE"):
-        stop_when_pid_file_goes(os.environ["PIDFILE"])
-    ThreadingHTTPServer((bind, port), Handler).serve_forever()
+        announce_and_watch(os.environ["PIDFILE"])
+    server.serve_forever()

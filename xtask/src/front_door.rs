@@ -7,7 +7,10 @@
 //! Each request is routed from what the emulator holds at that moment: the listener's rules by
 //! host name, else its default action (`vending::front_door`); a forward goes to the target
 //! group's registered instances in turn, each the app that the local agent started on its
-//! sandbox's port.
+//! sandbox's port. AWS's deregistration delay is a short drain here (`local_fleet`): a request
+//! routed to an instance that has left its target group by the time it connects, and whose app
+//! no longer answers, is routed again among the instances registered then, as the delay would
+//! have let it finish on AWS.
 //!
 //! Where it is not an ALB: an HTTPS listener is served as plain HTTP on its loopback port (no
 //! certificate is presented); there are no health checks (a registered instance whose app does
@@ -216,7 +219,8 @@ fn handle(mut client: TcpStream, door: &Door, shared: &Shared) -> anyhow::Result
         Answer::Redirect { status, location } => return respond(&mut client, status, "", &[("Location", &location)]),
         Answer::Forward(target_group) => target_group,
     };
-    let targets = match shared.runtime.block_on(read::targets(&shared.clients, &target_group)) {
+    let read_targets = || shared.runtime.block_on(read::targets(&shared.clients, &target_group));
+    let mut targets = match read_targets() {
         Ok(targets) => targets,
         Err(e) => {
             eprintln!("{}:{}: {e:#}", door.load_balancer, door.port);
@@ -224,30 +228,43 @@ fn handle(mut client: TcpStream, door: &Door, shared: &Shared) -> anyhow::Result
             return respond(&mut client, 500, &body, &[]);
         }
     };
-    if targets.is_empty() {
-        return respond(&mut client, 503, "503 Service Temporarily Unavailable: no registered targets", &[]);
-    }
     let turn = {
         let mut turns = shared.turns.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        Arc::clone(turns.entry(target_group).or_default())
+        Arc::clone(turns.entry(target_group.clone()).or_default())
     };
-    let instance = &targets[turn.fetch_add(1, Ordering::SeqCst) % targets.len()];
-    let Some(port) = instance_port(&shared.fleet, instance) else {
-        let body = format!("502 Bad Gateway: {instance} has no app deployed by the local agent");
-        return respond(&mut client, 502, &body, &[]);
-    };
-    // As an ALB: a refused connection is a 502, one not made within 10 s a 504.
-    let mut target = match TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), CONNECT_TIMEOUT) {
-        Ok(target) => target,
-        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-            return respond(
-                &mut client,
-                504,
-                &format!("504 Gateway Timeout: {instance} did not accept a connection"),
-                &[],
-            );
+    let mut rerouted = false;
+    let (instance, mut target) = loop {
+        if targets.is_empty() {
+            return respond(&mut client, 503, "503 Service Temporarily Unavailable: no registered targets", &[]);
         }
-        Err(_) => return respond(&mut client, 502, &format!("502 Bad Gateway: {instance} does not answer"), &[]),
+        let instance = targets[turn.fetch_add(1, Ordering::SeqCst) % targets.len()].clone();
+        let Some(port) = instance_port(&shared.fleet, &instance) else {
+            let body = format!("502 Bad Gateway: {instance} has no app deployed by the local agent");
+            return respond(&mut client, 502, &body, &[]);
+        };
+        // As an ALB: a refused connection is a 502, one not made within 10 s a 504.
+        match TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), CONNECT_TIMEOUT) {
+            Ok(target) => break (instance, target),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                let body = format!("504 Gateway Timeout: {instance} did not accept a connection");
+                return respond(&mut client, 504, &body, &[]);
+            }
+            Err(_) => {
+                // Routed to an instance that has left its target group since: on AWS the
+                // deregistration delay lets such a request finish, here the instance's app may
+                // already be stopping after the local fleet's short drain. The request is routed
+                // again, once, among the instances registered now.
+                if !rerouted {
+                    if let Ok(now) = read_targets() {
+                        if !now.contains(&instance) {
+                            (targets, rerouted) = (now, true);
+                            continue;
+                        }
+                    }
+                }
+                return respond(&mut client, 502, &format!("502 Bad Gateway: {instance} does not answer"), &[]);
+            }
+        }
     };
     target.set_read_timeout(Some(IDLE_TIMEOUT))?;
     let head = forwarded_head(&request, door, &client);

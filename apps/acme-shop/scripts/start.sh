@@ -1,6 +1,14 @@
 #!/bin/bash
 set -euo pipefail
 ROOT="${VENDING_SANDBOX:-}"
+# Whether pid $1 is this sandbox's app: app.py run by a python3 (whose path varies: python3
+# may be a shim that runs another binary) in the app's folder. A pid file can outlive its process.
+is_app() {
+    local command
+    command=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true)
+    case "${command% }" in *python3*" app.py") ;; *) return 1 ;; esac
+    [ "$(readlink "/proc/$1/cwd" 2>/dev/null || true)" = "$ROOT/opt/acme-shop" ]
+}
 if [ -n "$ROOT" ]; then
     # No systemd in a sandbox: run the app as the unit would (its environment file, its folder),
     # on the loopback port the local agent gave this instance, in the background with its output
@@ -12,8 +20,7 @@ if [ -n "$ROOT" ]; then
     if [ -f "$ROOT/run/acme-shop.pid" ]; then
         old=$(cat "$ROOT/run/acme-shop.pid")
         rm -f "$ROOT/run/acme-shop.pid"
-        command=$(tr '\0' ' ' 2>/dev/null <"/proc/$old/cmdline" || true)
-        if [ "${command% }" = "python3 app.py" ]; then
+        if is_app "$old"; then
             kill "$old" 2>/dev/null || true
             for _ in $(seq 1 50); do
                 kill -0 "$old" 2>/dev/null || break
@@ -35,11 +42,11 @@ if [ -n "$ROOT" ]; then
         fi
         cd "$ROOT/opt/acme-shop"
         export PORT="$VENDING_LOCAL_PORT" BIND=127.0.0.1 PIDFILE="$ROOT/run/acme-shop.pid"
+        # It writes its pid file itself once its port is bound (ValidateService waits for that).
         nohup python3 app.py >>"$ROOT/var/log/acme-shop.log" 2>&1 </dev/null &
-        echo $! >"$ROOT/run/acme-shop.pid"
+        echo "$DEPLOYMENT_ID $!" >"$ROOT/run/acme-shop.started"
+        echo "sandbox: acme-shop starting on 127.0.0.1:$VENDING_LOCAL_PORT (pid $!)"
     )
-    echo "$DEPLOYMENT_ID" >"$ROOT/run/acme-shop.started"
-    echo "sandbox: acme-shop started on 127.0.0.1:$VENDING_LOCAL_PORT (pid $(cat "$ROOT/run/acme-shop.pid"))"
     exit 0
 fi
 systemctl enable --now acme-shop.service

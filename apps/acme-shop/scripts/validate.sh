@@ -2,21 +2,36 @@
 # ValidateService: the instance counts as deployed only when the app answers its health check.
 set -euo pipefail
 ROOT="${VENDING_SANDBOX:-}"
+# Whether pid $1 runs (a zombie, which no one has reaped yet, does not).
+alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat="${stat##*) }"
+    [ "${stat%% *}" != Z ]
+}
 if [ -n "$ROOT" ]; then
     # Locally the app listens on the loopback port the local agent gave this instance.
-    test -f "$ROOT/run/acme-shop.started" || { echo "acme-shop was not started" >&2; exit 1; }
+    # start.sh's record: the deployment and the pid of the app it started.
+    read -r _ started <"$ROOT/run/acme-shop.started" 2>/dev/null || { echo "acme-shop was not started" >&2; exit 1; }
     url="http://127.0.0.1:$VENDING_LOCAL_PORT/health"
-    for _ in $(seq 1 50); do
-        # The app this deployment started is alive, and its port answers.
+    # Within 30 s (a loaded machine starts Python slowly), the app this deployment started has
+    # bound its port (it writes its pid file then), is alive, and answers.
+    deadline=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$deadline" ]; do
         pid=$(cat "$ROOT/run/acme-shop.pid" 2>/dev/null || true)
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
-            python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)' "$url" 2>/dev/null; then
+        if [ -n "$pid" ] && alive "$pid" &&
+            python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url" 2>/dev/null; then
             echo "sandbox: $url answers 200"
             exit 0
         fi
+        if ! alive "$started"; then
+            echo "acme-shop (pid $started) exited; its log:" >&2
+            tail -n 5 "$ROOT/var/log/acme-shop.log" >&2 || true
+            exit 1
+        fi
         sleep 0.1
     done
-    echo "acme-shop did not answer $url within 5 s; its log:" >&2
+    echo "acme-shop did not answer $url within 30 s; its log:" >&2
     tail -n 5 "$ROOT/var/log/acme-shop.log" >&2 || true
     exit 1
 fi

@@ -3,6 +3,14 @@
 # CodeDeploy agent (`cargo xtask appspec run`, `deploy --local`) runs this script.
 set -euo pipefail
 ROOT="${VENDING_SANDBOX:-}"
+# Whether pid $1 is this sandbox's app: server.py run by a python3 (whose path varies: python3
+# may be a shim that runs another binary) in the app's folder. A pid file can outlive its process.
+is_app() {
+    local command
+    command=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true)
+    case "${command% }" in *python3*" server.py") ;; *) return 1 ;; esac
+    [ "$(readlink "/proc/$1/cwd" 2>/dev/null || true)" = "$ROOT/opt/globex-site" ]
+}
 mkdir -p "$ROOT/etc/systemd/system"
 install -m 0644 "$ROOT/opt/globex-site/systemd/globex-site.service" "$ROOT/etc/systemd/system/globex-site.service"
 if [ -n "$ROOT" ]; then
@@ -16,8 +24,7 @@ if [ -n "$ROOT" ]; then
     if [ -f "$ROOT/run/globex-site.pid" ]; then
         old=$(cat "$ROOT/run/globex-site.pid")
         rm -f "$ROOT/run/globex-site.pid"
-        command=$(tr '\0' ' ' 2>/dev/null <"/proc/$old/cmdline" || true)
-        if [ "${command% }" = "python3 server.py" ]; then
+        if is_app "$old"; then
             kill "$old" 2>/dev/null || true
             for _ in $(seq 1 50); do
                 kill -0 "$old" 2>/dev/null || break
@@ -39,11 +46,11 @@ if [ -n "$ROOT" ]; then
         fi
         cd "$ROOT/opt/globex-site"
         export PORT="$VENDING_LOCAL_PORT" BIND=127.0.0.1 PIDFILE="$ROOT/run/globex-site.pid"
+        # It writes its pid file itself once its port is bound (ValidateService waits for that).
         nohup python3 server.py >>"$ROOT/var/log/globex-site.log" 2>&1 </dev/null &
-        echo $! >"$ROOT/run/globex-site.pid"
+        echo "$DEPLOYMENT_ID $!" >"$ROOT/run/globex-site.started"
+        echo "sandbox: globex-site starting on 127.0.0.1:$VENDING_LOCAL_PORT (pid $!)"
     )
-    echo "$DEPLOYMENT_ID" >"$ROOT/run/globex-site.started"
-    echo "sandbox: globex-site started on 127.0.0.1:$VENDING_LOCAL_PORT (pid $(cat "$ROOT/run/globex-site.pid"))"
     exit 0
 fi
 systemctl daemon-reload

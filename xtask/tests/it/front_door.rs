@@ -120,7 +120,11 @@ fn the_front_door_routes_to_apps_that_really_serve_and_a_release_keeps_them_reac
     assert!(deploy.wait().unwrap().success(), "{out}");
     assert_eq!(out.matches("[codedeploy] BlockTraffic: deregistered from acme-dev-tg").count(), 2, "{out}");
     assert_eq!(out.matches("[codedeploy] AllowTraffic: registered in acme-dev-tg").count(), 2, "{out}");
-    let failed: Vec<_> = answers.iter().filter(|(status, _, _)| *status != 200).collect();
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| *status != 200)
+        .map(|(status, _, body)| format!("{status} {}", body.lines().next().unwrap_or_default()))
+        .collect();
     assert!(failed.is_empty(), "{} of {} requests failed during the release: {failed:?}", failed.len(), answers.len());
     let old = answers.iter().filter(|(_, _, body)| body.contains("Anvil:")).count();
     let new = answers.iter().filter(|(_, _, body)| body.contains("Anvil XL")).count();

@@ -14,6 +14,7 @@ mod lock;
 mod pool;
 mod proxy;
 mod quick_start;
+mod sample_apps;
 mod software;
 mod validate;
 
