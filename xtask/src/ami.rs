@@ -105,7 +105,7 @@ impl Ami {
             return Ok(ExitCode::from(output::EXIT_PROBLEMS));
         };
 
-        let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
+        let packer = crate::packer::find(root).context(crate::packer::NOT_INSTALLED)?;
         let (commit, dirty) = git.context("no git read")?;
         let (commit, changes) = (crate::parallel::join(commit)?, crate::parallel::join(dirty)?);
         let dirty = !changes.is_empty();

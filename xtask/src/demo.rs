@@ -96,7 +96,7 @@ impl Demo {
             );
         }
         println!("demo | [1/{STEPS}] tools: the local AWS emulator (moto, under target/) and Packer");
-        let packer = ensure_packer()?;
+        let packer = ensure_packer(root)?;
         println!("demo |   packer: {}", packer.display());
         let (state, _) = crate::local::up(root)?;
         let demo_dir = root.join(crate::local::DEMO_STATE);
@@ -301,10 +301,10 @@ fn put_secrets(root: &Path, endpoint: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The system's Packer; else Debian's package unpacked into target/ (no system install); else
-/// one instruction.
-fn ensure_packer() -> anyhow::Result<PathBuf> {
-    if let Some(found) = crate::packer::find() {
+/// The system's Packer; else Debian's package unpacked into the project's target/ (no system
+/// install); else one instruction.
+fn ensure_packer(root: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(found) = crate::packer::find(root) {
         return Ok(found);
     }
     let sh = Shell::new()?;
@@ -313,8 +313,7 @@ fn ensure_packer() -> anyhow::Result<PathBuf> {
             "Packer is needed for the AMIs: install it (Debian and Ubuntu: `sudo apt-get install packer`; elsewhere see https://developer.hashicorp.com/packer/install), then run `cargo xtask demo` again"
         );
     }
-    let workspace = crate::project_root();
-    let download = workspace.join("target/packer-download");
+    let download = root.join("target/packer-download");
     // Only what this download brings: no older package left from before.
     let _ = std::fs::remove_dir_all(&download);
     std::fs::create_dir_all(&download).with_context(|| format!("cannot create {}", download.display()))?;
@@ -331,9 +330,9 @@ fn ensure_packer() -> anyhow::Result<PathBuf> {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "deb"))
         .context("apt-get download left no .deb")?;
-    let into = workspace.join("target/packer");
+    let into = root.join("target/packer");
     cmd!(sh, "dpkg-deb -x {deb} {into}").quiet().run().context("cannot unpack the packer package")?;
-    crate::packer::find().context("the packer package held no usr/bin/packer")
+    crate::packer::find(root).context("the packer package held no usr/bin/packer")
 }
 
 fn request_id(stdout: &str) -> Option<String> {

@@ -232,8 +232,32 @@ fn handle(mut client: TcpStream, door: &Door, shared: &Shared) -> anyhow::Result
         let mut turns = shared.turns.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         Arc::clone(turns.entry(target_group.clone()).or_default())
     };
+    // A request without a body can be sent again as it is.
+    let bodyless = matches!(request.method, Some("GET" | "HEAD"))
+        && buffer.len() == head_length
+        && !request
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("content-length") || h.name.eq_ignore_ascii_case("transfer-encoding"));
+    let head = forwarded_head(&request, door, &client);
     let mut rerouted = false;
-    let (instance, mut target) = loop {
+    // Routed to an instance that has left its target group since: on AWS the deregistration
+    // delay lets such a request finish, here the instance's app may already be stopping after the
+    // local fleet's short drain. The request is routed again, once, among the instances
+    // registered now (when it can be sent again).
+    let mut reroute = |instance: &str, targets: &mut Vec<String>| {
+        if rerouted {
+            return false;
+        }
+        match read_targets() {
+            Ok(now) if !now.iter().any(|i| i == instance) => {
+                (*targets, rerouted) = (now, true);
+                true
+            }
+            _ => false,
+        }
+    };
+    loop {
         if targets.is_empty() {
             return respond(&mut client, 503, "503 Service Temporarily Unavailable: no registered targets", &[]);
         }
@@ -243,65 +267,65 @@ fn handle(mut client: TcpStream, door: &Door, shared: &Shared) -> anyhow::Result
             return respond(&mut client, 502, &body, &[]);
         };
         // As an ALB: a refused connection is a 502, one not made within 10 s a 504.
-        match TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), CONNECT_TIMEOUT) {
-            Ok(target) => break (instance, target),
+        let mut target = match TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), CONNECT_TIMEOUT) {
+            Ok(target) => target,
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 let body = format!("504 Gateway Timeout: {instance} did not accept a connection");
                 return respond(&mut client, 504, &body, &[]);
             }
-            Err(_) => {
-                // Routed to an instance that has left its target group since: on AWS the
-                // deregistration delay lets such a request finish, here the instance's app may
-                // already be stopping after the local fleet's short drain. The request is routed
-                // again, once, among the instances registered now.
-                if !rerouted {
-                    if let Ok(now) = read_targets() {
-                        if !now.contains(&instance) {
-                            (targets, rerouted) = (now, true);
-                            continue;
-                        }
+            Err(_) if reroute(&instance, &mut targets) => continue,
+            Err(_) => return respond(&mut client, 502, &format!("502 Bad Gateway: {instance} does not answer"), &[]),
+        };
+        target.set_read_timeout(Some(IDLE_TIMEOUT))?;
+        if target.write_all(&head).and_then(|()| target.write_all(&buffer[head_length..])).is_err() {
+            if bodyless && reroute(&instance, &mut targets) {
+                continue;
+            }
+            return respond(&mut client, 502, &format!("502 Bad Gateway: {instance} closed the connection"), &[]);
+        }
+        // The rest of the body, if any, goes on by itself; the answer ends when the app closes
+        // (the request said `Connection: close`), or after the idle timeout.
+        if !bodyless {
+            let mut upload = (client.try_clone()?, target.try_clone()?);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut upload.0, &mut upload.1);
+            });
+        }
+        let mut sent = 0usize;
+        let mut chunk = [0u8; 16 * 1024];
+        let answered = loop {
+            match target.read(&mut chunk) {
+                Ok(0) => break sent > 0,
+                Ok(n) => {
+                    if client.write_all(&chunk[..n]).is_err() {
+                        break true;
                     }
+                    sent += n;
                 }
-                return respond(&mut client, 502, &format!("502 Bad Gateway: {instance} does not answer"), &[]);
-            }
-        }
-    };
-    target.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    let head = forwarded_head(&request, door, &client);
-    if target.write_all(&head).and_then(|()| target.write_all(&buffer[head_length..])).is_err() {
-        return respond(&mut client, 502, &format!("502 Bad Gateway: {instance} closed the connection"), &[]);
-    }
-    // The rest of the body, if any, goes on by itself; the answer ends when the app closes (the
-    // request said `Connection: close`), or after the idle timeout.
-    let mut upload = (client.try_clone()?, target.try_clone()?);
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut upload.0, &mut upload.1);
-    });
-    let mut sent = 0usize;
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        match target.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                if client.write_all(&chunk[..n]).is_err() {
-                    break;
+                Err(e)
+                    if sent == 0
+                        && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
+                    let body = format!("504 Gateway Timeout: {instance} did not answer in time");
+                    let _ = respond(&mut client, 504, &body, &[]);
+                    break true;
                 }
-                sent += n;
+                Err(_) => break sent > 0,
             }
-            Err(e)
-                if sent == 0 && matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
-            {
-                let _ =
-                    respond(&mut client, 504, &format!("504 Gateway Timeout: {instance} did not answer in time"), &[]);
-                break;
+        };
+        let _ = target.shutdown(Shutdown::Both);
+        if !answered {
+            if bodyless && reroute(&instance, &mut targets) {
+                continue;
             }
-            Err(_) => break,
+            // As an ALB whose target closes the connection without an answer.
+            let body = format!("502 Bad Gateway: {instance} closed the connection without answering");
+            let _ = respond(&mut client, 502, &body, &[]);
         }
+        // Both ends closed: an upload thread's copy ends with them.
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
     }
-    // Both ends closed: the upload thread's copy ends with them.
-    let _ = client.shutdown(Shutdown::Both);
-    let _ = target.shutdown(Shutdown::Both);
-    Ok(())
 }
 
 /// The request head as the load balancer sends it on: `Connection: close`, and the

@@ -160,14 +160,18 @@ pub fn down(root: &Path) -> anyhow::Result<()> {
 }
 
 /// Starts the front door in the background, unless one runs; waits until it has said where.
+/// Two `local up` at once start one: the second waits for the first (a file lock) and finds it.
 fn start_front_door(root: &Path, endpoint: &str) -> anyhow::Result<front_door::State> {
+    let folder = root.join("target/vending-local");
+    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    let lock_path = folder.join("front-door.lock");
+    let lock = std::fs::File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
     if let Some(state) = front_door::State::read(root) {
         return Ok(state);
     }
     let _ = std::fs::remove_file(root.join(front_door::STATE));
     let log_path = root.join(front_door::LOG);
-    let folder = root.join("target/vending-local");
-    std::fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
     let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
     let exe = std::env::current_exe().context("cannot find this program to start the front door")?;
     let mut command = std::process::Command::new(exe);
@@ -182,7 +186,8 @@ fn start_front_door(root: &Path, endpoint: &str) -> anyhow::Result<front_door::S
     // Its own process group: Ctrl-C in this terminal is not for it.
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut child = command.spawn().context("cannot start the local front door")?;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // A loaded machine may take a while; one that never says where is stopped, not left behind.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         if let Some(state) = front_door::State::read(root) {
             return Ok(state);
@@ -191,7 +196,9 @@ fn start_front_door(root: &Path, endpoint: &str) -> anyhow::Result<front_door::S
             anyhow::bail!("the local front door stopped ({status}); see {}", log_path.display());
         }
         if std::time::Instant::now() > deadline {
-            anyhow::bail!("the local front door did not start within 20 s; see {}", log_path.display());
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("the local front door did not start within 60 s; see {}", log_path.display());
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

@@ -23,9 +23,10 @@ pub const CACHE_DIR: &str = "target/vending-cache/packer-validate";
 /// Where `cargo xtask demo` unpacks Debian's `packer` package when the system has none.
 pub const UNPACKED: &str = "target/packer/usr/bin/packer";
 
-/// The system's `packer`, else the one the demo unpacked into this workspace's target/.
-pub fn find() -> Option<PathBuf> {
-    which::which("packer").ok().or_else(|| Some(crate::project_root().join(UNPACKED)).filter(|p| p.is_file()))
+/// The system's `packer`, else the one the demo unpacked into the project's target/ (the
+/// project at `root`: a copy of it elsewhere has none).
+pub fn find(root: &Path) -> Option<PathBuf> {
+    which::which("packer").ok().or_else(|| Some(root.join(UNPACKED)).filter(|p| p.is_file()))
 }
 
 pub struct Report {

@@ -204,7 +204,7 @@ impl Validate {
     /// A Packer template given to `--spec`: `packer validate` checks it. `Err`: it cannot be
     /// checked here, and the output said how to check it.
     fn check_packer_file(&self, root: &Path, path: &Path) -> anyhow::Result<Result<Vec<Diagnostic>, ExitCode>> {
-        let binary = match packer::find() {
+        let binary = match packer::find(root) {
             Some(binary) if !self.no_packer => binary,
             found => {
                 let why = if found.is_some() { "--no-packer was given" } else { packer::NOT_INSTALLED };
@@ -252,7 +252,7 @@ impl Validate {
         }
         if !self.no_packer {
             let templates: Vec<&GeneratedFile> = loaded.files.iter().filter(|f| f.path.starts_with("packer")).collect();
-            match packer::find() {
+            match packer::find(root) {
                 Some(binary) => {
                     let report = packer::validate_all(root, &binary, &templates)?;
                     notes.push(format!(

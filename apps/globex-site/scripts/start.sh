@@ -3,35 +3,16 @@
 # CodeDeploy agent (`cargo xtask appspec run`, `deploy --local`) runs this script.
 set -euo pipefail
 ROOT="${VENDING_SANDBOX:-}"
-# Whether pid $1 is this sandbox's app: server.py run by a python3 (whose path varies: python3
-# may be a shim that runs another binary) in the app's folder. A pid file can outlive its process.
-is_app() {
-    local command
-    command=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true)
-    case "${command% }" in *python3*" server.py") ;; *) return 1 ;; esac
-    [ "$(readlink "/proc/$1/cwd" 2>/dev/null || true)" = "$ROOT/opt/globex-site" ]
-}
-mkdir -p "$ROOT/etc/systemd/system"
-install -m 0644 "$ROOT/opt/globex-site/systemd/globex-site.service" "$ROOT/etc/systemd/system/globex-site.service"
+# The sandbox helpers (is_app, alive, stop_app), from the same revision as this script.
+. "$(dirname "$0")/sandbox.sh"
 if [ -n "$ROOT" ]; then
     # No systemd in a sandbox: run the app as the unit would (its environment file, its folder),
     # on the loopback port the local agent gave this instance, in the background with its output
     # in a log so that this hook's output closes. It stops when its pid file goes (stop.sh, or
     # the sandbox removed).
     mkdir -p "$ROOT/run" "$ROOT/var/log"
-    # An app that a failed stop left running goes first (its port is this one's); the pid is
-    # only trusted while it is still this app.
-    if [ -f "$ROOT/run/globex-site.pid" ]; then
-        old=$(cat "$ROOT/run/globex-site.pid")
-        rm -f "$ROOT/run/globex-site.pid"
-        if is_app "$old"; then
-            kill "$old" 2>/dev/null || true
-            for _ in $(seq 1 50); do
-                kill -0 "$old" 2>/dev/null || break
-                sleep 0.1
-            done
-        fi
-    fi
+    # An app that a failed stop left running goes first (its port is this one's).
+    stop_app
     (
         # The environment file as systemd reads it: KEY=VALUE lines, values as data.
         if [ -f "$ROOT/opt/globex-site/site.env" ]; then

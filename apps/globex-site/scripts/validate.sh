@@ -1,13 +1,8 @@
 #!/bin/bash
 set -euo pipefail
 ROOT="${VENDING_SANDBOX:-}"
-# Whether pid $1 runs (a zombie, which no one has reaped yet, does not).
-alive() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    stat="${stat##*) }"
-    [ "${stat%% *}" != Z ]
-}
+# The sandbox helpers (is_app, alive, stop_app), from the same revision as this script.
+. "$(dirname "$0")/sandbox.sh"
 if [ -n "$ROOT" ]; then
     # Locally the app listens on the loopback port the local agent gave this instance.
     # start.sh's record: the deployment and the pid of the app it started.

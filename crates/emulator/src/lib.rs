@@ -20,7 +20,11 @@ use xshell::{cmd, Shell};
 
 /// The emulator version every test and local run uses.
 pub const MOTO_VERSION: &str = "5.2.5";
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a new server may take to answer (Python imports moto first: slow on a loaded machine).
+const READY_TIMEOUT: Duration = Duration::from_secs(90);
+/// A server is started this many times at most: the port it is given is free when chosen, but
+/// only bound once Python has imported moto, and another process may take it meanwhile.
+const START_ATTEMPTS: u32 = 3;
 
 fn venv_dir(root: &Path) -> PathBuf {
     root.join("target/moto-venv")
@@ -89,20 +93,28 @@ impl Moto {
     /// Installs if needed, starts a server on a free loopback port and waits until it answers.
     pub fn start(root: &Path) -> anyhow::Result<Moto> {
         let server = ensure_installed(root)?;
-        let port = free_port()?;
         let logs = root.join("target/vending-local/emulators");
         fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-        let log = logs.join(format!("moto-{port}.log"));
-        let file = fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let child = spawn(&server, port, Stdio::from(file), false)?;
-        let moto = Moto { child, port, log };
-        if let Err(e) = wait_ready(port) {
-            let log = fs::read_to_string(&moto.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            bail!("{e}; the end of its log:\n{}", tail.join("\n"));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let port = free_port()?;
+            let log = logs.join(format!("moto-{port}.log"));
+            let file = fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
+            let child = spawn(&server, port, Stdio::from(file), false)?;
+            let mut moto = Moto { child, port, log };
+            match wait_ready(&mut moto.child, port) {
+                Ok(()) => return Ok(moto),
+                // Dropped: stopped, and its log removed.
+                Err(_) if attempt < START_ATTEMPTS && moto.child.try_wait().is_ok_and(|s| s.is_some()) => {}
+                Err(e) => {
+                    let log = fs::read_to_string(&moto.log).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    bail!("{e}; the end of its log:\n{}", tail.join("\n"));
+                }
+            }
         }
-        Ok(moto)
     }
 
     pub fn endpoint(&self) -> String {
@@ -154,9 +166,13 @@ fn http(port: u16, method: &str, path: &str) -> anyhow::Result<u16> {
     status.context("the emulator sent no HTTP status")
 }
 
-fn wait_ready(port: u16) -> anyhow::Result<()> {
+/// Waits until the server `child` answers on `port`; an error when it exits first.
+fn wait_ready(child: &mut Child, port: u16) -> anyhow::Result<()> {
     let started = Instant::now();
     while started.elapsed() < READY_TIMEOUT {
+        if let Some(status) = child.try_wait()? {
+            bail!("the emulator stopped before it answered on port {port} ({status})");
+        }
         if http(port, "GET", "/moto-api/").is_ok_and(|status| status == 200) {
             return Ok(());
         }
@@ -196,10 +212,27 @@ pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<(ServerState, bool
         return Ok((state, false));
     }
     let server = ensure_installed(install_root)?;
-    let port = free_port()?;
-    let log = fs::File::create(root.join("target/vending-local/moto.log")).context("cannot create the emulator log")?;
-    let child = spawn(&server, port, Stdio::from(log), true)?;
-    wait_ready(port)?;
+    let (child, port) = {
+        let mut attempt = 1;
+        loop {
+            let port = free_port()?;
+            let log_path = root.join("target/vending-local/moto.log");
+            let log = fs::File::create(&log_path).context("cannot create the emulator log")?;
+            let mut child = spawn(&server, port, Stdio::from(log), true)?;
+            match wait_ready(&mut child, port) {
+                Ok(()) => break (child, port),
+                Err(e) => {
+                    let exited = child.try_wait().is_ok_and(|s| s.is_some());
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    if !(exited && attempt < START_ATTEMPTS) {
+                        bail!("{e:#}; see {}", log_path.display());
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    };
     let state = ServerState { pid: child.id(), port, endpoint: endpoint(port) };
     vending::project::write_atomic(&state_file(root), &serde_json::to_vec_pretty(&state)?)
         .context("cannot record the server")?;

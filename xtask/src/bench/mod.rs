@@ -248,7 +248,7 @@ impl BenchAmi {
     /// build) and with `xtask ami`, against one emulator, in a git copy of the project.
     fn run(self, root: &Path) -> anyhow::Result<ExitCode> {
         ensure!(self.runs > 0, "--runs must be at least 1");
-        let packer = crate::packer::find().context(crate::packer::NOT_INSTALLED)?;
+        let packer = crate::packer::find(root).context(crate::packer::NOT_INSTALLED)?;
         let moto = vending_emulator::Moto::start(&crate::project_root())?;
         let endpoint = moto.endpoint();
         let project = git_copy(root, "target/bench-ami")?;

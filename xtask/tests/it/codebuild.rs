@@ -40,6 +40,7 @@ fn artifact(project: &Project) -> Vec<u8> {
         ("scripts/after_install.sh", 0o755),
         ("scripts/start.sh", 0o755),
         ("scripts/validate.sh", 0o755),
+        ("scripts/sandbox.sh", 0o644),
     ] {
         add(name, &std::fs::read(project.path(&format!("apps/acme-shop/{name}"))).unwrap(), mode);
     }
@@ -113,7 +114,7 @@ fn a_deploy_builds_on_codebuild_never_reads_secrets_here_and_reuses_a_build_of_t
     let (run, calls) = run_logged(&project, &deploy, &endpoint);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("source of commit"), "{run:?}");
-    assert!(run.stdout.contains("made of the build's 9 file(s) and the appspec"), "{run:?}");
+    assert!(run.stdout.contains("made of the build's 10 file(s) and the appspec"), "{run:?}");
     assert!(run.stdout.contains("succeeded on the local fleet"), "{run:?}");
     assert_eq!(calls.iter().filter(|c| *c == "CodeBuild.StartBuild").count(), 1, "{calls:?}");
     assert!(!calls.iter().any(|c| c.starts_with("SSM.") || c.starts_with("SecretsManager.")), "{calls:?}");

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::approval::World;
-use crate::{packer_available, Project, Run};
+use crate::{packer_available, Project, Run, Started};
 
 const STATE: &str = "vend-platform-state";
 const KEY: &str = "locks/globex/dev.json";
@@ -42,18 +42,18 @@ impl World {
         });
     }
 
-    fn locked(&self) -> bool {
+    /// The lock object as stored, if any.
+    fn lock(&self) -> Option<serde_json::Value> {
         let s3 = vending_aws::s3::client(&self.config, true);
         self.runtime.block_on(async {
-            match s3.get_object().bucket(STATE).key(KEY).send().await {
-                Ok(out) => {
-                    let bytes = out.body.collect().await.unwrap().into_bytes();
-                    let lock: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                    lock["released"] == false
-                }
-                Err(_) => false,
-            }
+            let out = s3.get_object().bucket(STATE).key(KEY).send().await.ok()?;
+            let bytes = out.body.collect().await.unwrap().into_bytes();
+            Some(serde_json::from_slice(&bytes).unwrap())
         })
+    }
+
+    fn locked(&self) -> bool {
+        self.lock().is_some_and(|lock| lock["released"] == false)
     }
 }
 
@@ -95,16 +95,10 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     // --wait-lock: waits, says so, and runs once carol's run releases it.
     let env = w.env(alice);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let waiting = w
-        .project
-        .command(&[&infra[..], &["--wait-lock", "2m"]].concat(), &env)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    let waiting = Started::spawn(w.project.command(&[&infra[..], &["--wait-lock", "2m"]].concat(), &env));
+    waiting.wait_for_line("waiting for the lock");
     w.put_lock("build-server-7", 4242, in_ten_minutes, true);
-    let run = Run::from(waiting.wait_with_output().unwrap());
+    let run = waiting.finish();
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("waiting for the lock, held by arn:aws:iam::123456789012:user/carol"), "{run:?}");
     // Not on a terminal: plain lines, each with the time and how long the wait has lasted.
@@ -130,16 +124,10 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     assert_eq!((status["locked"].as_bool(), status["standing"].as_str()), (Some(true), Some("held")), "{status}");
     assert_eq!(status["lock"]["holder"], "arn:aws:iam::123456789012:user/carol", "{status}");
     // With --wait-lock it waits for carol's run to end, then reads everything again.
-    let waiting = w
-        .project
-        .command(&[&infra[..], &["--wait-lock", "2m"]].concat(), &env)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(3));
+    let waiting = Started::spawn(w.project.command(&[&infra[..], &["--wait-lock", "2m"]].concat(), &env));
+    waiting.wait_for_line("waiting for the lock");
     w.put_lock("build-server-7", 4242, in_ten_minutes, true);
-    let run = Run::from(waiting.wait_with_output().unwrap());
+    let run = waiting.finish();
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         run.stdout
@@ -177,18 +165,22 @@ fn a_second_operator_is_refused_or_waits_and_crashed_runs_are_taken_over() {
     let events: Vec<&str> = run.stdout.lines().filter_map(|l| l.split_whitespace().nth(1)).collect();
     assert_eq!(events, ["lock-taken-over", "lock-taken-over", "lock-released-by-force"], "{run:?}");
 
-    // Two real deploys started together: exactly one runs, the other names it.
-    let both: Vec<_> = (0..2)
-        .map(|_| {
-            w.project
-                .command(&["deploy", "globex", "dev", "--local"], &env)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let runs: Vec<Run> = both.into_iter().map(|c| Run::from(c.wait_with_output().unwrap())).collect();
+    // Two real deploys started together: exactly one runs, the other names it. The one that runs
+    // holds its ValidateService until the other has ended, so that the two overlap however
+    // slowly either starts.
+    let other_ended = w.project.path("target/other-ended");
+    let hold = format!("    while [ ! -f '{}' ]; do sleep 0.1; done\n    url=", other_ended.display());
+    w.project.edit("apps/globex-site/scripts/validate.sh", "    url=", &hold);
+    w.project.git(&["commit", "-qam", "ValidateService waits for a marker"]);
+    let mut both: Vec<_> =
+        (0..2).map(|_| Started::spawn(w.project.command(&["deploy", "globex", "dev", "--local"], &env))).collect();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !both.iter_mut().any(Started::ended) {
+        assert!(Instant::now() < deadline, "neither deploy ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::write(&other_ended, "").unwrap();
+    let runs: Vec<Run> = both.into_iter().map(Started::finish).collect();
     let mut codes: Vec<i32> = runs.iter().map(|r| r.code).collect();
     codes.sort();
     assert_eq!(codes, [0, 6], "{runs:?}");
@@ -357,21 +349,27 @@ fn a_long_run_keeps_its_lock_by_renewing_it() {
     env.push(("AWS_ENDPOINT_URL".into(), proxy.endpoint()));
     env.push(("VENDING_LOCK_TTL_SECONDS".into(), "4".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let first = w
-        .project
-        .command(&["deploy", "globex", "dev", "--local", "--infra-only"], &env)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut first = Started::spawn(w.project.command(&["deploy", "globex", "dev", "--local", "--infra-only"], &env));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !w.locked() {
+    let taken = loop {
+        match w.lock() {
+            Some(lock) if lock["released"] == false => break lock,
+            _ => {}
+        }
         assert!(Instant::now() < deadline, "the deploy never took the lock");
         std::thread::sleep(Duration::from_millis(50));
+    };
+    let expiry = |lock: &serde_json::Value| humantime::parse_rfc3339(lock["expires_at"].as_str().unwrap()).unwrap();
+    // Past the expiry it was taken with, by a second: the same run holds it, renewed.
+    while SystemTime::now() < expiry(&taken) + Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_secs(6));
+    assert!(!first.ended(), "the first run ended before its lock's first expiry");
+    let now = w.lock().unwrap();
+    assert_eq!((&now["run"], &now["released"]), (&taken["run"], &serde_json::Value::Bool(false)), "{now}");
+    assert!(expiry(&now) > expiry(&taken), "renewed: {now}");
     let second = w.run(alice, &["deploy", "globex", "dev", "--local", "--infra-only"]);
-    let first = Run::from(first.wait_with_output().unwrap());
+    let first = first.finish();
     assert_eq!(second.code, 6, "the first run's lock was renewed, not expired: {second:?}\n{first:?}");
     assert_eq!(first.code, 0, "{first:?}");
 }

@@ -113,6 +113,68 @@ impl Project {
     }
 }
 
+/// A command started in the background whose output is read as it comes, so that a test can
+/// wait for a line instead of sleeping for a while it hopes is long enough.
+pub struct Started {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Started {
+    pub fn spawn(mut command: Command) -> Started {
+        use std::io::BufRead;
+        let mut child =
+            command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = send.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let mut err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut all);
+            all
+        });
+        Started { child, lines, stdout, stderr }
+    }
+
+    /// Waits (two minutes at most) until a line of its standard output contains `text`.
+    pub fn wait_for_line(&self, text: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return,
+                Ok(_) => {}
+                Err(_) => panic!("no line with {text:?} within two minutes"),
+            }
+        }
+    }
+
+    /// Whether it has ended.
+    pub fn ended(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    pub fn finish(mut self) -> Run {
+        let status = self.child.wait().unwrap();
+        Run {
+            code: status.code().unwrap_or(-1),
+            stdout: self.stdout.join().unwrap(),
+            stderr: self.stderr.join().unwrap(),
+        }
+    }
+}
+
 pub struct Run {
     pub code: i32,
     pub stdout: String,

@@ -194,7 +194,7 @@ fn deploy_releases_to_every_local_instance_skips_an_unchanged_revision_and_rolls
     project.edit(
         "apps/acme-shop/scripts/validate.sh",
         "            echo \"sandbox: fixed\"\n",
-        "            echo \"sandbox: fixed\"\n            touch \"$ROOT/../validating-$(basename \"$ROOT\")\"\n            sleep 3\n",
+        "            echo \"sandbox: fixed\"\n            touch \"$ROOT/../validating-$(basename \"$ROOT\")\"\n            while [ ! -f \"$ROOT/../go-$(basename \"$ROOT\")\" ]; do sleep 0.1; done\n",
     );
     project.edit("apps/acme-shop/app.py", "\"Anvil XL\"", "\"Anvil XXL\"");
     project.git(&["commit", "-qam", "The biggest anvil, validated slowly"]);
@@ -285,8 +285,9 @@ fn put_object(moto: &Moto, bucket: &str, key: &str, body: &'static [u8]) {
     });
 }
 
-/// Runs `args`, waits until `instance`'s ValidateService script says it runs, and presses
-/// Ctrl-C `presses` times (SIGINT to the command alone: the script goes on).
+/// Runs `args`, waits until `instance`'s ValidateService script says it runs, presses Ctrl-C
+/// `presses` times (SIGINT to the command alone: the script goes on), and only then lets the
+/// script end.
 fn interrupt_while_validating(
     project: &Project,
     args: &[&str],
@@ -295,7 +296,9 @@ fn interrupt_while_validating(
     presses: u32,
 ) -> crate::Run {
     let marker = project.path(&format!("target/vending-local/fleet/acme-dev/validating-{instance}"));
+    let go = project.path(&format!("target/vending-local/fleet/acme-dev/go-{instance}"));
     let _ = fs::remove_file(&marker);
+    let _ = fs::remove_file(&go);
     let child = project
         .command(args, env)
         .stdout(std::process::Stdio::piped())
@@ -312,5 +315,6 @@ fn interrupt_while_validating(
         assert!(status.success());
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+    fs::write(&go, "").unwrap();
     crate::Run::from(child.wait_with_output().unwrap())
 }

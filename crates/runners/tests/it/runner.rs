@@ -385,15 +385,16 @@ phases:
       - echo post_build >> $TRACE
 "#,
         &[],
-        Duration::from_secs(2),
+        // 5 s leaves a loaded machine time to start the shell and its background child.
+        Duration::from_secs(5),
     );
-    assert!(started.elapsed() < Duration::from_secs(20), "the build was not stopped: {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(40), "the build was not stopped: {:?}", started.elapsed());
     assert_eq!(statuses(&outcome.report), [("build", TimedOut), ("post_build", Skipped)]);
     assert!(!outcome.report.succeeded());
     assert_eq!(outcome.trace.first().map(String::as_str), Some("build"));
     assert_eq!(outcome.trace.len(), 2, "{:?}", outcome.trace);
     assert!(
-        outcome.output.iter().any(|l| l.contains("the build timed out after 2 seconds (build.timeout_minutes)")),
+        outcome.output.iter().any(|l| l.contains("the build timed out after 5 seconds (build.timeout_minutes)")),
         "{:?}",
         outcome.output
     );

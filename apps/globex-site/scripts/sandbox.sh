@@ -1,0 +1,41 @@
+# Sourced by start.sh, stop.sh and validate.sh in a sandbox (the local CodeDeploy agent sets
+# VENDING_SANDBOX, which they read into ROOT): how they know, check and stop this sandbox's app.
+# On an instance systemd does this.
+
+# Whether pid $1 is this sandbox's app: server.py run by a python3 (whose path varies: python3
+# may be a shim that runs another binary) in the app's folder. A pid file can outlive its process.
+is_app() {
+    local command
+    command=$(tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" || true)
+    case "${command% }" in *python3*" server.py") ;; *) return 1 ;; esac
+    [ "$(readlink "/proc/$1/cwd" 2>/dev/null || true)" = "$ROOT/opt/globex-site" ]
+}
+# Whether pid $1 runs (a zombie, which no one has reaped yet, does not).
+alive() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat="${stat##*) }"
+    [ "${stat%% *}" != Z ]
+}
+# Stops this sandbox's app if it runs: the pid its pid file names once it listens, else the one
+# start.sh recorded (an app still starting). Removing the pid file stops it too; it is waited for
+# so that its port is free for the next one.
+stop_app() {
+    local pid=""
+    pid=$(cat "$ROOT/run/globex-site.pid" 2>/dev/null || true)
+    if [ -z "$pid" ] && [ -f "$ROOT/run/globex-site.started" ]; then
+        read -r _ pid <"$ROOT/run/globex-site.started" || true
+    fi
+    rm -f "$ROOT/run/globex-site.pid"
+    if [ -z "$pid" ] || ! is_app "$pid"; then
+        return 0
+    fi
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+        alive "$pid" || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+}
+mkdir -p "$ROOT/etc/systemd/system"
+install -m 0644 "$ROOT/opt/globex-site/systemd/globex-site.service" "$ROOT/etc/systemd/system/globex-site.service"
