@@ -1,5 +1,6 @@
 """ACME's shop: a small web app with a health check, standard library only."""
 
+import errno
 import json
 import os
 import threading
@@ -57,10 +58,23 @@ def announce_and_watch(path):
     threading.Thread(target=watch, daemon=True).start()
 
 
+def bind_server(bind, port, handler):
+    """The server on its port, tried for a few seconds while the port is still held (an app being
+    stopped lets it go a moment later)."""
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            return ThreadingHTTPServer((bind, port), handler)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", "8080"))
     bind = os.environ.get("BIND", "0.0.0.0")
-    server = ThreadingHTTPServer((bind, port), Handler)
+    server = bind_server(bind, port, Handler)
     if os.environ.get("PIDFILE"):
         announce_and_watch(os.environ["PIDFILE"])
     server.serve_forever()

@@ -3,6 +3,8 @@
 # CodeDeploy agent (`cargo xtask appspec run`, `deploy --local`) runs this script.
 set -euo pipefail
 ROOT="${VENDING_SANDBOX:-}"
+mkdir -p "$ROOT/etc/systemd/system"
+install -m 0644 "$ROOT/opt/globex-site/systemd/globex-site.service" "$ROOT/etc/systemd/system/globex-site.service"
 # The sandbox helpers (is_app, alive, stop_app), from the same revision as this script.
 . "$(dirname "$0")/sandbox.sh"
 if [ -n "$ROOT" ]; then

@@ -8,12 +8,12 @@ if [ -n "$ROOT" ]; then
     # start.sh's record: the deployment and the pid of the app it started.
     read -r _ started <"$ROOT/run/globex-site.started" 2>/dev/null || { echo "globex-site was not started" >&2; exit 1; }
     url="http://127.0.0.1:$VENDING_LOCAL_PORT/health"
-    # Within 30 s (a loaded machine starts Python slowly), the app this deployment started has
-    # bound its port (it writes its pid file then), is alive, and answers.
+    # Within 30 s (a loaded machine starts Python slowly), the app this deployment started (and
+    # no other) has bound its port (it writes its pid file then), is alive, and answers.
     deadline=$((SECONDS + 30))
     while [ "$SECONDS" -lt "$deadline" ]; do
         pid=$(cat "$ROOT/run/globex-site.pid" 2>/dev/null || true)
-        if [ -n "$pid" ] && alive "$pid" &&
+        if [ "$pid" = "$started" ] && alive "$pid" &&
             python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$url" 2>/dev/null; then
             echo "sandbox: $url answers 200"
             exit 0

@@ -103,7 +103,7 @@ impl Moto {
             let file = fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
             let child = spawn(&server, port, Stdio::from(file), false)?;
             let mut moto = Moto { child, port, log };
-            match wait_ready(&mut moto.child, port) {
+            match wait_ready(&mut moto.child, port, &moto.log) {
                 Ok(()) => return Ok(moto),
                 // Dropped: stopped, and its log removed.
                 Err(_) if attempt < START_ATTEMPTS && moto.child.try_wait().is_ok_and(|s| s.is_some()) => {}
@@ -166,14 +166,19 @@ fn http(port: u16, method: &str, path: &str) -> anyhow::Result<u16> {
     status.context("the emulator sent no HTTP status")
 }
 
-/// Waits until the server `child` answers on `port`; an error when it exits first.
-fn wait_ready(child: &mut Child, port: u16) -> anyhow::Result<()> {
+/// Waits until the server `child` answers on `port`; an error when it exits first. The answer
+/// counts only once `child` has said in its `log` that it listens there: until then another
+/// emulator that took the port meanwhile could be the one answering.
+fn wait_ready(child: &mut Child, port: u16, log: &Path) -> anyhow::Result<()> {
+    let listening = format!("Running on http://127.0.0.1:{port}");
     let started = Instant::now();
     while started.elapsed() < READY_TIMEOUT {
         if let Some(status) = child.try_wait()? {
             bail!("the emulator stopped before it answered on port {port} ({status})");
         }
-        if http(port, "GET", "/moto-api/").is_ok_and(|status| status == 200) {
+        if fs::read_to_string(log).is_ok_and(|text| text.contains(&listening))
+            && http(port, "GET", "/moto-api/").is_ok_and(|status| status == 200)
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -219,7 +224,7 @@ pub fn up(install_root: &Path, root: &Path) -> anyhow::Result<(ServerState, bool
             let log_path = root.join("target/vending-local/moto.log");
             let log = fs::File::create(&log_path).context("cannot create the emulator log")?;
             let mut child = spawn(&server, port, Stdio::from(log), true)?;
-            match wait_ready(&mut child, port) {
+            match wait_ready(&mut child, port, &log_path) {
                 Ok(()) => break (child, port),
                 Err(e) => {
                     let exited = child.try_wait().is_ok_and(|s| s.is_some());

@@ -22,6 +22,11 @@ impl BenchDemo {
         ensure!(self.runs > 0, "--runs must be at least 1");
         let project = super::git_copy(root, "target/bench-demo")?;
         let exe = std::env::current_exe().context("cannot find this program")?;
+        // The copy's demo finds the Packer this workspace has (the system's, or the one the demo
+        // unpacked here), so that no run times an unpacking.
+        let search = std::env::var_os("PATH").unwrap_or_default();
+        let packer_dir = crate::packer::find(root).and_then(|p| p.parent().map(Path::to_path_buf));
+        let path = std::env::join_paths(packer_dir.into_iter().chain(std::env::split_paths(&search)))?;
         let demo = |args: &[&str]| -> anyhow::Result<(f64, String)> {
             let started = Instant::now();
             let out = Command::new(&exe)
@@ -30,6 +35,7 @@ impl BenchDemo {
                 .arg("demo")
                 .args(args)
                 .env_remove("AWS_ENDPOINT_URL")
+                .env("PATH", &path)
                 .stderr(Stdio::inherit())
                 .output()?;
             let seconds = started.elapsed().as_secs_f64();

@@ -254,6 +254,11 @@ impl BenchAmi {
         let project = git_copy(root, "target/bench-ami")?;
         let sh = xshell::Shell::new()?;
         let exe = std::env::current_exe()?;
+        // The copy's `ami` finds the same Packer (the demo may have unpacked it into this workspace).
+        let search = std::env::var_os("PATH").unwrap_or_default();
+        let path = std::env::join_paths(
+            packer.parent().map(Path::to_path_buf).into_iter().chain(std::env::split_paths(&search)),
+        )?;
         let template = project.join("packer/packer-acme-prod.pkr.hcl");
         let commit = crate::git::head_commit(&project)?;
         let mut variables = vending::ami::packer_variables(&commit, false);
@@ -290,6 +295,7 @@ impl BenchAmi {
                     .arg(&project)
                     .args(["ami", "acme", "prod", "--local"])
                     .env("AWS_ENDPOINT_URL", &endpoint)
+                    .env("PATH", &path)
                     .output()?;
                 let ms = started.elapsed().as_secs_f64() * 1000.0;
                 ensure!(out.status.success(), "xtask ami failed: {}", String::from_utf8_lossy(&out.stderr));

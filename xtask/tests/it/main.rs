@@ -118,8 +118,18 @@ impl Project {
 pub struct Started {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
-    stdout: std::thread::JoinHandle<String>,
-    stderr: std::thread::JoinHandle<String>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+/// One that a failed assertion leaves behind is killed.
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Started {
@@ -144,7 +154,11 @@ impl Started {
             let _ = std::io::Read::read_to_string(&mut err, &mut all);
             all
         });
-        Started { child, lines, stdout, stderr }
+        Started { child, lines, stdout: Some(stdout), stderr: Some(stderr) }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits (two minutes at most) until a line of its standard output contains `text`.
@@ -167,11 +181,9 @@ impl Started {
 
     pub fn finish(mut self) -> Run {
         let status = self.child.wait().unwrap();
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout: self.stdout.join().unwrap(),
-            stderr: self.stderr.join().unwrap(),
-        }
+        let join =
+            |output: Option<std::thread::JoinHandle<String>>| output.map(|t| t.join().unwrap()).unwrap_or_default();
+        Run { code: status.code().unwrap_or(-1), stdout: join(self.stdout.take()), stderr: join(self.stderr.take()) }
     }
 }
 

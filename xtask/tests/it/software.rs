@@ -299,12 +299,7 @@ fn interrupt_while_validating(
     let go = project.path(&format!("target/vending-local/fleet/acme-dev/go-{instance}"));
     let _ = fs::remove_file(&marker);
     let _ = fs::remove_file(&go);
-    let child = project
-        .command(args, env)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = crate::Started::spawn(project.command(args, env));
     let started = std::time::Instant::now();
     while !marker.exists() {
         assert!(started.elapsed() < std::time::Duration::from_secs(120), "ValidateService never ran");
@@ -316,5 +311,5 @@ fn interrupt_while_validating(
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
     fs::write(&go, "").unwrap();
-    crate::Run::from(child.wait_with_output().unwrap())
+    child.finish()
 }
