@@ -2,7 +2,8 @@
 //! loopback port, and the local front door routes like the load balancers the tool configured
 //! (host rules, the 503 default, the port-80 redirect). During a one-at-a-time release each
 //! instance leaves its target group while its app restarts, so every request still gets an
-//! answer from the other one.
+//! answer from the other one. An instance that closes without answering is a 502, unless it left
+//! its group while the request was on its way (then the request is routed again).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -139,4 +140,93 @@ fn the_front_door_routes_to_apps_that_really_serve_and_a_release_keeps_them_reac
     for _ in 0..4 {
         assert!(get(https, "acme-dev.apps.example.com", "/").2.contains("Anvil XL"));
     }
+}
+
+/// A registered instance whose app takes the request and closes without an answer: a 502, as
+/// from an ALB. One that has left its target group by then (the request was routed before it
+/// left: on AWS the deregistration delay lets such a request finish): the request is routed again
+/// to an instance registered now, and answered. The "app" is the test's own listener on the
+/// instance's port, so the order of events is the test's.
+#[test]
+fn a_request_whose_instance_closes_is_a_502_unless_the_instance_left_its_group_meanwhile() {
+    if !packer_available() {
+        return;
+    }
+    let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
+    let project = Project::copy().with_apps();
+    project.edit("customers/acme/dev.toml", "[capacity]\nmin = 1\nmax = 2", "[capacity]\nmin = 2\nmax = 2");
+    project.git_init("Initial");
+    let endpoint = moto.endpoint();
+    let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
+    for args in [
+        &["platform", "deploy", "--local"][..],
+        &["ami", "acme", "dev", "--local"],
+        &["deploy", "acme", "dev", "--local"],
+    ] {
+        let run = project.run_with(args, &env);
+        assert_eq!(run.code, 0, "{args:?}: {run:?}");
+    }
+    let door = project.command(&["local", "front-door"], &env).spawn().unwrap();
+    let _door = Running(door);
+    let https = door_port(&project, "vend-shared", 443);
+
+    // One instance's app stopped, the test listening on its port instead.
+    let fleet = project.path("target/vending-local/fleet/acme-dev");
+    let mut instances: Vec<_> = std::fs::read_dir(&fleet)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.file_name().unwrap().to_string_lossy().starts_with("i-"))
+        .collect();
+    instances.sort();
+    let sandbox = &instances[0];
+    let instance = sandbox.file_name().unwrap().to_string_lossy().into_owned();
+    let stop = std::process::Command::new("bash")
+        .arg("opt/acme-shop/scripts/stop.sh")
+        .current_dir(sandbox)
+        .env("VENDING_SANDBOX", sandbox)
+        .output()
+        .unwrap();
+    assert!(stop.status.success(), "{stop:?}");
+    let port: u16 =
+        std::fs::read_to_string(sandbox.join(".codedeploy-agent/local-port")).unwrap().trim().parse().unwrap();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+
+    // Still registered: of two requests in a row (one to each instance, in turn), the one that
+    // reaches it gets a 502, the other the app.
+    let closer = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = [0u8; 1024];
+        let _ = stream.read(&mut head);
+        drop(stream);
+        listener
+    });
+    let answers: Vec<_> = (0..2).map(|_| get(https, "acme-dev.apps.example.com", "/")).collect();
+    let listener = closer.join().unwrap();
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    statuses.sort();
+    assert_eq!(statuses, [200, 502], "{answers:?}");
+    let bad = answers.iter().find(|a| a.0 == 502).unwrap();
+    assert!(bad.2.contains(&format!("{instance} closed the connection without answering")), "{bad:?}");
+
+    // Taken out of its target group while the request is on its way (the listener deregisters it
+    // before it closes): routed again, answered by the other instance.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let target = vending_aws::Target::Local { endpoint: endpoint.clone() };
+    let config = runtime.block_on(vending_aws::sdk_config("eu-west-1", &target));
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&config);
+    let group = runtime.block_on(elb.describe_target_groups().names("acme-dev-tg").send()).unwrap().target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    let leaver = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = [0u8; 1024];
+        let _ = stream.read(&mut head);
+        let target = aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder().id(&instance).build();
+        runtime.block_on(elb.deregister_targets().target_group_arn(&group).targets(target).send()).unwrap();
+        drop(stream);
+    });
+    let answers: Vec<_> = (0..4).map(|_| get(https, "acme-dev.apps.example.com", "/")).collect();
+    leaver.join().unwrap();
+    assert!(answers.iter().all(|a| a.0 == 200), "{answers:?}");
 }
