@@ -61,11 +61,8 @@ fn door_port(project: &Project, load_balancer: &str, port: u16) -> u16 {
     }
 }
 
-#[test]
-fn the_front_door_routes_to_apps_that_really_serve_and_a_release_keeps_them_reachable() {
-    if !packer_available() {
-        return;
-    }
+/// `acme dev` with two instances deployed on a fresh emulator, and a front door for it.
+fn deployed_acme_dev() -> (Moto, Project, Running) {
     let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
     let project = Project::copy().with_apps();
     project.edit("customers/acme/dev.toml", "[capacity]\nmin = 1\nmax = 2", "[capacity]\nmin = 2\nmax = 2");
@@ -80,8 +77,18 @@ fn the_front_door_routes_to_apps_that_really_serve_and_a_release_keeps_them_reac
         let run = project.run_with(args, &env);
         assert_eq!(run.code, 0, "{args:?}: {run:?}");
     }
-    let door = project.command(&["local", "front-door"], &env).spawn().unwrap();
-    let _door = Running(door);
+    let door = Running(project.command(&["local", "front-door"], &env).spawn().unwrap());
+    (moto, project, door)
+}
+
+#[test]
+fn the_front_door_routes_to_apps_that_really_serve_and_a_release_keeps_them_reachable() {
+    if !packer_available() {
+        return;
+    }
+    let (moto, project, _door) = deployed_acme_dev();
+    let endpoint = moto.endpoint();
+    let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
     let https = door_port(&project, "vend-shared", 443);
     let http = door_port(&project, "vend-shared", 80);
 
@@ -152,22 +159,8 @@ fn a_request_whose_instance_closes_is_a_502_unless_the_instance_left_its_group_m
     if !packer_available() {
         return;
     }
-    let moto = Moto::start(&repo_root()).expect("start the local AWS emulator");
-    let project = Project::copy().with_apps();
-    project.edit("customers/acme/dev.toml", "[capacity]\nmin = 1\nmax = 2", "[capacity]\nmin = 2\nmax = 2");
-    project.git_init("Initial");
+    let (moto, project, _door) = deployed_acme_dev();
     let endpoint = moto.endpoint();
-    let env = [("AWS_ENDPOINT_URL", endpoint.as_str())];
-    for args in [
-        &["platform", "deploy", "--local"][..],
-        &["ami", "acme", "dev", "--local"],
-        &["deploy", "acme", "dev", "--local"],
-    ] {
-        let run = project.run_with(args, &env);
-        assert_eq!(run.code, 0, "{args:?}: {run:?}");
-    }
-    let door = project.command(&["local", "front-door"], &env).spawn().unwrap();
-    let _door = Running(door);
     let https = door_port(&project, "vend-shared", 443);
 
     // One instance's app stopped, the test listening on its port instead.
